@@ -1,0 +1,112 @@
+//! Command-line grammar. Values are validated here, before any command runs, so
+//! a bad argument always becomes a one-line usage error with exit code 2.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Harbormaster: what every TCP and UDP port is, and what your connection exposes.
+#[derive(Debug, Parser)]
+#[command(name = "harbormaster", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the knowledge page of one port (both transports unless narrowed).
+    Port(PortArgs),
+    /// Search names, descriptions and malware names, best match first.
+    Search(SearchArgs),
+    /// Work with the knowledge base as a whole.
+    Db {
+        /// What to do with it.
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+}
+
+/// `harbormaster port`.
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    /// Port number, 0–65535.
+    #[arg(value_parser = parse_port, allow_negative_numbers = true)]
+    pub port: u16,
+    /// Show only the TCP entry.
+    #[arg(long, conflicts_with = "udp")]
+    pub tcp: bool,
+    /// Show only the UDP entry.
+    #[arg(long)]
+    pub udp: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `harbormaster search`.
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// Words to look for (all must match), e.g. `netbus` or `remote desktop`.
+    #[arg(required = true, num_args = 1..)]
+    pub words: Vec<String>,
+    /// Show at most this many results (0 shows all).
+    #[arg(long, short = 'n', default_value_t = 20)]
+    pub limit: usize,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `harbormaster db …`.
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Write every registered or curated port/transport entry, with all fields.
+    Export {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Json)]
+        format: ExportFormat,
+    },
+}
+
+/// Formats `db export` can write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// One JSON document (schema `harbormaster-kb/1`).
+    Json,
+    /// RFC 4180 CSV with a header row; lists joined with "; ".
+    Csv,
+}
+
+/// Parses a port number, naming the valid range when it is not one.
+pub fn parse_port(s: &str) -> Result<u16, String> {
+    let t = s.trim();
+    match t.parse::<i128>() {
+        Ok(n) => u16::try_from(n).map_err(|_| format!("port {t} is out of range: valid ports are 0–65535")),
+        Err(_) => Err(format!("{t:?} is not a port number: give a whole number from 0 to 65535")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_parse_within_range_only() {
+        assert_eq!(parse_port("0"), Ok(0));
+        assert_eq!(parse_port("65535"), Ok(65535));
+        assert_eq!(parse_port(" 21 "), Ok(21));
+        assert!(parse_port("65536").unwrap_err().contains("0–65535"));
+        assert!(parse_port("-1").unwrap_err().contains("out of range"));
+        assert!(parse_port("99999999999999999999999999").unwrap_err().contains("0 to 65535"));
+        assert!(parse_port("abc").unwrap_err().contains("not a port number"));
+        assert!(parse_port("").is_err());
+        assert!(parse_port("2.5").is_err());
+    }
+
+    #[test]
+    fn grammar_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,128 @@
+//! `harbormaster`: the command-line front end.
+//!
+//! Exit codes: 0 success, 1 runtime failure, 2 usage error (bad argument or
+//! input). Errors are one line on stderr, prefixed `harbormaster:`.
+
+mod args;
+mod db;
+mod page;
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use clap::Parser;
+use clap::error::ErrorKind;
+use harbormaster_knowledge::{Proto, search};
+
+use crate::args::{Cli, Command, DbCommand};
+
+/// A failure, split by who has to fix it.
+enum Failure {
+    /// The user gave something invalid (exit 2).
+    Usage(String),
+    /// Something went wrong while running (exit 1).
+    Runtime(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Runtime(e)
+    }
+}
+
+impl From<io::Error> for Failure {
+    fn from(e: io::Error) -> Self {
+        Failure::Runtime(e.into())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => match e.kind() {
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => e.exit(),
+            ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                let _ = e.print();
+                return ExitCode::from(2);
+            }
+            _ => {
+                return report(Failure::Usage(first_line(&e.to_string())));
+            }
+        },
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => report(f),
+    }
+}
+
+fn report(failure: Failure) -> ExitCode {
+    match failure {
+        Failure::Usage(msg) => {
+            eprintln!("harbormaster: {msg}");
+            ExitCode::from(2)
+        }
+        Failure::Runtime(e) => {
+            // A closed pipe (`harbormaster db export | head`) is not a failure.
+            if e.chain().any(|c| {
+                c.downcast_ref::<io::Error>()
+                    .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("harbormaster: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Clap's messages put what was wrong in the first paragraph and hints after a
+/// blank line; keep the first paragraph, on one line.
+fn first_line(msg: &str) -> String {
+    let paragraph: Vec<&str> = msg
+        .trim_start()
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    paragraph.join(" ").trim_start_matches("error: ").to_string()
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    match cli.command {
+        Command::Port(a) => {
+            let protos: &[Proto] = match (a.tcp, a.udp) {
+                (true, false) => &[Proto::Tcp],
+                (false, true) => &[Proto::Udp],
+                _ => &Proto::ALL,
+            };
+            if a.json {
+                serde_json::to_writer_pretty(&mut out, &page::port_json(a.port, protos))
+                    .map_err(io::Error::from)?;
+                writeln!(out)?;
+            } else {
+                page::write_port_page(&mut out, a.port, protos)?;
+            }
+        }
+        Command::Search(a) => {
+            let query = a.words.join(" ");
+            let mut hits = search(&query).map_err(|e| Failure::Usage(e.to_string()))?;
+            if a.limit > 0 {
+                hits.truncate(a.limit);
+            }
+            if a.json {
+                serde_json::to_writer_pretty(&mut out, &hits).map_err(io::Error::from)?;
+                writeln!(out)?;
+            } else {
+                page::write_search_results(&mut out, &query, &hits)?;
+            }
+        }
+        Command::Db {
+            command: DbCommand::Export { format },
+        } => db::export(&mut out, format)?,
+    }
+    out.flush()?;
+    Ok(())
+}
