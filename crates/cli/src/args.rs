@@ -81,9 +81,17 @@ pub enum ExportFormat {
 /// Parses a port number, naming the valid range when it is not one.
 pub fn parse_port(s: &str) -> Result<u16, String> {
     let t = s.trim();
-    match t.parse::<i128>() {
-        Ok(n) => u16::try_from(n).map_err(|_| format!("port {t} is out of range: valid ports are 0–65535")),
-        Err(_) => Err(format!("{t:?} is not a port number: give a whole number from 0 to 65535")),
+    let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "{t:?} is not a port number: give a whole number from 0 to 65535"
+        ));
+    }
+    match t.strip_prefix('+').unwrap_or(t).parse::<u16>() {
+        Ok(port) => Ok(port),
+        Err(_) => Err(format!(
+            "port {t} is out of range: valid ports are 0–65535"
+        )),
     }
 }
 
@@ -98,7 +106,9 @@ mod tests {
         assert_eq!(parse_port(" 21 "), Ok(21));
         assert!(parse_port("65536").unwrap_err().contains("0–65535"));
         assert!(parse_port("-1").unwrap_err().contains("out of range"));
-        assert!(parse_port("99999999999999999999999999").unwrap_err().contains("0 to 65535"));
+        let huge = "9".repeat(60);
+        assert!(parse_port(&huge).unwrap_err().contains("out of range"));
+        assert_eq!(parse_port("+80"), Ok(80));
         assert!(parse_port("abc").unwrap_err().contains("not a port number"));
         assert!(parse_port("").is_err());
         assert!(parse_port("2.5").is_err());
