@@ -19,6 +19,8 @@ pub enum Command {
     Port(PortArgs),
     /// Search names, descriptions and malware names, best match first.
     Search(SearchArgs),
+    /// Probe a host's TCP ports: open, closed, filtered or stealth.
+    Scan(ScanArgs),
     /// Work with the knowledge base as a whole.
     Db {
         /// What to do with it.
@@ -42,6 +44,55 @@ pub struct PortArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `harbormaster scan`.
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// An IPv4/IPv6 address, a host name, or a CIDR block (at most a /16).
+    pub target: String,
+    /// Ports: 21, 20-25, 21,80,443, all (or -), common (the 26 ShieldsUP ports), service (0-1055).
+    #[arg(short = 'p', long = "ports", default_value = "service", allow_hyphen_values = true)]
+    pub ports: String,
+    /// auto uses SYN when raw sockets are allowed (root or CAP_NET_RAW), connect otherwise.
+    #[arg(long, value_enum, default_value_t = ScanMode::Auto)]
+    pub mode: ScanMode,
+    /// Most probes per second (default: as fast as the path allows).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate: Option<u32>,
+    /// Tries per silent port before it is called stealth, 1-16 (default: at least 3, more when loss is measured).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=16))]
+    pub tries: Option<u8>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+    /// Write the output to this file instead of standard output.
+    #[arg(short = 'o', long = "output")]
+    pub output: Option<std::path::PathBuf>,
+}
+
+/// How to probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScanMode {
+    /// SYN when privileged, else connect.
+    Auto,
+    /// Raw-socket SYN probes (root or CAP_NET_RAW; IPv4).
+    Syn,
+    /// Ordinary connect() calls (no privilege; IPv4 and IPv6).
+    Connect,
+}
+
+/// Scan output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Counts, then the ports worth a look, with what they are.
+    Text,
+    /// One document: scan metadata and every result.
+    Json,
+    /// One JSON object per port, streamed as results arrive.
+    Ndjson,
+    /// nmap-compatible XML (for ndiff and other nmap tooling).
+    Xml,
 }
 
 /// `harbormaster search`.

@@ -6,6 +6,7 @@
 mod args;
 mod db;
 mod page;
+mod scan;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -122,6 +123,18 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Db {
             command: DbCommand::Export { format },
         } => db::export(&mut out, format)?,
+        Command::Scan(a) => {
+            if let Some(path) = &a.output {
+                let file = std::fs::File::create(path).map_err(|e| {
+                    Failure::Usage(format!("cannot write {}: {e}", path.display()))
+                })?;
+                let mut w = io::BufWriter::new(file);
+                scan::run(&a, &mut w)?;
+                w.flush()?;
+            } else {
+                scan::run(&a, &mut out)?;
+            }
+        }
     }
     out.flush()?;
     Ok(())

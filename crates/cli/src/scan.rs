@@ -1,0 +1,483 @@
+//! `harbormaster scan`: validate everything first, pick the mode, probe, and
+//! stream results to the chosen format.
+
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use harbormaster_knowledge::{Proto, lookup};
+use harbormaster_probe::{
+    ConnectConfig, Engine, EngineConfig, PortList, PortResult, PortState, RawTransport, Reason,
+    ScanEvent, ScanRequest, ScanSummary, compress_ranges, connect_scan, raw_sockets_allowed,
+    resolve, source_address,
+};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::Failure;
+use crate::args::{OutputFormat, ScanArgs, ScanMode};
+
+/// The mode that actually ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Raw-socket SYN probing.
+    Syn,
+    /// Ordinary connect() probing.
+    Connect,
+}
+
+/// A validated scan: everything that can be wrong with the input has been checked.
+struct Plan {
+    targets: Vec<IpAddr>,
+    ports: PortList,
+    mode: Mode,
+    tries: Option<u8>,
+    rate: Option<u32>,
+}
+
+fn plan(args: &ScanArgs) -> Result<Plan, Failure> {
+    let ports = PortList::parse(&args.ports).map_err(|e| Failure::Usage(e.to_string()))?;
+    let targets = resolve(&args.target).map_err(|e| Failure::Usage(e.to_string()))?;
+    let all_v4 = targets.iter().all(IpAddr::is_ipv4);
+    let mode = match args.mode {
+        ScanMode::Connect => Mode::Connect,
+        ScanMode::Syn => {
+            if !all_v4 {
+                return Err(Failure::Usage(
+                    "SYN mode probes IPv4 targets only for now; use --mode connect for IPv6".into(),
+                ));
+            }
+            if !raw_sockets_allowed() {
+                return Err(Failure::Usage(
+                    "SYN mode needs raw sockets: run as root or grant CAP_NET_RAW (setcap cap_net_raw+ep), or use --mode connect".into(),
+                ));
+            }
+            Mode::Syn
+        }
+        ScanMode::Auto => {
+            if all_v4 && raw_sockets_allowed() {
+                Mode::Syn
+            } else {
+                Mode::Connect
+            }
+        }
+    };
+    Ok(Plan {
+        targets,
+        ports,
+        mode,
+        tries: args.tries,
+        rate: args.rate,
+    })
+}
+
+/// One target's outcome.
+#[derive(Serialize)]
+struct TargetReport {
+    target: IpAddr,
+    #[serde(serialize_with = "summary_json")]
+    summary: ScanSummary,
+    results: Vec<PortResult>,
+}
+
+/// Runs the scan described by `args`, writing to `out`.
+pub fn run(args: &ScanArgs, out: &mut dyn Write) -> Result<(), Failure> {
+    let plan = plan(args)?;
+    let started = SystemTime::now();
+    let clock = Instant::now();
+    let total = plan.targets.len() as u64 * plan.ports.len() as u64;
+    let progress = ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
+    progress.set_style(
+        ProgressStyle::with_template("{spinner} {pos}/{len} ports  {per_sec}  eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    if !progress.is_hidden() {
+        eprintln!(
+            "harbormaster: {} mode, {} port(s) on {} target(s)",
+            match plan.mode {
+                Mode::Syn => "SYN",
+                Mode::Connect => "connect",
+            },
+            plan.ports.len(),
+            plan.targets.len()
+        );
+    }
+    let ndjson = args.format == OutputFormat::Ndjson;
+    let mut stream_error: Option<io::Error> = None;
+    let mut on_result = |r: &PortResult| {
+        progress.inc(1);
+        if ndjson && stream_error.is_none() {
+            let line = serde_json::to_string(r).map_err(io::Error::from).and_then(|s| writeln!(out, "{s}"));
+            if let Err(e) = line {
+                stream_error = Some(e);
+            }
+        }
+    };
+    let reports = match plan.mode {
+        Mode::Syn => run_syn(&plan, &mut on_result)?,
+        Mode::Connect => run_connect(&plan, &mut on_result)?,
+    };
+    progress.finish_and_clear();
+    if let Some(e) = stream_error {
+        return Err(Failure::Runtime(e.into()));
+    }
+    if let Some(err) = reports.iter().find_map(|r| r.summary.error.clone()) {
+        return Err(Failure::Runtime(anyhow::anyhow!(err)));
+    }
+    let elapsed = clock.elapsed();
+    match args.format {
+        OutputFormat::Ndjson => {}
+        OutputFormat::Text => write_text(out, &plan, &reports, elapsed)?,
+        OutputFormat::Json => {
+            let doc = JsonReport {
+                scanner: "harbormaster",
+                version: env!("CARGO_PKG_VERSION"),
+                mode: plan.mode,
+                ports: plan.ports.to_string(),
+                started_unix: unix(started),
+                elapsed_s: elapsed.as_secs_f64(),
+                targets: &reports,
+            };
+            serde_json::to_writer_pretty(&mut *out, &doc).map_err(io::Error::from)?;
+            writeln!(out)?;
+        }
+        OutputFormat::Xml => write_xml(out, &plan, &reports, started, elapsed)?,
+    }
+    Ok(())
+}
+
+fn run_syn(plan: &Plan, on_result: &mut dyn FnMut(&PortResult)) -> Result<Vec<TargetReport>, Failure> {
+    let transport = RawTransport::open().map_err(|e| Failure::Runtime(e.into()))?;
+    let engine = Engine::start(
+        transport,
+        EngineConfig {
+            max_rate: plan.rate,
+            ..EngineConfig::default()
+        },
+        source_address,
+    );
+    let (tx, rx) = mpsc::channel();
+    let mut pending = plan.targets.iter().copied();
+    let mut running = 0;
+    let mut reports = Vec::new();
+    let mut results: std::collections::HashMap<IpAddr, Vec<PortResult>> = Default::default();
+    let mut submit = |target: IpAddr, running: &mut usize| -> Result<(), Failure> {
+        let tx = tx.clone();
+        engine
+            .submit(
+                ScanRequest {
+                    target,
+                    ports: plan.ports.clone(),
+                    tries: plan.tries,
+                    rate: None,
+                },
+                Box::new(move |ev| {
+                    let _ = tx.send(ev);
+                }),
+            )
+            .map_err(|e| Failure::Runtime(e.into()))?;
+        *running += 1;
+        Ok(())
+    };
+    // Keep a bounded number of targets in flight; the engine shares its budget fairly.
+    for target in pending.by_ref().take(64) {
+        submit(target, &mut running)?;
+    }
+    while running > 0 {
+        match rx.recv() {
+            Ok(ScanEvent::Port(r)) => {
+                on_result(&r);
+                results.entry(r.target).or_default().push(r);
+            }
+            Ok(ScanEvent::Done(summary)) => {
+                running -= 1;
+                let mut rs = results.remove(&summary.target).unwrap_or_default();
+                rs.sort_by_key(|r| r.port);
+                reports.push(TargetReport {
+                    target: summary.target,
+                    summary,
+                    results: rs,
+                });
+                if let Some(t) = pending.next() {
+                    submit(t, &mut running)?;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    reports.sort_by_key(|r| r.target);
+    Ok(reports)
+}
+
+fn run_connect(plan: &Plan, on_result: &mut dyn FnMut(&PortResult)) -> Result<Vec<TargetReport>, Failure> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    let mut reports = Vec::new();
+    for &target in &plan.targets {
+        let mut results = Vec::new();
+        let summary = rt.block_on(connect_scan(
+            target,
+            &plan.ports,
+            ConnectConfig {
+                tries: plan.tries,
+                rate: plan.rate,
+                ..ConnectConfig::default()
+            },
+            |r| {
+                on_result(&r);
+                results.push(r);
+            },
+        ));
+        results.sort_by_key(|r| r.port);
+        reports.push(TargetReport {
+            target,
+            summary,
+            results,
+        });
+    }
+    Ok(reports)
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    scanner: &'static str,
+    version: &'static str,
+    mode: Mode,
+    ports: String,
+    started_unix: u64,
+    elapsed_s: f64,
+    targets: &'a [TargetReport],
+}
+
+fn summary_json<S: serde::Serializer>(s: &ScanSummary, ser: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = ser.serialize_map(None)?;
+    m.serialize_entry("ports", &s.ports)?;
+    for state in PortState::ALL {
+        m.serialize_entry(state.as_str(), &s.counts[state as usize])?;
+    }
+    m.serialize_entry("probes_sent", &s.sent)?;
+    m.serialize_entry("answers_after_retry", &s.lost_before)?;
+    m.serialize_entry("tries_limit", &s.tries_limit)?;
+    m.serialize_entry("srtt_ms", &s.srtt.map(|d| d.as_secs_f64() * 1e3))?;
+    m.serialize_entry("elapsed_s", &s.elapsed.as_secs_f64())?;
+    m.end()
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Text: counts first, then every port not in the most common state, with what
+/// the knowledge base says it is.
+fn write_text(out: &mut dyn Write, plan: &Plan, reports: &[TargetReport], elapsed: Duration) -> io::Result<()> {
+    for r in reports {
+        let s = &r.summary;
+        writeln!(
+            out,
+            "{}: {} ports in {:.2} s ({} mode)",
+            r.target,
+            s.ports,
+            elapsed.as_secs_f64(),
+            match plan.mode {
+                Mode::Syn => "SYN",
+                Mode::Connect => "connect",
+            }
+        )?;
+        let counts: Vec<String> = PortState::ALL
+            .iter()
+            .map(|st| format!("{} {}", s.counts[*st as usize], st))
+            .collect();
+        writeln!(out, "  {}", counts.join(", "))?;
+        let default = PortState::ALL
+            .iter()
+            .copied()
+            .max_by_key(|st| s.counts[*st as usize])
+            .unwrap_or(PortState::Closed);
+        writeln!(out, "  not shown: {} {default} ports", s.counts[default as usize])?;
+        for state in PortState::ALL {
+            if state == default || s.counts[state as usize] == 0 {
+                continue;
+            }
+            let ports: Vec<&PortResult> = r.results.iter().filter(|p| p.state == state).collect();
+            writeln!(out)?;
+            if ports.len() > 64 && state != PortState::Open {
+                let list: Vec<u16> = ports.iter().map(|p| p.port).collect();
+                writeln!(out, "  {state} ({}): {}", ports.len(), compress_ranges(&list))?;
+                continue;
+            }
+            writeln!(out, "  {:<10}{:<10}{:<14}{:<18}purpose", "PORT", "STATE", "REASON", "SERVICE")?;
+            for p in ports {
+                let info = lookup(p.port, Proto::Tcp);
+                let mut summary = info.summary().to_string();
+                if summary.chars().count() > 60 {
+                    summary = summary.chars().take(59).collect::<String>() + "…";
+                }
+                writeln!(
+                    out,
+                    "  {:<10}{:<10}{:<14}{:<18}{}",
+                    format!("{}/tcp", p.port),
+                    p.state,
+                    p.reason.to_string(),
+                    info.name(),
+                    summary
+                )?;
+            }
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// nmap's name for a reason, so nmap tooling reads our XML.
+fn nmap_reason(r: Reason) -> String {
+    match r {
+        Reason::SynAck | Reason::Connected => "syn-ack".into(),
+        Reason::Rst => "reset".into(),
+        Reason::ConnRefused => "conn-refused".into(),
+        Reason::NoResponse => "no-response".into(),
+        Reason::HostUnreachable => "host-unreach".into(),
+        Reason::NetUnreachable => "net-unreach".into(),
+        Reason::Icmp { v6: false, icmp_type: 3, code } => match code {
+            0 => "net-unreach",
+            1 => "host-unreach",
+            2 => "proto-unreach",
+            3 => "port-unreach",
+            9 => "net-prohibited",
+            10 => "host-prohibited",
+            13 => "admin-prohibited",
+            _ => "unknown-response",
+        }
+        .into(),
+        Reason::Icmp { v6: true, icmp_type: 1, code } => match code {
+            1 => "admin-prohibited",
+            3 => "host-unreach",
+            4 => "port-unreach",
+            _ => "unknown-response",
+        }
+        .into(),
+        Reason::Icmp { .. } => "unknown-response".into(),
+    }
+}
+
+/// nmap has no "stealth": a port that answered nothing is "filtered" there.
+fn nmap_state(s: PortState) -> &'static str {
+    match s {
+        PortState::Open => "open",
+        PortState::Closed => "closed",
+        PortState::Filtered | PortState::Stealth => "filtered",
+    }
+}
+
+/// nmap-compatible XML (nmap.dtd, xmloutputversion 1.05): ndiff and importers read it.
+fn write_xml(
+    out: &mut dyn Write,
+    plan: &Plan,
+    reports: &[TargetReport],
+    started: SystemTime,
+    elapsed: Duration,
+) -> io::Result<()> {
+    let start = unix(started);
+    let end = start + elapsed.as_secs();
+    let args: Vec<String> = std::env::args().collect();
+    let scan_type = match plan.mode {
+        Mode::Syn => "syn",
+        Mode::Connect => "connect",
+    };
+    writeln!(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>")?;
+    writeln!(out, "<!DOCTYPE nmaprun>")?;
+    writeln!(
+        out,
+        "<nmaprun scanner=\"harbormaster\" args=\"{}\" start=\"{start}\" version=\"{}\" xmloutputversion=\"1.05\">",
+        xml_escape(&args.join(" ")),
+        env!("CARGO_PKG_VERSION")
+    )?;
+    writeln!(
+        out,
+        "<scaninfo type=\"{scan_type}\" protocol=\"tcp\" numservices=\"{}\" services=\"{}\"/>",
+        plan.ports.len(),
+        plan.ports
+    )?;
+    writeln!(out, "<verbose level=\"0\"/>\n<debugging level=\"0\"/>")?;
+    for r in reports {
+        writeln!(out, "<host starttime=\"{start}\" endtime=\"{end}\">")?;
+        writeln!(out, "<status state=\"up\" reason=\"user-set\" reason_ttl=\"0\"/>")?;
+        let family = if r.target.is_ipv4() { "ipv4" } else { "ipv6" };
+        writeln!(out, "<address addr=\"{}\" addrtype=\"{family}\"/>", r.target)?;
+        writeln!(out, "<hostnames>\n</hostnames>\n<ports>")?;
+        // The most common nmap state is summarised as extraports, as nmap does.
+        let mut per_state: std::collections::BTreeMap<&str, usize> = Default::default();
+        for p in &r.results {
+            *per_state.entry(nmap_state(p.state)).or_default() += 1;
+        }
+        let extra = per_state
+            .iter()
+            .max_by_key(|(_, n)| **n)
+            .filter(|(_, n)| **n > 20)
+            .map(|(s, _)| *s);
+        if let Some(extra) = extra {
+            let mut reasons: std::collections::BTreeMap<String, Vec<u16>> = Default::default();
+            for p in r.results.iter().filter(|p| nmap_state(p.state) == extra) {
+                reasons.entry(nmap_reason(p.reason)).or_default().push(p.port);
+            }
+            writeln!(out, "<extraports state=\"{extra}\" count=\"{}\">", per_state[extra])?;
+            for (reason, ports) in reasons {
+                writeln!(
+                    out,
+                    "<extrareasons reason=\"{reason}\" count=\"{}\" proto=\"tcp\" ports=\"{}\"/>",
+                    ports.len(),
+                    compress_ranges(&ports)
+                )?;
+            }
+            writeln!(out, "</extraports>")?;
+        }
+        for p in r.results.iter().filter(|p| Some(nmap_state(p.state)) != extra) {
+            let info = lookup(p.port, Proto::Tcp);
+            writeln!(
+                out,
+                "<port protocol=\"tcp\" portid=\"{}\"><state state=\"{}\" reason=\"{}\" reason_ttl=\"{}\"/><service name=\"{}\" method=\"table\" conf=\"3\"/></port>",
+                p.port,
+                nmap_state(p.state),
+                nmap_reason(p.reason),
+                p.ttl.unwrap_or(0),
+                xml_escape(info.name()),
+            )?;
+        }
+        writeln!(out, "</ports>")?;
+        if let Some(srtt) = r.summary.srtt {
+            let us = srtt.as_micros();
+            writeln!(out, "<times srtt=\"{us}\" rttvar=\"{us}\" to=\"{}\"/>", us * 4 + 100_000)?;
+        }
+        writeln!(out, "</host>")?;
+    }
+    writeln!(out, "<runstats><finished time=\"{end}\" elapsed=\"{:.2}\" summary=\"Harbormaster scanned {} host(s) in {:.2} seconds\" exit=\"success\"/><hosts up=\"{}\" down=\"0\" total=\"{}\"/>\n</runstats>\n</nmaprun>",
+        elapsed.as_secs_f64(), reports.len(), elapsed.as_secs_f64(), reports.len(), reports.len())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nmap_vocabulary() {
+        assert_eq!(nmap_state(PortState::Stealth), "filtered");
+        assert_eq!(nmap_reason(Reason::Rst), "reset");
+        assert_eq!(
+            nmap_reason(Reason::Icmp { v6: false, icmp_type: 3, code: 13 }),
+            "admin-prohibited"
+        );
+        assert_eq!(xml_escape("a<b&\"c\""), "a&lt;b&amp;&quot;c&quot;");
+    }
+}

@@ -1,0 +1,183 @@
+//! `harbormaster scan` run as a real binary: argument errors everywhere, and
+//! real scans inside test namespaces when run as root.
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use assert_cmd::cargo::CommandCargoExt;
+use harbormaster_testnet::{TargetSpec, TestNet};
+use serde_json::Value;
+
+fn hm() -> Command {
+    Command::cargo_bin("harbormaster").unwrap()
+}
+
+fn usage_error(args: &[&str]) -> String {
+    let out = hm().args(args).output().unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert_eq!(err.lines().count(), 1, "{args:?}: {err:?}");
+    assert!(err.starts_with("harbormaster: ") && !err.contains("panicked"), "{err}");
+    err
+}
+
+#[test]
+fn bad_scan_arguments_are_usage_errors() {
+    assert!(usage_error(&["scan", "127.0.0.1", "-p", "70000"]).contains("out of range"));
+    assert!(usage_error(&["scan", "127.0.0.1", "-p", "5-1"]).contains("backwards"));
+    assert!(usage_error(&["scan", "127.0.0.1", "-p", ""]).contains("empty"));
+    assert!(usage_error(&["scan", "no-such-host.invalid"]).contains("cannot resolve"));
+    assert!(usage_error(&["scan", "127.0.0.1", "--rate", "0"]).contains("--rate"));
+    assert!(usage_error(&["scan", "127.0.0.1", "--tries", "0"]).contains("--tries"));
+    assert!(usage_error(&["scan", "127.0.0.1", "--tries", "17"]).contains("--tries"));
+    assert!(usage_error(&["scan", "127.0.0.1", "--format", "yaml"]).contains("yaml"));
+    assert!(usage_error(&["scan", "10.0.0.0/8"]).contains("split it"));
+    assert!(usage_error(&["scan", "::1", "--mode", "syn"]).contains("IPv6"));
+}
+
+/// Without privilege, `--mode syn` is refused with a hint; needs `setpriv` to drop root.
+#[test]
+fn syn_mode_without_privilege_is_refused() {
+    let is_root = nix_is_root();
+    let mut cmd = if is_root {
+        let Ok(out) = Command::new("setpriv").arg("--version").output() else {
+            eprintln!("skipped: setpriv (util-linux) not installed, cannot drop root");
+            return;
+        };
+        assert!(out.status.success());
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
+            .arg(assert_cmd::cargo::cargo_bin("harbormaster"));
+        c
+    } else {
+        hm()
+    };
+    let out = cmd.args(["scan", "127.0.0.1", "-p", "80", "--mode", "syn"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("CAP_NET_RAW"), "{err}");
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Loopback connect scan: needs no privilege and touches nothing outside this host.
+#[test]
+fn connect_scan_of_loopback_finds_a_listener() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port().to_string();
+    let out = hm()
+        .args(["scan", "127.0.0.1", "-p", &port, "--mode", "connect", "--format", "ndjson"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let line: Value = serde_json::from_slice(out.stdout.trim_ascii()).unwrap();
+    assert_eq!(line["state"], "open");
+    assert_eq!(line["reason"], "connected");
+    assert_eq!(line["port"].to_string(), port);
+}
+
+fn spec() -> TargetSpec {
+    TargetSpec {
+        open: vec![22, 80, 443, 3000, 8080],
+        dropped: vec![0, 23, 135, 139, 445, 3389],
+        filtered: vec![25, 110, 1900],
+        ..TargetSpec::default()
+    }
+}
+
+fn expected(spec: &TargetSpec, port: u16) -> &'static str {
+    if spec.open.contains(&port) {
+        "open"
+    } else if spec.dropped.contains(&port) {
+        "stealth"
+    } else if spec.filtered.contains(&port) {
+        "filtered"
+    } else {
+        "closed"
+    }
+}
+
+macro_rules! testnet_or_skip {
+    ($spec:expr) => {
+        match TestNet::create($spec) {
+            Ok(net) => net,
+            Err(skip) => {
+                eprintln!("{skip}");
+                return;
+            }
+        }
+    };
+}
+
+fn scan_in(net: &TestNet, extra: &[&str]) -> std::process::Output {
+    let mut cmd = net.scanner_command(assert_cmd::cargo::cargo_bin("harbormaster"));
+    cmd.args(["scan", "198.18.0.2", "-p", "0-4095"]).args(extra);
+    cmd.output().unwrap()
+}
+
+#[test]
+fn ndjson_has_every_port_with_the_right_state_in_both_modes() {
+    let spec = spec();
+    let net = testnet_or_skip!(&spec);
+    for mode in ["syn", "connect"] {
+        let out = scan_in(&net, &["--format", "ndjson", "--mode", mode]);
+        assert!(out.status.success(), "{mode}: {}", String::from_utf8_lossy(&out.stderr));
+        let mut seen = HashMap::new();
+        for line in String::from_utf8(out.stdout).unwrap().lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            for key in ["port", "proto", "state", "reason", "rtt_ms", "tries"] {
+                assert!(v.get(key).is_some(), "{mode}: missing {key} in {line}");
+            }
+            let port = v["port"].as_u64().unwrap() as u16;
+            assert!(seen.insert(port, v["state"].as_str().unwrap().to_string()).is_none());
+        }
+        assert_eq!(seen.len(), 4096, "{mode}");
+        for (port, state) in &seen {
+            assert_eq!(state, expected(&spec, *port), "{mode}: port {port}");
+        }
+    }
+}
+
+#[test]
+fn json_text_and_xml_reports() {
+    let spec = spec();
+    let net = testnet_or_skip!(&spec);
+
+    let out = scan_in(&net, &["--format", "json"]);
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["mode"], "syn", "auto picks SYN when privileged");
+    let t = &v["targets"][0];
+    assert_eq!(t["summary"]["open"], 5);
+    assert_eq!(t["summary"]["stealth"], 6);
+    assert_eq!(t["summary"]["filtered"], 3);
+    assert_eq!(t["results"].as_array().unwrap().len(), 4096);
+
+    let out = scan_in(&net, &["--format", "text"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("5 open, 4082 closed, 3 filtered, 6 stealth"), "{text}");
+    assert!(text.contains("22/tcp") && text.contains("ssh"), "{text}");
+    assert!(text.contains("not shown: 4082 closed"), "{text}");
+
+    let dir = std::env::temp_dir().join(format!("hm-xml-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("scan.xml");
+    let out = scan_in(&net, &["--format", "xml", "-o", file.to_str().unwrap()]);
+    assert!(out.status.success() && out.stdout.is_empty());
+    let xml = std::fs::read_to_string(&file).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(xml.starts_with("<?xml") && xml.trim_end().ends_with("</nmaprun>"));
+    assert!(xml.contains("<extraports state=\"closed\" count=\"4082\">"), "{xml}");
+    assert!(xml.contains("portid=\"22\"><state state=\"open\" reason=\"syn-ack\""), "{xml}");
+    assert!(xml.contains("portid=\"25\"><state state=\"filtered\" reason=\"admin-prohibited\""), "{xml}");
+    assert!(xml.contains("portid=\"23\"><state state=\"filtered\" reason=\"no-response\""), "{xml}");
+}

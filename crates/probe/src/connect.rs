@@ -1,0 +1,353 @@
+//! Connect mode: probes with ordinary `connect()` calls, so it needs no
+//! privilege and works for IPv6. The kernel does the handshake; we read the
+//! outcome: connected → open, ECONNREFUSED → closed, host/net unreachable (an
+//! ICMP error reached the kernel) → filtered, timeout on every try → stealth.
+//!
+//! Sockets close with SO_LINGER 0 (an immediate RST, no TIME_WAIT), and a local
+//! shortage (EMFILE, EADDRNOTAVAIL, ENOBUFS…) is never reported as a port
+//! state: the probe backs off and tries again without spending a try.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Socket, Type};
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::cookie::CookieKey;
+use crate::engine::{MIN_TRIES, ScanSummary, TRIES_PER_BLOCK};
+use crate::permute::Permutation;
+use crate::result::{PortResult, PortState, Reason, Transport as Proto};
+use crate::spec::PortList;
+use crate::timing::{RateLimiter, RttEstimator, needed_tries};
+
+/// How long a local shortage may last before the scan gives up.
+const LOCAL_ERROR_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Settings of a connect scan.
+#[derive(Debug, Clone)]
+pub struct ConnectConfig {
+    /// Fixed tries per silent port; `None` adapts to measured loss (at least 3).
+    pub tries: Option<u8>,
+    /// Connections in flight at once; `None` derives it from the open-file limit
+    /// and the ephemeral port range.
+    pub concurrency: Option<usize>,
+    /// Timeout before any connect has completed.
+    pub initial_timeout: Duration,
+    /// Shortest timeout.
+    pub min_timeout: Duration,
+    /// Longest timeout.
+    pub max_timeout: Duration,
+    /// Cap on connection attempts per second.
+    pub rate: Option<u32>,
+}
+
+impl Default for ConnectConfig {
+    fn default() -> Self {
+        ConnectConfig {
+            tries: None,
+            concurrency: None,
+            initial_timeout: Duration::from_millis(500),
+            min_timeout: Duration::from_millis(20),
+            max_timeout: Duration::from_secs(3),
+            rate: None,
+        }
+    }
+}
+
+struct Shared {
+    rtt: RttEstimator,
+    rate: Option<RateLimiter>,
+    answers: u64,
+    lost_before: u64,
+    decided: u64,
+    total: u64,
+    fixed_tries: Option<u8>,
+}
+
+impl Shared {
+    fn tries_limit(&self) -> u8 {
+        if let Some(t) = self.fixed_tries {
+            return t;
+        }
+        let responsive = (self.answers * self.total / self.decided.max(1)).max(self.answers);
+        needed_tries(
+            self.answers,
+            self.lost_before,
+            responsive,
+            MIN_TRIES,
+            TRIES_PER_BLOCK as u8,
+        )
+    }
+}
+
+/// Scans `ports` of `target` with `connect()`, calling `on_result` for each port
+/// as soon as its result is final. Returns the summary; a local failure that
+/// outlasts the back-off ends the scan with `error` set.
+pub async fn connect_scan(
+    target: IpAddr,
+    ports: &PortList,
+    config: ConnectConfig,
+    mut on_result: impl FnMut(PortResult),
+) -> ScanSummary {
+    let started = Instant::now();
+    let concurrency = config
+        .concurrency
+        .unwrap_or_else(default_concurrency)
+        .max(1);
+    let shared = Arc::new(Mutex::new(Shared {
+        rtt: RttEstimator::new(config.initial_timeout, config.min_timeout, config.max_timeout),
+        rate: config.rate.map(RateLimiter::new),
+        answers: 0,
+        lost_before: 0,
+        decided: 0,
+        total: ports.len() as u64,
+        fixed_tries: config.tries.map(|t| t.clamp(1, TRIES_PER_BLOCK as u8)),
+    }));
+    let (tx, mut rx) = mpsc::unbounded_channel::<Result<PortResult, String>>();
+    let permits = Arc::new(Semaphore::new(concurrency));
+    let order = Permutation::new(ports.len() as u64, CookieKey::random());
+    let mut summary = ScanSummary {
+        target,
+        ports: 0,
+        counts: [0; 4],
+        sent: 0,
+        duplicates: 0,
+        rejected: 0,
+        lost_before: 0,
+        tries_limit: MIN_TRIES,
+        srtt: None,
+        elapsed: Duration::ZERO,
+        cancelled: false,
+        error: None,
+    };
+    let mut record = |msg: Result<PortResult, String>, summary: &mut ScanSummary| match msg {
+        Ok(r) => {
+            summary.ports += 1;
+            summary.counts[r.state as usize] += 1;
+            summary.sent += u64::from(r.tries);
+            on_result(r);
+        }
+        Err(e) => {
+            summary.error.get_or_insert(e);
+        }
+    };
+    for i in 0..order.len() {
+        let port = ports.ports()[order.nth(i) as usize];
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        while let Ok(msg) = rx.try_recv() {
+            record(msg, &mut summary);
+        }
+        if summary.error.is_some() {
+            break;
+        }
+        let tx = tx.clone();
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let result = probe_port(target, port, &shared).await;
+            let _ = tx.send(result);
+            drop(permit);
+        });
+    }
+    drop(tx);
+    while let Some(msg) = rx.recv().await {
+        record(msg, &mut summary);
+    }
+    let s = shared.lock().unwrap_or_else(|p| p.into_inner());
+    summary.lost_before = s.lost_before;
+    summary.tries_limit = s.tries_limit();
+    summary.srtt = s.rtt.srtt();
+    summary.elapsed = started.elapsed();
+    summary
+}
+
+async fn probe_port(
+    target: IpAddr,
+    port: u16,
+    shared: &Mutex<Shared>,
+) -> Result<PortResult, String> {
+    let addr = SocketAddr::new(target, port);
+    let mut tries: u8 = 0;
+    let mut shortage_since: Option<Instant> = None;
+    loop {
+        let (timeout, wait) = {
+            let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
+            let wait = match &mut s.rate {
+                Some(r) => (r.take(Instant::now(), 1) == 0).then(|| r.wait()),
+                None => None,
+            };
+            (s.rtt.rto(), wait)
+        };
+        if let Some(w) = wait {
+            tokio::time::sleep(w.max(Duration::from_micros(100))).await;
+            continue;
+        }
+        let sent = Instant::now();
+        let outcome = attempt(addr, timeout).await;
+        let reason = match outcome {
+            Attempt::Answer(reason) => reason,
+            Attempt::Timeout => {
+                tries += 1;
+                let limit = shared.lock().unwrap_or_else(|p| p.into_inner()).tries_limit();
+                if tries >= limit {
+                    let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
+                    s.decided += 1;
+                    return Ok(result(target, port, Reason::NoResponse, None, tries));
+                }
+                continue;
+            }
+            Attempt::LocalShortage(e) => {
+                let since = *shortage_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > LOCAL_ERROR_PATIENCE {
+                    return Err(format!(
+                        "local resources exhausted for {}s while probing port {port}: {e}",
+                        LOCAL_ERROR_PATIENCE.as_secs()
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            }
+            Attempt::Fatal(e) => return Err(format!("probing port {port}: {e}")),
+        };
+        let rtt = sent.elapsed();
+        let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
+        s.rtt.sample(rtt);
+        s.decided += 1;
+        if reason.state() != PortState::Filtered {
+            s.answers += 1;
+            if tries > 0 {
+                s.lost_before += 1;
+            }
+        }
+        return Ok(result(target, port, reason, Some(rtt), tries + 1));
+    }
+}
+
+fn result(target: IpAddr, port: u16, reason: Reason, rtt: Option<Duration>, tries: u8) -> PortResult {
+    PortResult {
+        target,
+        port,
+        proto: Proto::Tcp,
+        state: reason.state(),
+        reason,
+        rtt,
+        tries,
+        ttl: None,
+    }
+}
+
+enum Attempt {
+    Answer(Reason),
+    Timeout,
+    LocalShortage(io::Error),
+    Fatal(io::Error),
+}
+
+async fn attempt(addr: SocketAddr, timeout: Duration) -> Attempt {
+    let socket = match new_socket(addr) {
+        Ok(s) => s,
+        Err(e) => return classify_error(e),
+    };
+    match tokio::time::timeout(timeout, socket.connect(addr)).await {
+        Err(_) => Attempt::Timeout,
+        Ok(Ok(_stream)) => Attempt::Answer(Reason::Connected),
+        Ok(Err(e)) => classify_error(e),
+    }
+}
+
+fn new_socket(addr: SocketAddr) -> io::Result<tokio::net::TcpSocket> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    // Close with a RST: no TIME_WAIT, so ephemeral ports are reusable at once.
+    s.set_linger(Some(Duration::ZERO))?;
+    s.set_nonblocking(true)?;
+    s.set_cloexec(true)?;
+    Ok(tokio::net::TcpSocket::from_std_stream(s.into()))
+}
+
+fn classify_error(e: io::Error) -> Attempt {
+    match e.raw_os_error() {
+        Some(libc::ECONNREFUSED) => Attempt::Answer(Reason::ConnRefused),
+        Some(libc::EHOSTUNREACH) | Some(libc::EACCES) | Some(libc::EPERM) => {
+            Attempt::Answer(Reason::HostUnreachable)
+        }
+        Some(libc::ENETUNREACH) => Attempt::Answer(Reason::NetUnreachable),
+        Some(libc::ETIMEDOUT) => Attempt::Timeout,
+        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::EADDRNOTAVAIL)
+        | Some(libc::ENOBUFS) | Some(libc::ENOMEM) | Some(libc::EADDRINUSE)
+        | Some(libc::EAGAIN) | Some(libc::EINTR) => Attempt::LocalShortage(e),
+        _ => Attempt::Fatal(e),
+    }
+}
+
+/// Connections in flight: bounded by the open-file limit (minus a reserve for
+/// the rest of the program) and half the ephemeral port range, at most 8192.
+fn default_concurrency() -> usize {
+    let files = crate::sys::open_file_limit().unwrap_or(1024);
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|v| v.parse::<usize>().ok());
+            Some(it.next()??..=it.next()??)
+        })
+        .map(|r| r.count())
+        .unwrap_or(28_232);
+    (files.saturating_sub(64)).min(ephemeral / 2).clamp(1, 8192)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_errors_are_not_port_states() {
+        for errno in [libc::EMFILE, libc::EADDRNOTAVAIL, libc::ENOBUFS] {
+            assert!(matches!(
+                classify_error(io::Error::from_raw_os_error(errno)),
+                Attempt::LocalShortage(_)
+            ));
+        }
+        assert!(matches!(
+            classify_error(io::Error::from_raw_os_error(libc::ECONNREFUSED)),
+            Attempt::Answer(Reason::ConnRefused)
+        ));
+        assert!(matches!(
+            classify_error(io::Error::from_raw_os_error(libc::EHOSTUNREACH)),
+            Attempt::Answer(Reason::HostUnreachable)
+        ));
+    }
+
+    #[test]
+    fn concurrency_is_bounded() {
+        let c = default_concurrency();
+        assert!((1..=8192).contains(&c), "{c}");
+    }
+
+    /// Loopback only: a listener is open, a just-closed port is closed.
+    #[tokio::test]
+    async fn loopback_open_and_closed() {
+        let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let open_port = open.local_addr().unwrap().port();
+        let closed_port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let ports = PortList::from_ports(vec![open_port, closed_port]);
+        let mut results = Vec::new();
+        let summary = connect_scan(
+            "127.0.0.1".parse().unwrap(),
+            &ports,
+            ConnectConfig::default(),
+            |r| results.push(r),
+        )
+        .await;
+        results.sort_by_key(|r| r.port);
+        let state_of = |p| results.iter().find(|r| r.port == p).unwrap().state;
+        assert_eq!(state_of(open_port), PortState::Open);
+        assert_eq!(state_of(closed_port), PortState::Closed);
+        assert_eq!(summary.ports, 2);
+        assert!(summary.error.is_none());
+    }
+}

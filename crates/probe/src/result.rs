@@ -1,0 +1,207 @@
+//! What a probe observed: the four port states and the evidence behind each.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde::{Serialize, Serializer};
+
+/// The transport a result is for. Only TCP is probed today.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// TCP.
+    Tcp,
+}
+
+/// An observation of what came back, not a judgement of the port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortState {
+    /// A SYN-ACK (or a completed connect): something accepts connections.
+    Open,
+    /// A RST (connection refused): the host answers, nothing listens.
+    Closed,
+    /// An ICMP unreachable: something on the path answered that it blocks the port.
+    Filtered,
+    /// Nothing came back, after every retry.
+    Stealth,
+}
+
+impl PortState {
+    /// All states, in report order.
+    pub const ALL: [PortState; 4] = [
+        PortState::Open,
+        PortState::Closed,
+        PortState::Filtered,
+        PortState::Stealth,
+    ];
+
+    /// Lower-case name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PortState::Open => "open",
+            PortState::Closed => "closed",
+            PortState::Filtered => "filtered",
+            PortState::Stealth => "stealth",
+        }
+    }
+}
+
+impl fmt::Display for PortState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The evidence behind a state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// A SYN-ACK answered the SYN.
+    SynAck,
+    /// A RST answered the SYN.
+    Rst,
+    /// An ICMP (v4) or ICMPv6 error quoting our probe.
+    Icmp {
+        /// ICMPv6 rather than ICMPv4.
+        v6: bool,
+        /// ICMP type.
+        icmp_type: u8,
+        /// ICMP code.
+        code: u8,
+    },
+    /// Nothing came back.
+    NoResponse,
+    /// connect() completed.
+    Connected,
+    /// connect() was refused (ECONNREFUSED, i.e. a RST).
+    ConnRefused,
+    /// connect() reported the host unreachable (an ICMP error reached the kernel).
+    HostUnreachable,
+    /// connect() reported the network unreachable.
+    NetUnreachable,
+}
+
+impl Reason {
+    /// The state this evidence implies.
+    pub const fn state(self) -> PortState {
+        match self {
+            Reason::SynAck | Reason::Connected => PortState::Open,
+            Reason::Rst | Reason::ConnRefused => PortState::Closed,
+            Reason::Icmp { .. } | Reason::HostUnreachable | Reason::NetUnreachable => {
+                PortState::Filtered
+            }
+            Reason::NoResponse => PortState::Stealth,
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::SynAck => f.write_str("syn-ack"),
+            Reason::Rst => f.write_str("rst"),
+            Reason::Icmp {
+                v6: false,
+                icmp_type,
+                code,
+            } => write!(f, "icmp-{icmp_type}-{code}"),
+            Reason::Icmp {
+                v6: true,
+                icmp_type,
+                code,
+            } => write!(f, "icmpv6-{icmp_type}-{code}"),
+            Reason::NoResponse => f.write_str("no-response"),
+            Reason::Connected => f.write_str("connected"),
+            Reason::ConnRefused => f.write_str("conn-refused"),
+            Reason::HostUnreachable => f.write_str("host-unreach"),
+            Reason::NetUnreachable => f.write_str("net-unreach"),
+        }
+    }
+}
+
+impl Serialize for Reason {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// The result for one port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PortResult {
+    /// The address probed.
+    pub target: IpAddr,
+    /// The port probed.
+    pub port: u16,
+    /// Transport.
+    pub proto: Transport,
+    /// What came back.
+    pub state: PortState,
+    /// The evidence.
+    pub reason: Reason,
+    /// Round-trip time of the answered probe, when one was answered and its send time is known.
+    #[serde(rename = "rtt_ms", serialize_with = "millis")]
+    pub rtt: Option<Duration>,
+    /// Probes sent to this port.
+    pub tries: u8,
+    /// TTL (IPv4) or hop limit (IPv6) of the reply, when one came and it is known.
+    pub ttl: Option<u8>,
+}
+
+fn millis<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&((d.as_secs_f64() * 1e6).round() / 1e3)),
+        None => s.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_classify_and_print() {
+        let cases = [
+            (Reason::SynAck, PortState::Open, "syn-ack"),
+            (Reason::Rst, PortState::Closed, "rst"),
+            (
+                Reason::Icmp { v6: false, icmp_type: 3, code: 13 },
+                PortState::Filtered,
+                "icmp-3-13",
+            ),
+            (
+                Reason::Icmp { v6: true, icmp_type: 1, code: 1 },
+                PortState::Filtered,
+                "icmpv6-1-1",
+            ),
+            (Reason::NoResponse, PortState::Stealth, "no-response"),
+            (Reason::Connected, PortState::Open, "connected"),
+            (Reason::ConnRefused, PortState::Closed, "conn-refused"),
+            (Reason::HostUnreachable, PortState::Filtered, "host-unreach"),
+            (Reason::NetUnreachable, PortState::Filtered, "net-unreach"),
+        ];
+        for (reason, state, text) in cases {
+            assert_eq!(reason.state(), state);
+            assert_eq!(reason.to_string(), text);
+        }
+    }
+
+    #[test]
+    fn results_serialise_with_millisecond_rtt() {
+        let r = PortResult {
+            target: "198.18.0.2".parse().unwrap(),
+            port: 22,
+            proto: Transport::Tcp,
+            state: PortState::Open,
+            reason: Reason::SynAck,
+            rtt: Some(Duration::from_micros(1234)),
+            tries: 1,
+            ttl: Some(64),
+        };
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(json.contains("\"rtt_ms\":1.234"), "{json}");
+        assert!(json.contains("\"state\":\"open\""), "{json}");
+        assert!(json.contains("\"reason\":\"syn-ack\""), "{json}");
+        assert!(json.contains("\"proto\":\"tcp\""), "{json}");
+    }
+}

@@ -1,0 +1,278 @@
+//! Linux system calls the SYN engine needs and the standard library does not
+//! offer: batched raw sends (`sendmmsg`), batched receives (`recvmmsg`), packet
+//! sockets with a kernel filter, and the packet socket's drop counter.
+//!
+//! This is the only module with `unsafe`. Each block says why it is sound.
+
+#![allow(unsafe_code)]
+
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::net::IpAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+use crate::transport::{RECV_SNAP, RecvBatch, SendBatch};
+
+/// `SOL_PACKET` option: do not deliver packets this host sends (Linux ≥ 4.20).
+const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+
+/// A classic BPF instruction.
+type Insn = libc::sock_filter;
+
+const fn insn(code: u16, jt: u8, jf: u8, k: u32) -> Insn {
+    Insn { code, jt, jf, k }
+}
+
+/// Opens an `AF_PACKET`/`SOCK_DGRAM` socket for IPv4 (packets start at the IP
+/// header), non-blocking, with a kernel filter that passes only ICMP and TCP
+/// segments addressed to ports at or above `min_port`, truncated to
+/// [`RECV_SNAP`] bytes. Filtering and truncating in the kernel keeps unrelated
+/// traffic and payload bytes from ever being copied to us.
+pub fn packet_socket_v4(min_port: u16, rcvbuf: usize) -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2) call with constant arguments; the returned descriptor is
+    // checked and then owned by OwnedFd, which closes it exactly once.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            i32::from((libc::ETH_P_IP as u16).to_be()),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh, valid descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+
+    const LD_B_ABS: u16 = 0x30;
+    const LDX_B_MSH: u16 = 0xb1;
+    const LD_H_IND: u16 = 0x48;
+    const JEQ_K: u16 = 0x15;
+    const JGE_K: u16 = 0x35;
+    const RET_K: u16 = 0x06;
+    let program = [
+        insn(LD_B_ABS, 0, 0, 9),                       // A = IP protocol
+        insn(JEQ_K, 4, 0, 1),                          // ICMP → accept
+        insn(JEQ_K, 0, 4, 6),                          // not TCP → drop
+        insn(LDX_B_MSH, 0, 0, 0),                      // X = IP header length
+        insn(LD_H_IND, 0, 0, 2),                       // A = TCP destination port
+        insn(JGE_K, 0, 1, u32::from(min_port)),        // ours? accept : drop
+        insn(RET_K, 0, 0, RECV_SNAP as u32),           // accept, truncated
+        insn(RET_K, 0, 0, 0),                          // drop
+    ];
+    let prog = libc::sock_fprog {
+        len: program.len() as u16,
+        filter: program.as_ptr() as *mut Insn,
+    };
+    setsockopt(&fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)?;
+    // Older kernels lack the option; we then see our own SYNs and the parser drops them.
+    let _ = setsockopt(&fd, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, &1i32);
+    let size = i32::try_from(rcvbuf).unwrap_or(i32::MAX);
+    if setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &size).is_err() {
+        setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &size)?;
+    }
+    Ok(fd)
+}
+
+/// Opens a raw IPv4 socket that sends complete IP packets (`IPPROTO_RAW`
+/// implies `IP_HDRINCL`), non-blocking, with a large send buffer.
+pub fn raw_send_socket_v4(sndbuf: usize) -> io::Result<OwnedFd> {
+    // SAFETY: socket(2) with constant arguments; result checked and owned below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            libc::IPPROTO_RAW,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh, valid descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let size = i32::try_from(sndbuf).unwrap_or(i32::MAX);
+    if setsockopt(&fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &size).is_err() {
+        setsockopt(&fd, libc::SOL_SOCKET, libc::SO_SNDBUF, &size)?;
+    }
+    Ok(fd)
+}
+
+fn setsockopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: value points to a live T for the duration of the call and the length
+    // passed is exactly size_of::<T>(); the kernel only reads it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (value as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// Sends the unsent probes of `batch` (IPv4 only) with one `sendmmsg` call.
+/// Returns how many the kernel took; a full queue (EAGAIN, ENOBUFS) is not an
+/// error, it just sends fewer.
+pub fn send_batch_v4(fd: &OwnedFd, batch: &SendBatch) -> io::Result<usize> {
+    let n = batch.len().min(1024);
+    if n == 0 {
+        return Ok(0);
+    }
+    let mut addrs: Vec<libc::sockaddr_in> = Vec::with_capacity(n);
+    let mut iovs: Vec<libc::iovec> = Vec::with_capacity(n);
+    for i in 0..n {
+        let (dst, bytes) = batch.get(i);
+        let IpAddr::V4(v4) = dst else {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "IPv6 probe on an IPv4 socket"));
+        };
+        // SAFETY: sockaddr_in is plain old data; all-zero is a valid value.
+        let mut sa: libc::sockaddr_in = unsafe { zeroed() };
+        sa.sin_family = libc::AF_INET as libc::sa_family_t;
+        sa.sin_addr.s_addr = u32::from_ne_bytes(v4.octets());
+        addrs.push(sa);
+        iovs.push(libc::iovec {
+            iov_base: bytes.as_ptr() as *mut libc::c_void,
+            iov_len: bytes.len(),
+        });
+    }
+    let mut msgs: Vec<libc::mmsghdr> = (0..n)
+        .map(|i| {
+            // SAFETY: mmsghdr is plain old data; all-zero is a valid value.
+            let mut m: libc::mmsghdr = unsafe { zeroed() };
+            m.msg_hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_in).cast();
+            m.msg_hdr.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            m.msg_hdr.msg_iov = &mut iovs[i];
+            m.msg_hdr.msg_iovlen = 1;
+            m
+        })
+        .collect();
+    // SAFETY: msgs, addrs and iovs live until the call returns; every pointer in
+    // msgs points into them, and each iovec points into `batch`, which is borrowed
+    // for the whole call. The kernel only reads the buffers.
+    let rc = unsafe {
+        libc::sendmmsg(fd.as_raw_fd(), msgs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT)
+    };
+    if rc >= 0 {
+        return Ok(rc as usize);
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EAGAIN) | Some(libc::ENOBUFS) | Some(libc::EINTR) => Ok(0),
+        _ => Err(e),
+    }
+}
+
+/// Waits up to `timeout` for `fd` to become readable, with microsecond precision.
+pub fn wait_readable(fd: &OwnedFd, timeout: Duration) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+    };
+    // SAFETY: pfd and ts are live locals; ppoll reads ts and writes pfd.revents only;
+    // a null signal mask means "do not change it".
+    let rc = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
+    match rc {
+        r if r > 0 => Ok(true),
+        0 => Ok(false),
+        _ => {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted { Ok(false) } else { Err(e) }
+        }
+    }
+}
+
+/// Receives as many packets as are queued, up to the batch's capacity, without
+/// waiting. Packets longer than [`RECV_SNAP`] are truncated.
+pub fn recv_batch(fd: &OwnedFd, batch: &mut RecvBatch) -> io::Result<usize> {
+    let cap = batch.capacity();
+    let (bytes, lens) = batch.buffers_mut();
+    let mut iovs: Vec<libc::iovec> = bytes
+        .chunks_exact_mut(RECV_SNAP)
+        .take(cap)
+        .map(|c| libc::iovec {
+            iov_base: c.as_mut_ptr().cast(),
+            iov_len: RECV_SNAP,
+        })
+        .collect();
+    let mut msgs: Vec<libc::mmsghdr> = iovs
+        .iter_mut()
+        .map(|iov| {
+            // SAFETY: mmsghdr is plain old data; all-zero is a valid value.
+            let mut m: libc::mmsghdr = unsafe { zeroed() };
+            m.msg_hdr.msg_iov = iov;
+            m.msg_hdr.msg_iovlen = 1;
+            m
+        })
+        .collect();
+    // SAFETY: every iovec points into `bytes`, a distinct RECV_SNAP-sized chunk that is
+    // mutably borrowed for the whole call; msgs and iovs outlive the call; a null
+    // timeout with MSG_DONTWAIT returns at once.
+    let rc = unsafe {
+        libc::recvmmsg(
+            fd.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            msgs.len() as libc::c_uint,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        batch.set_len(0);
+        return match e.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(0),
+            _ => Err(e),
+        };
+    }
+    let n = rc as usize;
+    for (len, m) in lens.iter_mut().zip(&msgs).take(n) {
+        *len = (m.msg_len as usize).min(RECV_SNAP);
+    }
+    batch.set_len(n);
+    Ok(n)
+}
+
+/// Packets the kernel dropped on this packet socket since the last call
+/// (reading the statistics resets them).
+pub fn packet_drops(fd: &OwnedFd) -> io::Result<u64> {
+    let mut stats = libc::tpacket_stats {
+        tp_packets: 0,
+        tp_drops: 0,
+    };
+    let mut len = size_of::<libc::tpacket_stats>() as libc::socklen_t;
+    // SAFETY: stats and len are live locals of the sizes the kernel expects for
+    // PACKET_STATISTICS; the kernel writes at most len bytes.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            (&mut stats as *mut libc::tpacket_stats).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 { Ok(u64::from(stats.tp_drops)) } else { Err(io::Error::last_os_error()) }
+}
+
+/// The soft limit on open files (RLIMIT_NOFILE).
+pub fn open_file_limit() -> io::Result<usize> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: lim is a live local that getrlimit fills in.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    if rc == 0 {
+        Ok(usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX))
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

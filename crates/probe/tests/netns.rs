@@ -1,0 +1,136 @@
+//! The probe engine on real packets: test hosts in network namespaces (see
+//! `harbormaster-testnet`), SYN and connect mode, with and without loss.
+//! Needs root; without it each test prints why it was skipped.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use harbormaster_probe::{
+    ConnectConfig, Engine, EngineConfig, PortList, PortResult, PortState, RawTransport,
+    ScanRequest, connect_scan, source_address,
+};
+use harbormaster_testnet::{TARGET_IP, TargetSpec, TestNet};
+
+/// ~200 open, ~2,000 dropped, ~100 rejected ports across the range.
+fn spec(loss_percent: u8) -> TargetSpec {
+    let pick = |n: u32, mul: u32, add: u32| -> Vec<u16> {
+        (0..n).map(|i| ((i * mul + add) % 64_000 + 1024) as u16).collect()
+    };
+    let open: Vec<u16> = pick(200, 317, 11);
+    let taken: HashSet<u16> = open.iter().copied().collect();
+    let filtered: Vec<u16> = pick(100, 631, 7).into_iter().filter(|p| !taken.contains(p)).collect();
+    let taken: HashSet<u16> = taken.union(&filtered.iter().copied().collect()).copied().collect();
+    let mut dropped: Vec<u16> = pick(2000, 31, 3).into_iter().filter(|p| !taken.contains(p)).collect();
+    dropped.extend([0, 1, 2]);
+    TargetSpec {
+        open,
+        dropped,
+        filtered,
+        loss_percent,
+        ..TargetSpec::default()
+    }
+}
+
+fn truth(spec: &TargetSpec, port: u16) -> PortState {
+    if spec.drop_all || spec.dropped.contains(&port) {
+        PortState::Stealth
+    } else if spec.open.contains(&port) {
+        PortState::Open
+    } else if spec.filtered.contains(&port) {
+        PortState::Filtered
+    } else {
+        PortState::Closed
+    }
+}
+
+fn check(spec: &TargetSpec, results: &[PortResult], expected_len: usize) {
+    assert_eq!(results.len(), expected_len);
+    let wrong: Vec<String> = results
+        .iter()
+        .filter(|r| r.state != truth(spec, r.port))
+        .map(|r| format!("{} {} ({}, {} tries)", r.port, r.state, r.reason, r.tries))
+        .collect();
+    assert!(wrong.is_empty(), "{} wrong: {:?}", wrong.len(), &wrong[..wrong.len().min(20)]);
+}
+
+fn syn_scan(net: &TestNet, ports: &str) -> (Vec<PortResult>, harbormaster_probe::ScanSummary) {
+    let transport = net.in_scanner(|| RawTransport::open().expect("raw sockets"));
+    let scanner_ns = net.scanner_ns.clone();
+    let engine = Engine::start(transport, EngineConfig::default(), move |dst| {
+        harbormaster_testnet::in_namespace(&scanner_ns, || source_address(dst))
+    });
+    engine
+        .scan(ScanRequest {
+            target: IpAddr::V4(TARGET_IP),
+            ports: PortList::parse(ports).unwrap(),
+            tries: None,
+            rate: None,
+        })
+        .unwrap()
+}
+
+macro_rules! testnet_or_skip {
+    ($spec:expr) => {
+        match TestNet::create($spec) {
+            Ok(net) => net,
+            Err(skip) => {
+                eprintln!("{skip}");
+                return;
+            }
+        }
+    };
+}
+
+#[test]
+fn syn_full_sweep_is_exact() {
+    let spec = spec(0);
+    let net = testnet_or_skip!(&spec);
+    let (results, summary) = syn_scan(&net, "all");
+    check(&spec, &results, 65536);
+    eprintln!("SYN 0-65535, no loss: {summary:?}");
+}
+
+#[test]
+fn syn_full_sweep_with_two_percent_loss_is_exact() {
+    let spec = spec(2);
+    let net = testnet_or_skip!(&spec);
+    let (results, summary) = syn_scan(&net, "all");
+    check(&spec, &results, 65536);
+    assert!(summary.lost_before > 0, "loss must have been seen: {summary:?}");
+    eprintln!("SYN 0-65535, 2% loss: {summary:?}");
+}
+
+#[test]
+fn syn_silent_host_is_all_stealth_with_three_tries() {
+    let spec = TargetSpec {
+        drop_all: true,
+        ..TargetSpec::default()
+    };
+    let net = testnet_or_skip!(&spec);
+    let (results, _) = syn_scan(&net, "service");
+    check(&spec, &results, 1056);
+    assert!(results.iter().all(|r| r.tries >= 3));
+}
+
+#[test]
+fn connect_mode_is_exact() {
+    let spec = spec(0);
+    let net = testnet_or_skip!(&spec);
+    let ports = PortList::parse("0-8191").unwrap();
+    let results = net.in_scanner(|| {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let mut results = Vec::new();
+            let summary = connect_scan(
+                IpAddr::V4(TARGET_IP),
+                &ports,
+                ConnectConfig::default(),
+                |r| results.push(r),
+            )
+            .await;
+            assert!(summary.error.is_none(), "{summary:?}");
+            results
+        })
+    });
+    check(&spec, &results, 8192);
+}

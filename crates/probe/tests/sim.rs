@@ -1,0 +1,258 @@
+//! The SYN engine against a simulated network (no privileges, virtual time):
+//! four-state accuracy with and without loss, the silent host, many scans at
+//! once, forged replies, cancellation.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use harbormaster_probe::sim::{SimHost, SimNetwork};
+use harbormaster_probe::{
+    Engine, EngineConfig, PortList, PortResult, PortState, ScanEvent, ScanRequest, ScanSummary,
+};
+
+const SCANNER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+
+/// A host like the benchmark target: ~200 open, ~2,000 dropped and
+/// ~100 rejected ports spread over the whole range, everything else closed.
+fn benchmark_host(salt: u32) -> SimHost {
+    let pick = |n: u32, mul: u32| -> HashSet<u16> {
+        (0..n)
+            .map(|i| ((i.wrapping_mul(mul).wrapping_add(salt * 7919)) % 65536) as u16)
+            .collect()
+    };
+    let open = pick(200, 40_503);
+    let filtered: HashSet<u16> = pick(100, 12_007).difference(&open).copied().collect();
+    let dropped: HashSet<u16> = pick(2000, 31_337)
+        .difference(&open)
+        .copied()
+        .filter(|p| !filtered.contains(p))
+        .collect();
+    SimHost {
+        open,
+        filtered,
+        dropped,
+        ..SimHost::default()
+    }
+}
+
+fn truth(host: &SimHost, port: u16) -> PortState {
+    if host.silent || host.dropped.contains(&port) {
+        PortState::Stealth
+    } else if host.open.contains(&port) {
+        PortState::Open
+    } else if host.filtered.contains(&port) {
+        PortState::Filtered
+    } else {
+        PortState::Closed
+    }
+}
+
+fn engine(net: SimNetwork) -> Engine {
+    let source = net.source();
+    Engine::start(net, EngineConfig::default(), move |_| Ok(source))
+}
+
+fn assert_exact(host: &SimHost, results: &[PortResult], ports: &PortList) {
+    assert_eq!(results.len(), ports.len(), "one result per port");
+    let wrong: Vec<String> = results
+        .iter()
+        .filter(|r| r.state != truth(host, r.port))
+        .map(|r| format!("{}: {} ({}) should be {}", r.port, r.state, r.reason, truth(host, r.port)))
+        .collect();
+    assert!(wrong.is_empty(), "{} misclassified: {:?}", wrong.len(), &wrong[..wrong.len().min(10)]);
+}
+
+fn full_sweep(loss: f64, seed: u64) -> (SimHost, Vec<PortResult>, ScanSummary) {
+    let target = Ipv4Addr::new(198, 18, 0, 2);
+    let host = benchmark_host(seed as u32);
+    let net = SimNetwork::new(SCANNER, Duration::from_micros(200), loss, loss, seed)
+        .host(target, host.clone());
+    let e = engine(net);
+    let (results, summary) = e
+        .scan(ScanRequest {
+            target: IpAddr::V4(target),
+            ports: PortList::parse("all").unwrap(),
+            tries: None,
+            rate: None,
+        })
+        .unwrap();
+    (host, results, summary)
+}
+
+#[test]
+fn full_sweep_without_loss_is_exact() {
+    let (host, results, summary) = full_sweep(0.0, 1);
+    assert_exact(&host, &results, &PortList::parse("all").unwrap());
+    assert_eq!(summary.lost_before, 0);
+    assert_eq!(summary.counts[0], host.open.len());
+    assert!(summary.tries_limit == 3);
+    // Open and closed ports answer on the first try; only the silent ones were retried.
+    let retried = results.iter().filter(|r| r.tries > 1).count();
+    assert_eq!(retried, host.dropped.len());
+    // RTT is measured, TTL is read from the reply.
+    let open = results.iter().find(|r| r.state == PortState::Open).unwrap();
+    assert!(open.rtt.is_some() && open.ttl == Some(64));
+}
+
+#[test]
+fn full_sweep_with_two_percent_loss_each_way_is_exact() {
+    for seed in [2, 3, 4] {
+        let (host, results, summary) = full_sweep(0.02, seed);
+        assert_exact(&host, &results, &PortList::parse("all").unwrap());
+        assert!(summary.lost_before > 1000, "loss was seen: {summary:?}");
+        assert!(summary.tries_limit >= 5, "more tries under loss: {summary:?}");
+    }
+}
+
+#[test]
+fn silent_host_gets_at_least_three_tries_per_port_in_under_two_seconds() {
+    let target = Ipv4Addr::new(198, 18, 0, 9);
+    let host = SimHost {
+        silent: true,
+        ..SimHost::default()
+    };
+    let net = SimNetwork::new(SCANNER, Duration::from_millis(1), 0.0, 0.0, 5).host(target, host);
+    let stats = net.stats();
+    let e = engine(net);
+    let ports = PortList::parse("service").unwrap();
+    let (results, summary) = e
+        .scan(ScanRequest {
+            target: IpAddr::V4(target),
+            ports: ports.clone(),
+            tries: None,
+            rate: None,
+        })
+        .unwrap();
+    assert_eq!(results.len(), 1056);
+    assert!(results.iter().all(|r| r.state == PortState::Stealth && r.tries >= 3));
+    assert!(summary.elapsed <= Duration::from_secs(2), "virtual time {:?}", summary.elapsed);
+    assert_eq!(stats.lock().unwrap().probes, 3 * 1056);
+}
+
+#[test]
+fn many_concurrent_scans_share_one_engine_and_all_are_exact() {
+    let mut net = SimNetwork::new(SCANNER, Duration::from_micros(300), 0.01, 0.01, 11);
+    let mut hosts = HashMap::new();
+    for i in 0..40u8 {
+        let addr = Ipv4Addr::new(198, 18, 1, i + 1);
+        let host = benchmark_host(u32::from(i) + 100);
+        hosts.insert(IpAddr::V4(addr), host.clone());
+        net = net.host(addr, host);
+    }
+    let e = engine(net);
+    let (tx, rx) = mpsc::channel();
+    let ports = PortList::parse("service").unwrap();
+    for addr in hosts.keys() {
+        let tx = tx.clone();
+        e.submit(
+            ScanRequest {
+                target: *addr,
+                ports: ports.clone(),
+                tries: None,
+                rate: None,
+            },
+            Box::new(move |ev| {
+                let _ = tx.send(ev);
+            }),
+        )
+        .unwrap();
+    }
+    drop(tx);
+    let mut results: HashMap<IpAddr, Vec<PortResult>> = HashMap::new();
+    let mut done = 0;
+    for ev in rx {
+        match ev {
+            ScanEvent::Port(r) => results.entry(r.target).or_default().push(r),
+            ScanEvent::Done(s) => {
+                assert!(!s.cancelled && s.error.is_none());
+                done += 1;
+            }
+        }
+    }
+    assert_eq!(done, 40);
+    for (addr, host) in &hosts {
+        assert_exact(host, &results[addr], &ports);
+    }
+}
+
+#[test]
+fn replies_without_a_valid_cookie_are_rejected() {
+    let target = Ipv4Addr::new(198, 18, 0, 2);
+    let host = SimHost {
+        wrong_ack: true,
+        ..benchmark_host(9)
+    };
+    let net = SimNetwork::new(SCANNER, Duration::from_micros(200), 0.0, 0.0, 9).host(target, host);
+    let e = engine(net);
+    let ports = PortList::parse("1-100").unwrap();
+    let (results, summary) = e
+        .scan(ScanRequest {
+            target: IpAddr::V4(target),
+            ports: ports.clone(),
+            tries: Some(2),
+            rate: None,
+        })
+        .unwrap();
+    // Every TCP answer carried a wrong acknowledgement: nothing may count as open or closed.
+    assert!(results.iter().all(|r| matches!(r.state, PortState::Stealth | PortState::Filtered)));
+    assert!(summary.rejected >= 150, "{summary:?}");
+}
+
+#[test]
+fn cancelled_scans_report_done_promptly() {
+    let target = Ipv4Addr::new(198, 18, 0, 2);
+    let host = SimHost {
+        silent: true,
+        ..SimHost::default()
+    };
+    let net = SimNetwork::new(SCANNER, Duration::from_millis(1), 0.0, 0.0, 3).host(target, host);
+    let e = engine(net);
+    let (tx, rx) = mpsc::channel();
+    let handle = e
+        .submit(
+            ScanRequest {
+                target: IpAddr::V4(target),
+                ports: PortList::parse("all").unwrap(),
+                tries: Some(10),
+                rate: Some(1000),
+            },
+            Box::new(move |ev| {
+                let _ = tx.send(ev);
+            }),
+        )
+        .unwrap();
+    handle.cancel();
+    let summary = rx
+        .iter()
+        .find_map(|ev| match ev {
+            ScanEvent::Done(s) => Some(s),
+            ScanEvent::Port(_) => None,
+        })
+        .unwrap();
+    assert!(summary.cancelled);
+    assert!(summary.ports < 65536);
+}
+
+#[test]
+fn a_rate_cap_is_respected() {
+    let target = Ipv4Addr::new(198, 18, 0, 2);
+    let host = benchmark_host(4);
+    let net = SimNetwork::new(SCANNER, Duration::from_micros(200), 0.0, 0.0, 4).host(target, host.clone());
+    let stats = net.stats();
+    let e = engine(net);
+    let ports = PortList::parse("1-2000").unwrap();
+    let (results, summary) = e
+        .scan(ScanRequest {
+            target: IpAddr::V4(target),
+            ports: ports.clone(),
+            tries: None,
+            rate: Some(10_000),
+        })
+        .unwrap();
+    assert_exact(&host, &results, &ports);
+    let probes = stats.lock().unwrap().probes as f64;
+    let rate = probes / summary.elapsed.as_secs_f64();
+    assert!(rate <= 11_000.0, "{probes} probes in {:?}", summary.elapsed);
+}

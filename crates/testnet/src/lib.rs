@@ -1,0 +1,289 @@
+//! Test hosts for Harbormaster's integration tests and benchmarks: two network
+//! namespaces joined by a veth pair, addresses from 198.18.0.0/15 (the
+//! benchmarking range), nothing routed anywhere else.
+//!
+//! The target namespace gets TCP listeners for its open ports, nftables rules
+//! that drop its stealth ports and reject its filtered ports with ICMP
+//! admin-prohibited, and optionally random loss (`numgen random mod 100 < N
+//! drop`, since the kernel has no netem) on the input chain of both namespaces.
+//! Everything is removed on drop, also when a test fails.
+//!
+//! Needs root and the `ip` and `nft` commands. [`TestNet::create`] returns
+//! [`Skip`] with the reason when they are missing; with the environment
+//! variable `HARBORMASTER_REQUIRE_NETNS=1` (set by `scripts/test.sh` when run as
+//! root) a missing prerequisite is a failure instead, so CI cannot skip silently.
+
+use std::fs::File;
+use std::net::{Ipv4Addr, TcpListener};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use nix::sched::{CloneFlags, setns};
+
+/// The scanner's address inside its namespace.
+pub const SCANNER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+/// The target's (first) address inside its namespace.
+pub const TARGET_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+
+/// What the target host does with its ports.
+#[derive(Debug, Clone, Default)]
+pub struct TargetSpec {
+    /// Ports with a listener (answer SYN-ACK).
+    pub open: Vec<u16>,
+    /// Ports whose packets are dropped (stealth).
+    pub dropped: Vec<u16>,
+    /// Ports rejected with ICMP admin-prohibited (filtered).
+    pub filtered: Vec<u16>,
+    /// Drop everything that arrives (a fully stealthed host).
+    pub drop_all: bool,
+    /// Random loss, in percent, on each namespace's input (so on each direction).
+    pub loss_percent: u8,
+    /// Extra target addresses after [`TARGET_IP`] (198.18.0.3, …), for many-target tests.
+    pub extra_addresses: u8,
+    /// Extra scanner-side addresses (198.18.1.1, 198.18.1.2, …), for many-visitor tests.
+    pub extra_scanner_addresses: u16,
+}
+
+/// Why the test hosts could not be created.
+#[derive(Debug, Clone)]
+pub struct Skip(pub String);
+
+impl std::fmt::Display for Skip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "skipped: {}", self.0)
+    }
+}
+
+/// Two namespaces joined by veth, removed on drop.
+#[derive(Debug)]
+pub struct TestNet {
+    /// The scanner's namespace name.
+    pub scanner_ns: String,
+    /// The target's namespace name.
+    pub target_ns: String,
+    _listeners: Vec<TcpListener>,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn run(args: &[&str]) -> Result<(), String> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|e| format!("{}: {e}", args.join(" ")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn run_stdin(args: &[&str], input: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut child = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", args.join(" ")))?;
+    child
+        .stdin
+        .take()
+        .ok_or("no stdin")?
+        .write_all(input.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} failed: {}\n{input}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn set(ports: &[u16]) -> String {
+    if ports.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+    format!("elements = {{ {} }}", list.join(", "))
+}
+
+/// Runs `f` on a new thread that has entered network namespace `ns`; sockets
+/// it creates belong to that namespace for their whole life.
+pub fn in_namespace<R: Send>(ns: &str, f: impl FnOnce() -> R + Send) -> R {
+    let path = format!("/run/netns/{ns}");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let file = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+            setns(&file, CloneFlags::CLONE_NEWNET).unwrap_or_else(|e| panic!("setns {ns}: {e}"));
+            f()
+        })
+        .join()
+        .expect("namespace thread panicked")
+    })
+}
+
+impl TestNet {
+    /// Creates the namespaces and the target described by `spec`.
+    pub fn create(spec: &TargetSpec) -> Result<TestNet, Skip> {
+        let required = std::env::var("HARBORMASTER_REQUIRE_NETNS").is_ok_and(|v| v == "1");
+        let skip = |why: String| -> Result<TestNet, Skip> {
+            if required {
+                panic!("HARBORMASTER_REQUIRE_NETNS=1 but test hosts cannot be created: {why}");
+            }
+            Err(Skip(why))
+        };
+        if !nix::unistd::Uid::effective().is_root() {
+            return skip("network-namespace tests need root (CI runs them as root)".into());
+        }
+        for tool in ["ip", "nft"] {
+            if Command::new(tool).arg("-V").output().is_err() {
+                return skip(format!("`{tool}` is not installed (scripts/deps.sh installs it)"));
+            }
+        }
+        let id = format!("{}x{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        let mut net = TestNet {
+            scanner_ns: format!("hm-s{id}"),
+            target_ns: format!("hm-t{id}"),
+            _listeners: Vec::new(),
+        };
+        // On failure `net` is dropped here, which removes whatever was created.
+        match net.build(spec) {
+            Ok(listeners) => {
+                net._listeners = listeners;
+                Ok(net)
+            }
+            Err(e) => skip(e),
+        }
+    }
+
+    fn build(&self, spec: &TargetSpec) -> Result<Vec<TcpListener>, String> {
+        let (s, t) = (self.scanner_ns.as_str(), self.target_ns.as_str());
+        run(&["ip", "netns", "add", s])?;
+        run(&["ip", "netns", "add", t])?;
+        run(&["ip", "-n", s, "link", "add", "veth0", "type", "veth", "peer", "name", "veth1", "netns", t])?;
+        run(&["ip", "-n", s, "addr", "add", "198.18.0.1/16", "dev", "veth0"])?;
+        run(&["ip", "-n", t, "addr", "add", "198.18.0.2/16", "dev", "veth1"])?;
+        for i in 0..spec.extra_addresses {
+            let a = format!("198.18.0.{}/16", 3 + u16::from(i));
+            run(&["ip", "-n", t, "addr", "add", &a, "dev", "veth1"])?;
+        }
+        for i in 0..spec.extra_scanner_addresses {
+            let a = format!("198.18.{}.{}/16", 1 + i / 250, 1 + i % 250);
+            run(&["ip", "-n", s, "addr", "add", &a, "dev", "veth0"])?;
+        }
+        for ns in [s, t] {
+            run(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
+        }
+        run(&["ip", "-n", s, "link", "set", "veth0", "up"])?;
+        run(&["ip", "-n", t, "link", "set", "veth1", "up"])?;
+        // Static neighbours: no ARP round trips to distort the first RTTs.
+        let mac = |ns: &str, dev: &str| -> Result<String, String> {
+            let out = Command::new("ip")
+                .args(["-n", ns, "-o", "link", "show", dev])
+                .output()
+                .map_err(|e| e.to_string())?;
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            text.split_whitespace()
+                .skip_while(|w| *w != "link/ether")
+                .nth(1)
+                .map(str::to_string)
+                .ok_or(format!("no MAC for {dev}: {text}"))
+        };
+        let (mac0, mac1) = (mac(s, "veth0")?, mac(t, "veth1")?);
+        run(&["ip", "-n", s, "neigh", "replace", "198.18.0.2", "lladdr", &mac1, "dev", "veth0", "nud", "permanent"])?;
+        for i in 0..spec.extra_addresses {
+            let a = format!("198.18.0.{}", 3 + u16::from(i));
+            run(&["ip", "-n", s, "neigh", "replace", &a, "lladdr", &mac1, "dev", "veth0", "nud", "permanent"])?;
+        }
+        run(&["ip", "-n", t, "neigh", "replace", "198.18.0.1", "lladdr", &mac0, "dev", "veth1", "nud", "permanent"])?;
+        // The target answers ICMP errors without the kernel's default rate limit,
+        // so "filtered" stays observable at full speed (see BENCHMARKS.md).
+        run(&["ip", "netns", "exec", t, "sysctl", "-qw", "net.ipv4.icmp_ratemask=0"])?;
+
+        let loss = if spec.loss_percent > 0 {
+            format!("numgen random mod 100 < {} drop", spec.loss_percent)
+        } else {
+            String::new()
+        };
+        let drop_all = if spec.drop_all { "drop" } else { "" };
+        let target_rules = format!(
+            "table inet hm {{
+  set stealth {{ type inet_service; {stealth} }}
+  set filtered {{ type inet_service; {filtered} }}
+  chain input {{
+    type filter hook input priority 0; policy accept;
+    iif lo accept
+    {loss}
+    {drop_all}
+    tcp dport @stealth drop
+    meta nfproto ipv4 tcp dport @filtered reject with icmp type admin-prohibited
+  }}
+}}
+",
+            stealth = set(&spec.dropped),
+            filtered = set(&spec.filtered),
+        );
+        run_stdin(&["ip", "netns", "exec", t, "nft", "-f", "-"], &target_rules)?;
+        if spec.loss_percent > 0 {
+            let scanner_rules = format!(
+                "table inet hm {{
+  chain input {{
+    type filter hook input priority 0; policy accept;
+    iif lo accept
+    {loss}
+  }}
+}}
+"
+            );
+            run_stdin(&["ip", "netns", "exec", s, "nft", "-f", "-"], &scanner_rules)?;
+        }
+
+        let mut ips = vec![TARGET_IP];
+        ips.extend((0..spec.extra_addresses).map(|i| Ipv4Addr::new(198, 18, 0, 3 + i)));
+        in_namespace(t, || {
+            let mut listeners = Vec::new();
+            for ip in &ips {
+                for &port in &spec.open {
+                    let l = TcpListener::bind((*ip, port))
+                        .map_err(|e| format!("listen on {ip}:{port}: {e}"))?;
+                    listeners.push(l);
+                }
+            }
+            Ok(listeners)
+        })
+    }
+
+    /// A command that runs `program` inside the scanner namespace.
+    pub fn scanner_command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.scanner_ns]).arg(program);
+        c
+    }
+
+    /// Runs `f` on a thread inside the scanner namespace.
+    pub fn in_scanner<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        in_namespace(&self.scanner_ns, f)
+    }
+
+    /// Runs `f` on a thread inside the target namespace.
+    pub fn in_target<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        in_namespace(&self.target_ns, f)
+    }
+}
+
+impl Drop for TestNet {
+    fn drop(&mut self) {
+        // Deleting a namespace removes its end of the veth pair, and with it the peer.
+        let _ = run(&["ip", "netns", "del", &self.scanner_ns]);
+        let _ = run(&["ip", "netns", "del", &self.target_ns]);
+    }
+}

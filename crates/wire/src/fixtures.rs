@@ -1,0 +1,261 @@
+//! Hand-written packets shared by the unit tests.
+//!
+//! Addresses are from the documentation ranges: the scanner is 192.0.2.10 /
+//! 2001:db8::10, the target 198.51.100.20 / 2001:db8:1::20, a router on the
+//! way 203.0.113.1. Every checksum was computed outside this crate (a plain
+//! RFC 1071 sum over the bytes as laid out here) and is checked again with
+//! etherparse in `fixture_checksums_are_real` below.
+
+/// Target 198.51.100.20:443 answers our SYN from port 40000 with SYN-ACK.
+pub const SYNACK4: [u8; 44] = [
+    // IPv4: version 4, IHL 5, TOS 0, total length 44
+    0x45, 0x00, 0x00, 0x2c, //
+    // ident 0, flags DF, fragment offset 0
+    0x00, 0x00, 0x40, 0x00, //
+    // TTL 52, protocol 6 (TCP), header checksum 0x5a7a
+    0x34, 0x06, 0x5a, 0x7a, //
+    // source 198.51.100.20, destination 192.0.2.10
+    0xc6, 0x33, 0x64, 0x14, 0xc0, 0x00, 0x02, 0x0a, //
+    // TCP: source port 443, destination port 40000
+    0x01, 0xbb, 0x9c, 0x40, //
+    // seq 0x8a3b1c2d, ack 0x12345679 (our seq 0x12345678 + 1)
+    0x8a, 0x3b, 0x1c, 0x2d, 0x12, 0x34, 0x56, 0x79, //
+    // data offset 6 (24 bytes), flags SYN|ACK, window 64240
+    0x60, 0x12, 0xfa, 0xf0, //
+    // checksum 0x03c2, urgent pointer 0
+    0x03, 0xc2, 0x00, 0x00, //
+    // option: MSS 1460
+    0x02, 0x04, 0x05, 0xb4,
+];
+
+/// A closed port: 198.51.100.20:81 resets our SYN from port 40001.
+pub const RSTACK4: [u8; 40] = [
+    // IPv4: version 4, IHL 5, TOS 0, total length 40; ident 0, DF
+    0x45, 0x00, 0x00, 0x28, 0x00, 0x00, 0x40, 0x00, //
+    // TTL 61, TCP, header checksum 0x517e
+    0x3d, 0x06, 0x51, 0x7e, //
+    // 198.51.100.20 -> 192.0.2.10
+    0xc6, 0x33, 0x64, 0x14, 0xc0, 0x00, 0x02, 0x0a, //
+    // TCP: 81 -> 40001, seq 0, ack 0x0badcafe
+    0x00, 0x51, 0x9c, 0x41, 0x00, 0x00, 0x00, 0x00, 0x0b, 0xad, 0xca, 0xfe, //
+    // data offset 5, flags RST|ACK, window 0, checksum 0x5040, urgent 0
+    0x50, 0x14, 0x00, 0x00, 0x50, 0x40, 0x00, 0x00,
+];
+
+/// Router 203.0.113.1 reports "communication administratively prohibited"
+/// (ICMP 3/13) for our SYN 192.0.2.10:40000 -> 198.51.100.20:8080, quoting
+/// the IP header and only the first 8 bytes of TCP.
+pub const ICMP4_3_13: [u8; 56] = [
+    // IPv4: IHL 5, TOS 0xc0 (network control), total length 56; ident 0x5c1e, no DF
+    0x45, 0xc0, 0x00, 0x38, 0x5c, 0x1e, 0x00, 0x00, //
+    // TTL 250, protocol 1 (ICMP), header checksum 0x65da
+    0xfa, 0x01, 0x65, 0xda, //
+    // 203.0.113.1 -> 192.0.2.10
+    0xcb, 0x00, 0x71, 0x01, 0xc0, 0x00, 0x02, 0x0a, //
+    // ICMP: type 3, code 13, checksum 0xd875, unused 0
+    0x03, 0x0d, 0xd8, 0x75, 0x00, 0x00, 0x00, 0x00, //
+    // quoted IPv4: IHL 5, total length 44 (more than is quoted), ident 0x2d9f, DF
+    0x45, 0x00, 0x00, 0x2c, 0x2d, 0x9f, 0x40, 0x00, //
+    // TTL 1 as the router saw it, TCP, checksum 0x5fdb
+    0x01, 0x06, 0x5f, 0xdb, //
+    // 192.0.2.10 -> 198.51.100.20
+    0xc0, 0x00, 0x02, 0x0a, 0xc6, 0x33, 0x64, 0x14, //
+    // quoted TCP, first 8 bytes: 40000 -> 8080, seq 0x12345678
+    0x9c, 0x40, 0x1f, 0x90, 0x12, 0x34, 0x56, 0x78,
+];
+
+/// 198.51.100.20 reports port unreachable (ICMP 3/3) for our UDP datagram
+/// 192.0.2.10:40002 -> 198.51.100.20:53, quoted whole as Linux does.
+pub const ICMP4_3_3: [u8; 60] = [
+    // IPv4: IHL 5, TOS 0xc0, total length 60; ident 0x7a31, no DF
+    0x45, 0xc0, 0x00, 0x3c, 0x7a, 0x31, 0x00, 0x00, //
+    // TTL 64, ICMP, header checksum 0x137e
+    0x40, 0x01, 0x13, 0x7e, //
+    // 198.51.100.20 -> 192.0.2.10
+    0xc6, 0x33, 0x64, 0x14, 0xc0, 0x00, 0x02, 0x0a, //
+    // ICMP: type 3, code 3, checksum 0xe96c, unused 0
+    0x03, 0x03, 0xe9, 0x6c, 0x00, 0x00, 0x00, 0x00, //
+    // quoted IPv4: total length 32, ident 0x9c40, TTL 63, UDP, checksum 0xf33a
+    0x45, 0x00, 0x00, 0x20, 0x9c, 0x40, 0x00, 0x00, 0x3f, 0x11, 0xf3, 0x3a, //
+    // 192.0.2.10 -> 198.51.100.20
+    0xc0, 0x00, 0x02, 0x0a, 0xc6, 0x33, 0x64, 0x14, //
+    // quoted UDP: 40002 -> 53, length 12, checksum 0x63d8
+    0x9c, 0x42, 0x00, 0x35, 0x00, 0x0c, 0x63, 0xd8, //
+    // quoted UDP payload (4 bytes)
+    0x12, 0x34, 0x01, 0x00,
+];
+
+/// Target [2001:db8:1::20]:22 answers our SYN from port 40000 with SYN-ACK.
+pub const SYNACK6: [u8; 64] = [
+    // IPv6: version 6, traffic class 0, flow label 0
+    0x60, 0x00, 0x00, 0x00, //
+    // payload length 24, next header 6 (TCP), hop limit 57
+    0x00, 0x18, 0x06, 0x39, //
+    // source 2001:db8:1::20
+    0x20, 0x01, 0x0d, 0xb8, 0x00, 0x01, 0x00, 0x00, //
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x20, //
+    // destination 2001:db8::10
+    0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00, 0x00, 0x00, //
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, //
+    // TCP: 22 -> 40000, seq 0x01020304, ack 0xfedcba99
+    0x00, 0x16, 0x9c, 0x40, 0x01, 0x02, 0x03, 0x04, 0xfe, 0xdc, 0xba, 0x99, //
+    // data offset 6, SYN|ACK, window 64800, checksum 0xe593, urgent 0
+    0x60, 0x12, 0xfd, 0x20, 0xe5, 0x93, 0x00, 0x00, //
+    // option: MSS 1440
+    0x02, 0x04, 0x05, 0xa0,
+];
+
+/// 2001:db8:1::20 reports port unreachable (ICMPv6 1/4) for our UDP datagram
+/// [2001:db8::10]:40003 -> [2001:db8:1::20]:161, quoted whole.
+pub const ICMP6_1_4: [u8; 100] = [
+    // IPv6: version 6, payload length 60, next header 58 (ICMPv6), hop limit 64
+    0x60, 0x00, 0x00, 0x00, 0x00, 0x3c, 0x3a, 0x40, //
+    // source 2001:db8:1::20
+    0x20, 0x01, 0x0d, 0xb8, 0x00, 0x01, 0x00, 0x00, //
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x20, //
+    // destination 2001:db8::10
+    0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00, 0x00, 0x00, //
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, //
+    // ICMPv6: type 1 (destination unreachable), code 4 (port), checksum 0x31b4, unused
+    0x01, 0x04, 0x31, 0xb4, 0x00, 0x00, 0x00, 0x00, //
+    // quoted IPv6: payload length 12, next header 17 (UDP), hop limit 63
+    0x60, 0x00, 0x00, 0x00, 0x00, 0x0c, 0x11, 0x3f, //
+    // quoted source 2001:db8::10
+    0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00, 0x00, 0x00, //
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, //
+    // quoted destination 2001:db8:1::20
+    0x20, 0x01, 0x0d, 0xb8, 0x00, 0x01, 0x00, 0x00, //
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x20, //
+    // quoted UDP: 40003 -> 161, length 12, checksum 0xd527
+    0x9c, 0x43, 0x00, 0xa1, 0x00, 0x0c, 0xd5, 0x27, //
+    // quoted UDP payload (4 bytes)
+    0x30, 0x26, 0x02, 0x01,
+];
+
+/// 198.51.100.20 answers our ping (identifier 0x4242, sequence 7).
+pub const ECHO4: [u8; 44] = [
+    // IPv4: total length 44, ident 0x3e2a, no DF, TTL 54, ICMP, checksum 0x5a55
+    0x45, 0x00, 0x00, 0x2c, 0x3e, 0x2a, 0x00, 0x00, 0x36, 0x01, 0x5a, 0x55, //
+    // 198.51.100.20 -> 192.0.2.10
+    0xc6, 0x33, 0x64, 0x14, 0xc0, 0x00, 0x02, 0x0a, //
+    // ICMP: type 0 (echo reply), code 0, checksum 0x8e67, identifier 0x4242, sequence 7
+    0x00, 0x00, 0x8e, 0x67, 0x42, 0x42, 0x00, 0x07, //
+    // payload "HarbormasterPing", echoed back
+    b'H', b'a', b'r', b'b', b'o', b'r', b'm', b'a', b's', b't', b'e', b'r', b'P', b'i', b'n', b'g',
+];
+
+/// 2001:db8:1::20 answers our ping (identifier 0x4242, sequence 9).
+pub const ECHO6: [u8; 64] = [
+    // IPv6: payload length 24, next header 58 (ICMPv6), hop limit 58
+    0x60, 0x00, 0x00, 0x00, 0x00, 0x18, 0x3a, 0x3a, //
+    // source 2001:db8:1::20
+    0x20, 0x01, 0x0d, 0xb8, 0x00, 0x01, 0x00, 0x00, //
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x20, //
+    // destination 2001:db8::10
+    0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00, 0x00, 0x00, //
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, //
+    // ICMPv6: type 129 (echo reply), code 0, checksum 0xb16f, identifier 0x4242, sequence 9
+    0x81, 0x00, 0xb1, 0x6f, 0x42, 0x42, 0x00, 0x09, //
+    b'H', b'a', b'r', b'b', b'o', b'r', b'm', b'a', b's', b't', b'e', b'r', b'P', b'i', b'n', b'g',
+];
+
+/// What `SynTemplate::new(192.0.2.10, 198.51.100.20, ttl 64, window 1024)`
+/// must write for ports 40000 -> 443 and seq 0x12345678.
+pub const SYN4: [u8; 44] = [
+    // IPv4: IHL 5, TOS 0, total length 44
+    0x45, 0x00, 0x00, 0x2c, //
+    // ident 0x444c (0x1234 ^ 0x5678), DF
+    0x44, 0x4c, 0x40, 0x00, //
+    // TTL 64, TCP, header checksum 0x0a2e
+    0x40, 0x06, 0x0a, 0x2e, //
+    // 192.0.2.10 -> 198.51.100.20
+    0xc0, 0x00, 0x02, 0x0a, 0xc6, 0x33, 0x64, 0x14, //
+    // TCP: 40000 -> 443, seq 0x12345678, ack 0
+    0x9c, 0x40, 0x01, 0xbb, 0x12, 0x34, 0x56, 0x78, 0x00, 0x00, 0x00, 0x00, //
+    // data offset 6, SYN, window 1024, checksum 0xa12c, urgent 0
+    0x60, 0x02, 0x04, 0x00, 0xa1, 0x2c, 0x00, 0x00, //
+    // option: MSS 1460
+    0x02, 0x04, 0x05, 0xb4,
+];
+
+/// What `SynTemplate::new(2001:db8::10, 2001:db8:1::20, 64, 1024)` must write
+/// for ports 40000 -> 443 and seq 0x12345678.
+pub const SYN6: [u8; 64] = [
+    // IPv6: version 6, traffic class 0, flow label 0; payload length 24, TCP, hop limit 64
+    0x60, 0x00, 0x00, 0x00, 0x00, 0x18, 0x06, 0x40, //
+    // source 2001:db8::10
+    0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00, 0x00, 0x00, //
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, //
+    // destination 2001:db8:1::20
+    0x20, 0x01, 0x0d, 0xb8, 0x00, 0x01, 0x00, 0x00, //
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x20, //
+    // TCP: 40000 -> 443, seq 0x12345678, ack 0
+    0x9c, 0x40, 0x01, 0xbb, 0x12, 0x34, 0x56, 0x78, 0x00, 0x00, 0x00, 0x00, //
+    // data offset 6, SYN, window 1024, checksum 0x31f0, urgent 0
+    0x60, 0x02, 0x04, 0x00, 0x31, 0xf0, 0x00, 0x00, //
+    // option: MSS 1440
+    0x02, 0x04, 0x05, 0xa0,
+];
+
+/// Every complete fixture, for the truncation and robustness tests.
+pub const ALL: [&[u8]; 10] = [
+    &SYNACK4,
+    &RSTACK4,
+    &ICMP4_3_13,
+    &ICMP4_3_3,
+    &SYNACK6,
+    &ICMP6_1_4,
+    &ECHO4,
+    &ECHO6,
+    &SYN4,
+    &SYN6,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+
+    /// The fixtures' checksums, verified with etherparse rather than our own code.
+    #[test]
+    fn fixture_checksums_are_real() {
+        for (i, p) in ALL.iter().enumerate() {
+            let sliced = SlicedPacket::from_ip(p).unwrap_or_else(|e| panic!("fixture {i}: {e:?}"));
+            let (src, dst) = match sliced.net.as_ref().unwrap() {
+                NetSlice::Ipv4(v4) => {
+                    let h = v4.header();
+                    assert_eq!(
+                        h.header_checksum(),
+                        h.to_header().calc_header_checksum(),
+                        "fixture {i}"
+                    );
+                    (None, Some((h.source(), h.destination())))
+                }
+                NetSlice::Ipv6(v6) => {
+                    let h = v6.header();
+                    (Some((h.source(), h.destination())), None)
+                }
+                other => panic!("fixture {i}: {other:?}"),
+            };
+            match sliced.transport.as_ref().unwrap() {
+                TransportSlice::Tcp(t) => {
+                    let want = match (src, dst) {
+                        (Some((s, d)), _) => t.calc_checksum_ipv6(s, d).unwrap(),
+                        (_, Some((s, d))) => t.calc_checksum_ipv4(s, d).unwrap(),
+                        _ => unreachable!(),
+                    };
+                    assert_eq!(t.checksum(), want, "fixture {i}");
+                }
+                TransportSlice::Icmpv4(m) => {
+                    let sum = etherparse::checksum::Sum16BitWords::new().add_slice(m.slice());
+                    assert_eq!(sum.ones_complement(), 0, "fixture {i}");
+                }
+                TransportSlice::Icmpv6(m) => {
+                    let (s, d) = src.unwrap();
+                    assert!(m.is_checksum_valid(s, d), "fixture {i}");
+                }
+                other => panic!("fixture {i}: {other:?}"),
+            }
+        }
+    }
+}
