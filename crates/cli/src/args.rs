@@ -52,7 +52,12 @@ pub struct ScanArgs {
     /// An IPv4/IPv6 address, a host name, or a CIDR block (at most a /16).
     pub target: String,
     /// Ports: 21, 20-25, 21,80,443, all (or -), common (the 26 ShieldsUP ports), service (0-1055).
-    #[arg(short = 'p', long = "ports", default_value = "service", allow_hyphen_values = true)]
+    #[arg(
+        short = 'p',
+        long = "ports",
+        default_value = "service",
+        allow_hyphen_values = true
+    )]
     pub ports: String,
     /// auto uses SYN when raw sockets are allowed (root or CAP_NET_RAW), connect otherwise.
     #[arg(long, value_enum, default_value_t = ScanMode::Auto)]
@@ -140,9 +145,7 @@ pub fn parse_port(s: &str) -> Result<u16, String> {
     }
     match t.strip_prefix('+').unwrap_or(t).parse::<u16>() {
         Ok(port) => Ok(port),
-        Err(_) => Err(format!(
-            "port {t} is out of range: valid ports are 0–65535"
-        )),
+        Err(_) => Err(format!("port {t} is out of range: valid ports are 0–65535")),
     }
 }
 

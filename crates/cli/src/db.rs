@@ -57,7 +57,9 @@ pub fn export(out: &mut impl Write, format: ExportFormat) -> io::Result<()> {
             w.write_record(CSV_COLUMNS).map_err(csv_io)?;
             for e in entries() {
                 let c = e.curated;
-                let text = |f: fn(&harbormaster_knowledge::Curated) -> String| c.map(f).unwrap_or_default();
+                let text = |f: fn(&harbormaster_knowledge::Curated) -> String| {
+                    c.map(f).unwrap_or_default()
+                };
                 w.write_record([
                     e.port.to_string(),
                     e.proto.to_string(),

@@ -86,7 +86,10 @@ fn first_line(msg: &str) -> String {
         .take_while(|l| !l.trim().is_empty())
         .map(str::trim)
         .collect();
-    paragraph.join(" ").trim_start_matches("error: ").to_string()
+    paragraph
+        .join(" ")
+        .trim_start_matches("error: ")
+        .to_string()
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
@@ -125,9 +128,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         } => db::export(&mut out, format)?,
         Command::Scan(a) => {
             if let Some(path) = &a.output {
-                let file = std::fs::File::create(path).map_err(|e| {
-                    Failure::Usage(format!("cannot write {}: {e}", path.display()))
-                })?;
+                let file = std::fs::File::create(path)
+                    .map_err(|e| Failure::Usage(format!("cannot write {}: {e}", path.display())))?;
                 let mut w = io::BufWriter::new(file);
                 scan::run(&a, &mut w)?;
                 w.flush()?;

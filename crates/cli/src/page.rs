@@ -3,7 +3,8 @@
 use std::io::{self, Write};
 
 use harbormaster_knowledge::{
-    ClosingRules, PortInfo, Proto, Registration, SearchHit, closing_rules, lookup, neighbours,
+    ClosingRules, MatchField, PortInfo, Proto, Registration, SearchHit, closing_rules, lookup,
+    neighbours,
 };
 use serde::Serialize;
 
@@ -192,10 +193,15 @@ pub fn write_search_results(
         let port = h.info.port_ref().to_string();
         let lead = format!("{port:<11} {:<18} ", h.info.name());
         writeln!(out, "{}", wrap(h.info.summary(), &lead, HIT_INDENT))?;
-        if let Some(c) = h.info.curated.filter(|c| !c.malware.is_empty()) {
-            if h.matched == harbormaster_knowledge::MatchField::Malware {
-                writeln!(out, "{}", wrap(&c.malware.join(", "), &format!("{:HIT_INDENT$}malware: ", ""), HIT_INDENT + 9))?;
-            }
+        // When a malware name is what matched, say which.
+        let malware = h.info.curated.filter(|c| !c.malware.is_empty());
+        if let (Some(c), MatchField::Malware) = (malware, h.matched) {
+            let lead = format!("{:HIT_INDENT$}malware: ", "");
+            writeln!(
+                out,
+                "{}",
+                wrap(&c.malware.join(", "), &lead, HIT_INDENT + 9)
+            )?;
         }
     }
     Ok(())

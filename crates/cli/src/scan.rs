@@ -88,7 +88,8 @@ pub fn run(args: &ScanArgs, out: &mut dyn Write) -> Result<(), Failure> {
     let started = SystemTime::now();
     let clock = Instant::now();
     let total = plan.targets.len() as u64 * plan.ports.len() as u64;
-    let progress = ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
+    let progress =
+        ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
     progress.set_style(
         ProgressStyle::with_template("{spinner} {pos}/{len} ports  {per_sec}  eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -109,7 +110,9 @@ pub fn run(args: &ScanArgs, out: &mut dyn Write) -> Result<(), Failure> {
     let mut on_result = |r: &PortResult| {
         progress.inc(1);
         if ndjson && stream_error.is_none() {
-            let line = serde_json::to_string(r).map_err(io::Error::from).and_then(|s| writeln!(out, "{s}"));
+            let line = serde_json::to_string(r)
+                .map_err(io::Error::from)
+                .and_then(|s| writeln!(out, "{s}"));
             if let Err(e) = line {
                 stream_error = Some(e);
             }
@@ -148,7 +151,10 @@ pub fn run(args: &ScanArgs, out: &mut dyn Write) -> Result<(), Failure> {
     Ok(())
 }
 
-fn run_syn(plan: &Plan, on_result: &mut dyn FnMut(&PortResult)) -> Result<Vec<TargetReport>, Failure> {
+fn run_syn(
+    plan: &Plan,
+    on_result: &mut dyn FnMut(&PortResult),
+) -> Result<Vec<TargetReport>, Failure> {
     let transport = RawTransport::open().map_err(|e| Failure::Runtime(e.into()))?;
     let engine = Engine::start(
         transport,
@@ -163,7 +169,7 @@ fn run_syn(plan: &Plan, on_result: &mut dyn FnMut(&PortResult)) -> Result<Vec<Ta
     let mut running = 0;
     let mut reports = Vec::new();
     let mut results: std::collections::HashMap<IpAddr, Vec<PortResult>> = Default::default();
-    let mut submit = |target: IpAddr, running: &mut usize| -> Result<(), Failure> {
+    let submit = |target: IpAddr, running: &mut usize| -> Result<(), Failure> {
         let tx = tx.clone();
         engine
             .submit(
@@ -211,7 +217,10 @@ fn run_syn(plan: &Plan, on_result: &mut dyn FnMut(&PortResult)) -> Result<Vec<Ta
     Ok(reports)
 }
 
-fn run_connect(plan: &Plan, on_result: &mut dyn FnMut(&PortResult)) -> Result<Vec<TargetReport>, Failure> {
+fn run_connect(
+    plan: &Plan,
+    on_result: &mut dyn FnMut(&PortResult),
+) -> Result<Vec<TargetReport>, Failure> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -269,12 +278,19 @@ fn summary_json<S: serde::Serializer>(s: &ScanSummary, ser: S) -> Result<S::Ok, 
 }
 
 fn unix(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Text: counts first, then every port not in the most common state, with what
 /// the knowledge base says it is.
-fn write_text(out: &mut dyn Write, plan: &Plan, reports: &[TargetReport], elapsed: Duration) -> io::Result<()> {
+fn write_text(
+    out: &mut dyn Write,
+    plan: &Plan,
+    reports: &[TargetReport],
+    elapsed: Duration,
+) -> io::Result<()> {
     for r in reports {
         let s = &r.summary;
         writeln!(
@@ -298,7 +314,11 @@ fn write_text(out: &mut dyn Write, plan: &Plan, reports: &[TargetReport], elapse
             .copied()
             .max_by_key(|st| s.counts[*st as usize])
             .unwrap_or(PortState::Closed);
-        writeln!(out, "  not shown: {} {default} ports", s.counts[default as usize])?;
+        writeln!(
+            out,
+            "  not shown: {} {default} ports",
+            s.counts[default as usize]
+        )?;
         for state in PortState::ALL {
             if state == default || s.counts[state as usize] == 0 {
                 continue;
@@ -307,10 +327,19 @@ fn write_text(out: &mut dyn Write, plan: &Plan, reports: &[TargetReport], elapse
             writeln!(out)?;
             if ports.len() > 64 && state != PortState::Open {
                 let list: Vec<u16> = ports.iter().map(|p| p.port).collect();
-                writeln!(out, "  {state} ({}): {}", ports.len(), compress_ranges(&list))?;
+                writeln!(
+                    out,
+                    "  {state} ({}): {}",
+                    ports.len(),
+                    compress_ranges(&list)
+                )?;
                 continue;
             }
-            writeln!(out, "  {:<10}{:<10}{:<14}{:<18}purpose", "PORT", "STATE", "REASON", "SERVICE")?;
+            writeln!(
+                out,
+                "  {:<10}{:<10}{:<14}{:<18}purpose",
+                "PORT", "STATE", "REASON", "SERVICE"
+            )?;
             for p in ports {
                 let info = lookup(p.port, Proto::Tcp);
                 let mut summary = info.summary().to_string();
@@ -349,7 +378,11 @@ fn nmap_reason(r: Reason) -> String {
         Reason::NoResponse => "no-response".into(),
         Reason::HostUnreachable => "host-unreach".into(),
         Reason::NetUnreachable => "net-unreach".into(),
-        Reason::Icmp { v6: false, icmp_type: 3, code } => match code {
+        Reason::Icmp {
+            v6: false,
+            icmp_type: 3,
+            code,
+        } => match code {
             0 => "net-unreach",
             1 => "host-unreach",
             2 => "proto-unreach",
@@ -360,7 +393,11 @@ fn nmap_reason(r: Reason) -> String {
             _ => "unknown-response",
         }
         .into(),
-        Reason::Icmp { v6: true, icmp_type: 1, code } => match code {
+        Reason::Icmp {
+            v6: true,
+            icmp_type: 1,
+            code,
+        } => match code {
             1 => "admin-prohibited",
             3 => "host-unreach",
             4 => "port-unreach",
@@ -412,9 +449,16 @@ fn write_xml(
     writeln!(out, "<verbose level=\"0\"/>\n<debugging level=\"0\"/>")?;
     for r in reports {
         writeln!(out, "<host starttime=\"{start}\" endtime=\"{end}\">")?;
-        writeln!(out, "<status state=\"up\" reason=\"user-set\" reason_ttl=\"0\"/>")?;
+        writeln!(
+            out,
+            "<status state=\"up\" reason=\"user-set\" reason_ttl=\"0\"/>"
+        )?;
         let family = if r.target.is_ipv4() { "ipv4" } else { "ipv6" };
-        writeln!(out, "<address addr=\"{}\" addrtype=\"{family}\"/>", r.target)?;
+        writeln!(
+            out,
+            "<address addr=\"{}\" addrtype=\"{family}\"/>",
+            r.target
+        )?;
         writeln!(out, "<hostnames>\n</hostnames>\n<ports>")?;
         // The most common nmap state is summarised as extraports, as nmap does.
         let mut per_state: std::collections::BTreeMap<&str, usize> = Default::default();
@@ -429,9 +473,16 @@ fn write_xml(
         if let Some(extra) = extra {
             let mut reasons: std::collections::BTreeMap<String, Vec<u16>> = Default::default();
             for p in r.results.iter().filter(|p| nmap_state(p.state) == extra) {
-                reasons.entry(nmap_reason(p.reason)).or_default().push(p.port);
+                reasons
+                    .entry(nmap_reason(p.reason))
+                    .or_default()
+                    .push(p.port);
             }
-            writeln!(out, "<extraports state=\"{extra}\" count=\"{}\">", per_state[extra])?;
+            writeln!(
+                out,
+                "<extraports state=\"{extra}\" count=\"{}\">",
+                per_state[extra]
+            )?;
             for (reason, ports) in reasons {
                 writeln!(
                     out,
@@ -442,7 +493,11 @@ fn write_xml(
             }
             writeln!(out, "</extraports>")?;
         }
-        for p in r.results.iter().filter(|p| Some(nmap_state(p.state)) != extra) {
+        for p in r
+            .results
+            .iter()
+            .filter(|p| Some(nmap_state(p.state)) != extra)
+        {
             let info = lookup(p.port, Proto::Tcp);
             writeln!(
                 out,
@@ -457,12 +512,23 @@ fn write_xml(
         writeln!(out, "</ports>")?;
         if let Some(srtt) = r.summary.srtt {
             let us = srtt.as_micros();
-            writeln!(out, "<times srtt=\"{us}\" rttvar=\"{us}\" to=\"{}\"/>", us * 4 + 100_000)?;
+            writeln!(
+                out,
+                "<times srtt=\"{us}\" rttvar=\"{us}\" to=\"{}\"/>",
+                us * 4 + 100_000
+            )?;
         }
         writeln!(out, "</host>")?;
     }
-    writeln!(out, "<runstats><finished time=\"{end}\" elapsed=\"{:.2}\" summary=\"Harbormaster scanned {} host(s) in {:.2} seconds\" exit=\"success\"/><hosts up=\"{}\" down=\"0\" total=\"{}\"/>\n</runstats>\n</nmaprun>",
-        elapsed.as_secs_f64(), reports.len(), elapsed.as_secs_f64(), reports.len(), reports.len())?;
+    writeln!(
+        out,
+        "<runstats><finished time=\"{end}\" elapsed=\"{:.2}\" summary=\"Harbormaster scanned {} host(s) in {:.2} seconds\" exit=\"success\"/><hosts up=\"{}\" down=\"0\" total=\"{}\"/>\n</runstats>\n</nmaprun>",
+        elapsed.as_secs_f64(),
+        reports.len(),
+        elapsed.as_secs_f64(),
+        reports.len(),
+        reports.len()
+    )?;
     Ok(())
 }
 
@@ -475,7 +541,11 @@ mod tests {
         assert_eq!(nmap_state(PortState::Stealth), "filtered");
         assert_eq!(nmap_reason(Reason::Rst), "reset");
         assert_eq!(
-            nmap_reason(Reason::Icmp { v6: false, icmp_type: 3, code: 13 }),
+            nmap_reason(Reason::Icmp {
+                v6: false,
+                icmp_type: 3,
+                code: 13
+            }),
             "admin-prohibited"
         );
         assert_eq!(xml_escape("a<b&\"c\""), "a&lt;b&amp;&quot;c&quot;");

@@ -72,13 +72,19 @@ fn port_json_is_structured() {
     assert_eq!(entries[1]["proto"], "udp");
     let one: Value = serde_json::from_str(&stdout_of(&["port", "22", "--json", "--udp"])).unwrap();
     assert_eq!(one["entries"].as_array().unwrap().len(), 1);
-    assert_eq!(one["entries"][0]["closing_rules"]["ufw"], "ufw deny in 22/udp");
+    assert_eq!(
+        one["entries"][0]["closing_rules"]["ufw"],
+        "ufw deny in 22/udp"
+    );
 }
 
 #[test]
 fn search_ranks_and_emits_json() {
     let text = stdout_of(&["search", "netbus"]);
-    assert!(text.lines().next().unwrap().starts_with("12345/tcp"), "{text}");
+    assert!(
+        text.lines().next().unwrap().starts_with("12345/tcp"),
+        "{text}"
+    );
     let v: Value =
         serde_json::from_str(&stdout_of(&["search", "remote", "desktop", "--json"])).unwrap();
     assert_eq!(v[0]["info"]["port"], 3389);
@@ -94,7 +100,10 @@ fn export_json_covers_the_whole_base() {
     let v: Value = serde_json::from_str(&stdout_of(&["db", "export"])).unwrap();
     assert_eq!(v["schema"], "harbormaster-kb/1");
     let entries = v["entries"].as_array().unwrap();
-    assert_eq!(v["counts"]["entries"].as_u64().unwrap() as usize, entries.len());
+    assert_eq!(
+        v["counts"]["entries"].as_u64().unwrap() as usize,
+        entries.len()
+    );
     assert!(entries.len() > 12_000);
     let curated = entries.iter().filter(|e| !e["curated"].is_null()).count();
     assert_eq!(v["counts"]["curated"].as_u64().unwrap() as usize, curated);
@@ -104,8 +113,16 @@ fn export_json_covers_the_whole_base() {
         .find(|e| e["port"] == 22 && e["proto"] == "tcp")
         .unwrap();
     for key in [
-        "title", "names", "protocols", "purpose", "description", "security", "close", "related",
-        "references", "malware",
+        "title",
+        "names",
+        "protocols",
+        "purpose",
+        "description",
+        "security",
+        "close",
+        "related",
+        "references",
+        "malware",
     ] {
         assert!(!ssh["curated"][key].is_null(), "missing {key}");
     }
@@ -120,12 +137,25 @@ fn export_csv_has_header_and_one_row_per_entry() {
     assert_eq!(header.len(), 17);
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     assert!(rows.len() > 12_000);
-    let ftp = rows.iter().find(|r| &r[0] == "21" && &r[1] == "tcp").unwrap();
+    let ftp = rows
+        .iter()
+        .find(|r| &r[0] == "21" && &r[1] == "tcp")
+        .unwrap();
     assert_eq!(&ftp[6], "true");
-    assert!(ftp[8].split("; ").any(|n| n == "ftp"), "names column: {:?}", &ftp[8]);
+    assert!(
+        ftp[8].split("; ").any(|n| n == "ftp"),
+        "names column: {:?}",
+        &ftp[8]
+    );
     assert!(ftp[11].len() >= 200, "description column too short");
-    let unassigned_curated = rows.iter().filter(|r| &r[6] == "false" && !r[7].is_empty()).count();
-    assert_eq!(unassigned_curated, 0, "curated columns filled for an uncurated row");
+    let unassigned_curated = rows
+        .iter()
+        .filter(|r| &r[6] == "false" && !r[7].is_empty())
+        .count();
+    assert_eq!(
+        unassigned_curated, 0,
+        "curated columns filled for an uncurated row"
+    );
 }
 
 #[test]

@@ -17,7 +17,10 @@ fn usage_error(args: &[&str]) -> String {
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
     assert_eq!(err.lines().count(), 1, "{args:?}: {err:?}");
-    assert!(err.starts_with("harbormaster: ") && !err.contains("panicked"), "{err}");
+    assert!(
+        err.starts_with("harbormaster: ") && !err.contains("panicked"),
+        "{err}"
+    );
     err
 }
 
@@ -46,13 +49,22 @@ fn syn_mode_without_privilege_is_refused() {
         };
         assert!(out.status.success());
         let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
-            .arg(assert_cmd::cargo::cargo_bin("harbormaster"));
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
+        .arg(assert_cmd::cargo::cargo_bin("harbormaster"));
         c
     } else {
         hm()
     };
-    let out = cmd.args(["scan", "127.0.0.1", "-p", "80", "--mode", "syn"]).output().unwrap();
+    let out = cmd
+        .args(["scan", "127.0.0.1", "-p", "80", "--mode", "syn"])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("CAP_NET_RAW"), "{err}");
@@ -75,7 +87,16 @@ fn connect_scan_of_loopback_finds_a_listener() {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port().to_string();
     let out = hm()
-        .args(["scan", "127.0.0.1", "-p", &port, "--mode", "connect", "--format", "ndjson"])
+        .args([
+            "scan",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "--mode",
+            "connect",
+            "--format",
+            "ndjson",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
@@ -87,7 +108,7 @@ fn connect_scan_of_loopback_finds_a_listener() {
 
 fn spec() -> TargetSpec {
     TargetSpec {
-        open: vec![22, 80, 443, 3000, 8080],
+        open: vec![22, 80, 443, 3000, 4000],
         dropped: vec![0, 23, 135, 139, 445, 3389],
         filtered: vec![25, 110, 1900],
         ..TargetSpec::default()
@@ -130,7 +151,11 @@ fn ndjson_has_every_port_with_the_right_state_in_both_modes() {
     let net = testnet_or_skip!(&spec);
     for mode in ["syn", "connect"] {
         let out = scan_in(&net, &["--format", "ndjson", "--mode", mode]);
-        assert!(out.status.success(), "{mode}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{mode}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let mut seen = HashMap::new();
         for line in String::from_utf8(out.stdout).unwrap().lines() {
             let v: Value = serde_json::from_str(line).unwrap();
@@ -138,7 +163,10 @@ fn ndjson_has_every_port_with_the_right_state_in_both_modes() {
                 assert!(v.get(key).is_some(), "{mode}: missing {key} in {line}");
             }
             let port = v["port"].as_u64().unwrap() as u16;
-            assert!(seen.insert(port, v["state"].as_str().unwrap().to_string()).is_none());
+            assert!(
+                seen.insert(port, v["state"].as_str().unwrap().to_string())
+                    .is_none()
+            );
         }
         assert_eq!(seen.len(), 4096, "{mode}");
         for (port, state) in &seen {
@@ -164,7 +192,10 @@ fn json_text_and_xml_reports() {
 
     let out = scan_in(&net, &["--format", "text"]);
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("5 open, 4082 closed, 3 filtered, 6 stealth"), "{text}");
+    assert!(
+        text.contains("5 open, 4082 closed, 3 filtered, 6 stealth"),
+        "{text}"
+    );
     assert!(text.contains("22/tcp") && text.contains("ssh"), "{text}");
     assert!(text.contains("not shown: 4082 closed"), "{text}");
 
@@ -176,8 +207,20 @@ fn json_text_and_xml_reports() {
     let xml = std::fs::read_to_string(&file).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(xml.starts_with("<?xml") && xml.trim_end().ends_with("</nmaprun>"));
-    assert!(xml.contains("<extraports state=\"closed\" count=\"4082\">"), "{xml}");
-    assert!(xml.contains("portid=\"22\"><state state=\"open\" reason=\"syn-ack\""), "{xml}");
-    assert!(xml.contains("portid=\"25\"><state state=\"filtered\" reason=\"admin-prohibited\""), "{xml}");
-    assert!(xml.contains("portid=\"23\"><state state=\"filtered\" reason=\"no-response\""), "{xml}");
+    assert!(
+        xml.contains("<extraports state=\"closed\" count=\"4082\">"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("portid=\"22\"><state state=\"open\" reason=\"syn-ack\""),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("portid=\"25\"><state state=\"filtered\" reason=\"admin-prohibited\""),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("portid=\"23\"><state state=\"filtered\" reason=\"no-response\""),
+        "{xml}"
+    );
 }

@@ -9,8 +9,8 @@ use harbormaster_datagen::{OUTPUT_TSV, UPSTREAM_JSON, iana_tsv};
 fn main() -> Result<()> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let input = root.join(UPSTREAM_JSON);
-    let upstream = std::fs::read_to_string(&input)
-        .with_context(|| format!("reading {}", input.display()))?;
+    let upstream =
+        std::fs::read_to_string(&input).with_context(|| format!("reading {}", input.display()))?;
     let tsv = iana_tsv(&upstream)?;
     let output = root.join(OUTPUT_TSV);
     std::fs::write(&output, &tsv).with_context(|| format!("writing {}", output.display()))?;

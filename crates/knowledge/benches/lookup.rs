@@ -1,6 +1,9 @@
 //! Lookup and search speed. Run: `cargo bench -p harbormaster-knowledge`.
 //! Figures are recorded in BENCHMARKS.md.
 
+// criterion_group! generates undocumented items.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};

@@ -45,7 +45,10 @@ mod tests {
     fn rules_name_the_port_and_transport() {
         let r = closing_rules(3389, Proto::Udp);
         assert!(r.windows.contains("-Protocol UDP -LocalPort 3389"));
-        assert_eq!(r.nftables, "nft add rule inet filter input udp dport 3389 drop");
+        assert_eq!(
+            r.nftables,
+            "nft add rule inet filter input udp dport 3389 drop"
+        );
         assert_eq!(r.ufw, "ufw deny in 3389/udp");
         assert!(r.router.contains("3389/udp"));
     }

@@ -97,7 +97,11 @@ pub async fn connect_scan(
         .unwrap_or_else(default_concurrency)
         .max(1);
     let shared = Arc::new(Mutex::new(Shared {
-        rtt: RttEstimator::new(config.initial_timeout, config.min_timeout, config.max_timeout),
+        rtt: RttEstimator::new(
+            config.initial_timeout,
+            config.min_timeout,
+            config.max_timeout,
+        ),
         rate: config.rate.map(RateLimiter::new),
         answers: 0,
         lost_before: 0,
@@ -191,7 +195,10 @@ async fn probe_port(
             Attempt::Answer(reason) => reason,
             Attempt::Timeout => {
                 tries += 1;
-                let limit = shared.lock().unwrap_or_else(|p| p.into_inner()).tries_limit();
+                let limit = shared
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .tries_limit();
                 if tries >= limit {
                     let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
                     s.decided += 1;
@@ -226,7 +233,13 @@ async fn probe_port(
     }
 }
 
-fn result(target: IpAddr, port: u16, reason: Reason, rtt: Option<Duration>, tries: u8) -> PortResult {
+fn result(
+    target: IpAddr,
+    port: u16,
+    reason: Reason,
+    rtt: Option<Duration>,
+    tries: u8,
+) -> PortResult {
     PortResult {
         target,
         port,
@@ -275,9 +288,14 @@ fn classify_error(e: io::Error) -> Attempt {
         }
         Some(libc::ENETUNREACH) => Attempt::Answer(Reason::NetUnreachable),
         Some(libc::ETIMEDOUT) => Attempt::Timeout,
-        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::EADDRNOTAVAIL)
-        | Some(libc::ENOBUFS) | Some(libc::ENOMEM) | Some(libc::EADDRINUSE)
-        | Some(libc::EAGAIN) | Some(libc::EINTR) => Attempt::LocalShortage(e),
+        Some(libc::EMFILE)
+        | Some(libc::ENFILE)
+        | Some(libc::EADDRNOTAVAIL)
+        | Some(libc::ENOBUFS)
+        | Some(libc::ENOMEM)
+        | Some(libc::EADDRINUSE)
+        | Some(libc::EAGAIN)
+        | Some(libc::EINTR) => Attempt::LocalShortage(e),
         _ => Attempt::Fatal(e),
     }
 }

@@ -80,6 +80,9 @@ mod tests {
         assert_ne!(base, k.cookie(a, b, 61001, 80));
         assert_ne!(base, k.cookie(a, b, 61000, 81));
         assert_ne!(base, CookieKey::from_bytes([8; 16]).cookie(a, b, 61000, 80));
-        assert_ne!(CookieKey::random().cookie(a, b, 1, 2), CookieKey::random().cookie(a, b, 1, 2));
+        assert_ne!(
+            CookieKey::random().cookie(a, b, 1, 2),
+            CookieKey::random().cookie(a, b, 1, 2)
+        );
     }
 }

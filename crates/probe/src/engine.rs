@@ -158,7 +158,9 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("config", &self.config).finish()
+        f.debug_struct("Engine")
+            .field("config", &self.config)
+            .finish()
     }
 }
 
@@ -538,7 +540,9 @@ impl Scan {
         let Some(try_no) = self.try_of(r.dst_port, idx) else {
             return;
         };
-        let cookie = self.key.cookie(self.source, self.target, r.dst_port, r.src_port);
+        let cookie = self
+            .key
+            .cookie(self.source, self.target, r.dst_port, r.src_port);
         if r.ack != cookie.wrapping_add(1) {
             self.rejected += 1;
             return;
@@ -564,7 +568,9 @@ impl Scan {
         let Some(try_no) = self.try_of(q.src_port, idx) else {
             return;
         };
-        let cookie = self.key.cookie(self.source, self.target, q.src_port, q.dst_port);
+        let cookie = self
+            .key
+            .cookie(self.source, self.target, q.src_port, q.dst_port);
         if q.seq != Some(cookie) {
             self.rejected += 1;
             return;
@@ -812,10 +818,8 @@ fn run<T: Transport>(
                 if let Some(d) = scan.next_deadline() {
                     wait = wait.min(d.saturating_duration_since(now));
                 }
-                if scan.has_work() {
-                    if let Some(r) = &scan.rate {
-                        wait = wait.min(r.wait());
-                    }
+                if let Some(r) = scan.rate.as_ref().filter(|_| scan.has_work()) {
+                    wait = wait.min(r.wait());
                 }
             }
             if let Some(r) = &l.rate {
@@ -881,7 +885,13 @@ impl<T: Transport> Loop<T> {
         }
     }
 
-    fn end(&mut self, block: usize, scan: Option<Box<Scan>>, cancelled: bool, error: Option<String>) {
+    fn end(
+        &mut self,
+        block: usize,
+        scan: Option<Box<Scan>>,
+        cancelled: bool,
+        error: Option<String>,
+    ) {
         if let Some(mut scan) = scan {
             let summary = scan.summary(cancelled, error);
             (scan.sink)(ScanEvent::Done(summary));

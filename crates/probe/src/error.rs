@@ -7,7 +7,9 @@ use std::io;
 #[non_exhaustive]
 pub enum ProbeError {
     /// SYN mode needs raw sockets (root or CAP_NET_RAW).
-    #[error("SYN mode needs raw sockets: run as root or grant CAP_NET_RAW (setcap cap_net_raw+ep), or use --mode connect")]
+    #[error(
+        "SYN mode needs raw sockets: run as root or grant CAP_NET_RAW (setcap cap_net_raw+ep), or use --mode connect"
+    )]
     NotPrivileged,
     /// Too many scans are running in one engine.
     #[error("the engine is running its maximum of {0} scans")]

@@ -33,7 +33,8 @@ impl RawTransport {
                 _ => ProbeError::Io { what, source: e },
             }
         };
-        let send = sys::raw_send_socket_v4(SEND_BUFFER).map_err(map("opening the raw send socket"))?;
+        let send =
+            sys::raw_send_socket_v4(SEND_BUFFER).map_err(map("opening the raw send socket"))?;
         let recv = sys::packet_socket_v4(SOURCE_PORT_BASE, RECV_BUFFER)
             .map_err(map("opening the packet receive socket"))?;
         Ok(RawTransport { send, recv })

@@ -165,12 +165,20 @@ mod tests {
             (Reason::SynAck, PortState::Open, "syn-ack"),
             (Reason::Rst, PortState::Closed, "rst"),
             (
-                Reason::Icmp { v6: false, icmp_type: 3, code: 13 },
+                Reason::Icmp {
+                    v6: false,
+                    icmp_type: 3,
+                    code: 13,
+                },
                 PortState::Filtered,
                 "icmp-3-13",
             ),
             (
-                Reason::Icmp { v6: true, icmp_type: 1, code: 1 },
+                Reason::Icmp {
+                    v6: true,
+                    icmp_type: 1,
+                    code: 1,
+                },
                 PortState::Filtered,
                 "icmpv6-1-1",
             ),

@@ -137,7 +137,15 @@ impl SimNetwork {
                 TcpFlags::RST | TcpFlags::ACK
             };
             let ack = syn.seq.wrapping_add(if host.wrong_ack { 7 } else { 1 });
-            tcp_segment(dst, self.source, port, syn.src_port, 0x1000_0000, ack, flags)
+            tcp_segment(
+                dst,
+                self.source,
+                port,
+                syn.src_port,
+                0x1000_0000,
+                ack,
+                flags,
+            )
         };
         self.deliver(reply);
     }
@@ -188,7 +196,20 @@ impl Transport for SimNetwork {
 
 fn ipv4_header(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, payload_len: usize) -> Vec<u8> {
     let total = 20 + payload_len;
-    let mut h = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 0, 0x40, 0, 64, protocol, 0, 0];
+    let mut h = vec![
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0,
+        0,
+        0x40,
+        0,
+        64,
+        protocol,
+        0,
+        0,
+    ];
     h.extend_from_slice(&src.octets());
     h.extend_from_slice(&dst.octets());
     h

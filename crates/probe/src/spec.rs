@@ -5,8 +5,8 @@ use std::fmt;
 
 /// The 26 ports of the "Common Ports" test.
 pub const COMMON_PORTS: [u16; 26] = [
-    0, 21, 22, 23, 25, 79, 80, 110, 113, 119, 135, 139, 143, 389, 443, 445, 1002, 1024, 1025,
-    1026, 1027, 1028, 1029, 1030, 1720, 5000,
+    0, 21, 22, 23, 25, 79, 80, 110, 113, 119, 135, 139, 143, 389, 443, 445, 1002, 1024, 1025, 1026,
+    1027, 1028, 1029, 1030, 1720, 5000,
 ];
 
 /// The "service ports" preset: 0–1055, the 33 × 32 grid.
@@ -134,27 +134,48 @@ mod tests {
     #[test]
     fn grammar() {
         assert_eq!(PortList::parse("21").unwrap().ports(), [21]);
-        assert_eq!(PortList::parse("20-25").unwrap().ports(), [20, 21, 22, 23, 24, 25]);
-        assert_eq!(PortList::parse("443, 80,21,80").unwrap().ports(), [21, 80, 443]);
+        assert_eq!(
+            PortList::parse("20-25").unwrap().ports(),
+            [20, 21, 22, 23, 24, 25]
+        );
+        assert_eq!(
+            PortList::parse("443, 80,21,80").unwrap().ports(),
+            [21, 80, 443]
+        );
         assert_eq!(PortList::parse("-").unwrap().len(), 65536);
         assert_eq!(PortList::parse("ALL").unwrap().len(), 65536);
         assert_eq!(PortList::parse("common").unwrap().len(), 26);
         let service = PortList::parse("service").unwrap();
         assert_eq!(service.len(), 1056);
         assert_eq!(service.to_string(), "0-1055");
-        assert_eq!(PortList::parse("common,0-3").unwrap().ports()[..5], [0, 1, 2, 3, 21]);
+        assert_eq!(
+            PortList::parse("common,0-3").unwrap().ports()[..5],
+            [0, 1, 2, 3, 21]
+        );
         assert_eq!(PortList::parse("65535").unwrap().ports(), [65535]);
         assert_eq!(PortList::parse("0").unwrap().ports(), [0]);
     }
 
     #[test]
     fn rejects_bad_specs() {
-        for bad in ["", " ", "65536", "-1", "1-", "-5", "5-1", "a", "21,,22", "1-2-3", "80x", "1.5"] {
+        for bad in [
+            "", " ", "65536", "-1", "1-", "-5", "5-1", "a", "21,,22", "1-2-3", "80x", "1.5",
+        ] {
             let e = PortList::parse(bad).unwrap_err();
             assert!(e.to_string().contains("use e.g."), "{bad}: {e}");
         }
-        assert!(PortList::parse("5-1").unwrap_err().why.contains("backwards"));
-        assert!(PortList::parse("70000").unwrap_err().why.contains("out of range"));
+        assert!(
+            PortList::parse("5-1")
+                .unwrap_err()
+                .why
+                .contains("backwards")
+        );
+        assert!(
+            PortList::parse("70000")
+                .unwrap_err()
+                .why
+                .contains("out of range")
+        );
     }
 
     #[test]

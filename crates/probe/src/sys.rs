@@ -52,14 +52,14 @@ pub fn packet_socket_v4(min_port: u16, rcvbuf: usize) -> io::Result<OwnedFd> {
     const JGE_K: u16 = 0x35;
     const RET_K: u16 = 0x06;
     let program = [
-        insn(LD_B_ABS, 0, 0, 9),                       // A = IP protocol
-        insn(JEQ_K, 4, 0, 1),                          // ICMP → accept
-        insn(JEQ_K, 0, 4, 6),                          // not TCP → drop
-        insn(LDX_B_MSH, 0, 0, 0),                      // X = IP header length
-        insn(LD_H_IND, 0, 0, 2),                       // A = TCP destination port
-        insn(JGE_K, 0, 1, u32::from(min_port)),        // ours? accept : drop
-        insn(RET_K, 0, 0, RECV_SNAP as u32),           // accept, truncated
-        insn(RET_K, 0, 0, 0),                          // drop
+        insn(LD_B_ABS, 0, 0, 9),                // A = IP protocol
+        insn(JEQ_K, 4, 0, 1),                   // ICMP → accept
+        insn(JEQ_K, 0, 4, 6),                   // not TCP → drop
+        insn(LDX_B_MSH, 0, 0, 0),               // X = IP header length
+        insn(LD_H_IND, 0, 0, 2),                // A = TCP destination port
+        insn(JGE_K, 0, 1, u32::from(min_port)), // ours? accept : drop
+        insn(RET_K, 0, 0, RECV_SNAP as u32),    // accept, truncated
+        insn(RET_K, 0, 0, 0),                   // drop
     ];
     let prog = libc::sock_fprog {
         len: program.len() as u16,
@@ -110,7 +110,11 @@ fn setsockopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: &T)
             size_of::<T>() as libc::socklen_t,
         )
     };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Sends the unsent probes of `batch` (IPv4 only) with one `sendmmsg` call.
@@ -126,7 +130,10 @@ pub fn send_batch_v4(fd: &OwnedFd, batch: &SendBatch) -> io::Result<usize> {
     for i in 0..n {
         let (dst, bytes) = batch.get(i);
         let IpAddr::V4(v4) = dst else {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "IPv6 probe on an IPv4 socket"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "IPv6 probe on an IPv4 socket",
+            ));
         };
         // SAFETY: sockaddr_in is plain old data; all-zero is a valid value.
         let mut sa: libc::sockaddr_in = unsafe { zeroed() };
@@ -153,7 +160,12 @@ pub fn send_batch_v4(fd: &OwnedFd, batch: &SendBatch) -> io::Result<usize> {
     // msgs points into them, and each iovec points into `batch`, which is borrowed
     // for the whole call. The kernel only reads the buffers.
     let rc = unsafe {
-        libc::sendmmsg(fd.as_raw_fd(), msgs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT)
+        libc::sendmmsg(
+            fd.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            n as libc::c_uint,
+            libc::MSG_DONTWAIT,
+        )
     };
     if rc >= 0 {
         return Ok(rc as usize);
@@ -184,7 +196,11 @@ pub fn wait_readable(fd: &OwnedFd, timeout: Duration) -> io::Result<bool> {
         0 => Ok(false),
         _ => {
             let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted { Ok(false) } else { Err(e) }
+            if e.kind() == io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(e)
+            }
         }
     }
 }
@@ -259,7 +275,11 @@ pub fn packet_drops(fd: &OwnedFd) -> io::Result<u64> {
             &mut len,
         )
     };
-    if rc == 0 { Ok(u64::from(stats.tp_drops)) } else { Err(io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(u64::from(stats.tp_drops))
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// The soft limit on open files (RLIMIT_NOFILE).

@@ -12,7 +12,9 @@ pub const MAX_TARGET_ADDRESSES: usize = 65_536;
 #[non_exhaustive]
 pub enum TargetError {
     /// The text is not an address, a CIDR block or a resolvable host name.
-    #[error("cannot resolve {0:?}: give an IPv4/IPv6 address, a CIDR block (198.18.0.0/24) or a resolvable host name")]
+    #[error(
+        "cannot resolve {0:?}: give an IPv4/IPv6 address, a CIDR block (198.18.0.0/24) or a resolvable host name"
+    )]
     Unresolvable(String),
     /// The CIDR block holds more addresses than allowed.
     #[error("{0} holds more than {MAX_TARGET_ADDRESSES} addresses; split it into smaller blocks")]
@@ -65,20 +67,38 @@ mod tests {
 
     #[test]
     fn addresses_and_blocks() {
-        assert_eq!(resolve("198.18.0.2").unwrap(), ["198.18.0.2".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            resolve("198.18.0.2").unwrap(),
+            ["198.18.0.2".parse::<IpAddr>().unwrap()]
+        );
         assert_eq!(resolve("::1").unwrap(), ["::1".parse::<IpAddr>().unwrap()]);
-        assert_eq!(resolve("[::1]").unwrap(), ["::1".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            resolve("[::1]").unwrap(),
+            ["::1".parse::<IpAddr>().unwrap()]
+        );
         assert_eq!(resolve("198.18.0.0/30").unwrap().len(), 2);
-        assert_eq!(resolve("198.18.0.7/32").unwrap(), ["198.18.0.7".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            resolve("198.18.0.7/32").unwrap(),
+            ["198.18.0.7".parse::<IpAddr>().unwrap()]
+        );
         assert_eq!(resolve("198.18.0.0/16").unwrap().len(), 65_534);
         assert_eq!(resolve("localhost").unwrap().len(), 1);
     }
 
     #[test]
     fn rejects_bad_targets() {
-        assert!(matches!(resolve("198.18.0.0/15"), Err(TargetError::TooLarge(_))));
-        assert!(matches!(resolve("300.1.1.1/24"), Err(TargetError::Unresolvable(_))));
+        assert!(matches!(
+            resolve("198.18.0.0/15"),
+            Err(TargetError::TooLarge(_))
+        ));
+        assert!(matches!(
+            resolve("300.1.1.1/24"),
+            Err(TargetError::Unresolvable(_))
+        ));
         assert!(matches!(resolve(""), Err(TargetError::Unresolvable(_))));
-        assert!(matches!(resolve("no-such-host.invalid"), Err(TargetError::Unresolvable(_))));
+        assert!(matches!(
+            resolve("no-such-host.invalid"),
+            Err(TargetError::Unresolvable(_))
+        ));
     }
 }

@@ -14,13 +14,24 @@ use harbormaster_testnet::{TARGET_IP, TargetSpec, TestNet};
 /// ~200 open, ~2,000 dropped, ~100 rejected ports across the range.
 fn spec(loss_percent: u8) -> TargetSpec {
     let pick = |n: u32, mul: u32, add: u32| -> Vec<u16> {
-        (0..n).map(|i| ((i * mul + add) % 64_000 + 1024) as u16).collect()
+        (0..n)
+            .map(|i| ((i * mul + add) % 64_000 + 1024) as u16)
+            .collect()
     };
     let open: Vec<u16> = pick(200, 317, 11);
     let taken: HashSet<u16> = open.iter().copied().collect();
-    let filtered: Vec<u16> = pick(100, 631, 7).into_iter().filter(|p| !taken.contains(p)).collect();
-    let taken: HashSet<u16> = taken.union(&filtered.iter().copied().collect()).copied().collect();
-    let mut dropped: Vec<u16> = pick(2000, 31, 3).into_iter().filter(|p| !taken.contains(p)).collect();
+    let filtered: Vec<u16> = pick(100, 631, 7)
+        .into_iter()
+        .filter(|p| !taken.contains(p))
+        .collect();
+    let taken: HashSet<u16> = taken
+        .union(&filtered.iter().copied().collect())
+        .copied()
+        .collect();
+    let mut dropped: Vec<u16> = pick(2000, 31, 3)
+        .into_iter()
+        .filter(|p| !taken.contains(p))
+        .collect();
     dropped.extend([0, 1, 2]);
     TargetSpec {
         open,
@@ -50,7 +61,12 @@ fn check(spec: &TargetSpec, results: &[PortResult], expected_len: usize) {
         .filter(|r| r.state != truth(spec, r.port))
         .map(|r| format!("{} {} ({}, {} tries)", r.port, r.state, r.reason, r.tries))
         .collect();
-    assert!(wrong.is_empty(), "{} wrong: {:?}", wrong.len(), &wrong[..wrong.len().min(20)]);
+    assert!(
+        wrong.is_empty(),
+        "{} wrong: {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(20)]
+    );
 }
 
 fn syn_scan(net: &TestNet, ports: &str) -> (Vec<PortResult>, harbormaster_probe::ScanSummary) {
@@ -96,7 +112,10 @@ fn syn_full_sweep_with_two_percent_loss_is_exact() {
     let net = testnet_or_skip!(&spec);
     let (results, summary) = syn_scan(&net, "all");
     check(&spec, &results, 65536);
-    assert!(summary.lost_before > 0, "loss must have been seen: {summary:?}");
+    assert!(
+        summary.lost_before > 0,
+        "loss must have been seen: {summary:?}"
+    );
     eprintln!("SYN 0-65535, 2% loss: {summary:?}");
 }
 
@@ -118,7 +137,10 @@ fn connect_mode_is_exact() {
     let net = testnet_or_skip!(&spec);
     let ports = PortList::parse("0-8191").unwrap();
     let results = net.in_scanner(|| {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let mut results = Vec::new();
             let summary = connect_scan(

@@ -59,9 +59,22 @@ fn assert_exact(host: &SimHost, results: &[PortResult], ports: &PortList) {
     let wrong: Vec<String> = results
         .iter()
         .filter(|r| r.state != truth(host, r.port))
-        .map(|r| format!("{}: {} ({}) should be {}", r.port, r.state, r.reason, truth(host, r.port)))
+        .map(|r| {
+            format!(
+                "{}: {} ({}) should be {}",
+                r.port,
+                r.state,
+                r.reason,
+                truth(host, r.port)
+            )
+        })
         .collect();
-    assert!(wrong.is_empty(), "{} misclassified: {:?}", wrong.len(), &wrong[..wrong.len().min(10)]);
+    assert!(
+        wrong.is_empty(),
+        "{} misclassified: {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(10)]
+    );
 }
 
 fn full_sweep(loss: f64, seed: u64) -> (SimHost, Vec<PortResult>, ScanSummary) {
@@ -102,7 +115,10 @@ fn full_sweep_with_two_percent_loss_each_way_is_exact() {
         let (host, results, summary) = full_sweep(0.02, seed);
         assert_exact(&host, &results, &PortList::parse("all").unwrap());
         assert!(summary.lost_before > 1000, "loss was seen: {summary:?}");
-        assert!(summary.tries_limit >= 5, "more tries under loss: {summary:?}");
+        assert!(
+            summary.tries_limit >= 5,
+            "more tries under loss: {summary:?}"
+        );
     }
 }
 
@@ -126,8 +142,16 @@ fn silent_host_gets_at_least_three_tries_per_port_in_under_two_seconds() {
         })
         .unwrap();
     assert_eq!(results.len(), 1056);
-    assert!(results.iter().all(|r| r.state == PortState::Stealth && r.tries >= 3));
-    assert!(summary.elapsed <= Duration::from_secs(2), "virtual time {:?}", summary.elapsed);
+    assert!(
+        results
+            .iter()
+            .all(|r| r.state == PortState::Stealth && r.tries >= 3)
+    );
+    assert!(
+        summary.elapsed <= Duration::from_secs(2),
+        "virtual time {:?}",
+        summary.elapsed
+    );
     assert_eq!(stats.lock().unwrap().probes, 3 * 1056);
 }
 
@@ -196,7 +220,11 @@ fn replies_without_a_valid_cookie_are_rejected() {
         })
         .unwrap();
     // Every TCP answer carried a wrong acknowledgement: nothing may count as open or closed.
-    assert!(results.iter().all(|r| matches!(r.state, PortState::Stealth | PortState::Filtered)));
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r.state, PortState::Stealth | PortState::Filtered))
+    );
     assert!(summary.rejected >= 150, "{summary:?}");
 }
 
@@ -239,7 +267,8 @@ fn cancelled_scans_report_done_promptly() {
 fn a_rate_cap_is_respected() {
     let target = Ipv4Addr::new(198, 18, 0, 2);
     let host = benchmark_host(4);
-    let net = SimNetwork::new(SCANNER, Duration::from_micros(200), 0.0, 0.0, 4).host(target, host.clone());
+    let net = SimNetwork::new(SCANNER, Duration::from_micros(200), 0.0, 0.0, 4)
+        .host(target, host.clone());
     let stats = net.stats();
     let e = engine(net);
     let ports = PortList::parse("1-2000").unwrap();

@@ -5,7 +5,10 @@
 //! The target namespace gets TCP listeners for its open ports, nftables rules
 //! that drop its stealth ports and reject its filtered ports with ICMP
 //! admin-prohibited, and optionally random loss (`numgen random mod 100 < N
-//! drop`, since the kernel has no netem) on the input chain of both namespaces.
+//! drop`, since the kernel has no netem) on the target's input chain (probes)
+//! and output chain (replies). The reply loss must happen in the target: on the
+//! scanner's side, packet sockets (ours, libpcap's) see a packet before any
+//! netfilter hook could drop it, so a drop there would not be a loss to them.
 //! Everything is removed on drop, also when a test fails.
 //!
 //! Needs root and the `ip` and `nft` commands. [`TestNet::create`] returns
@@ -36,7 +39,7 @@ pub struct TargetSpec {
     pub filtered: Vec<u16>,
     /// Drop everything that arrives (a fully stealthed host).
     pub drop_all: bool,
-    /// Random loss, in percent, on each namespace's input (so on each direction).
+    /// Random loss, in percent, in each direction.
     pub loss_percent: u8,
     /// Extra target addresses after [`TARGET_IP`] (198.18.0.3, …), for many-target tests.
     pub extra_addresses: u8,
@@ -146,10 +149,16 @@ impl TestNet {
         }
         for tool in ["ip", "nft"] {
             if Command::new(tool).arg("-V").output().is_err() {
-                return skip(format!("`{tool}` is not installed (scripts/deps.sh installs it)"));
+                return skip(format!(
+                    "`{tool}` is not installed (scripts/deps.sh installs it)"
+                ));
             }
         }
-        let id = format!("{}x{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        let id = format!(
+            "{}x{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
         let mut net = TestNet {
             scanner_ns: format!("hm-s{id}"),
             target_ns: format!("hm-t{id}"),
@@ -169,9 +178,30 @@ impl TestNet {
         let (s, t) = (self.scanner_ns.as_str(), self.target_ns.as_str());
         run(&["ip", "netns", "add", s])?;
         run(&["ip", "netns", "add", t])?;
-        run(&["ip", "-n", s, "link", "add", "veth0", "type", "veth", "peer", "name", "veth1", "netns", t])?;
-        run(&["ip", "-n", s, "addr", "add", "198.18.0.1/16", "dev", "veth0"])?;
-        run(&["ip", "-n", t, "addr", "add", "198.18.0.2/16", "dev", "veth1"])?;
+        run(&[
+            "ip", "-n", s, "link", "add", "veth0", "type", "veth", "peer", "name", "veth1",
+            "netns", t,
+        ])?;
+        run(&[
+            "ip",
+            "-n",
+            s,
+            "addr",
+            "add",
+            "198.18.0.1/16",
+            "dev",
+            "veth0",
+        ])?;
+        run(&[
+            "ip",
+            "-n",
+            t,
+            "addr",
+            "add",
+            "198.18.0.2/16",
+            "dev",
+            "veth1",
+        ])?;
         for i in 0..spec.extra_addresses {
             let a = format!("198.18.0.{}/16", 3 + u16::from(i));
             run(&["ip", "-n", t, "addr", "add", &a, "dev", "veth1"])?;
@@ -199,15 +229,62 @@ impl TestNet {
                 .ok_or(format!("no MAC for {dev}: {text}"))
         };
         let (mac0, mac1) = (mac(s, "veth0")?, mac(t, "veth1")?);
-        run(&["ip", "-n", s, "neigh", "replace", "198.18.0.2", "lladdr", &mac1, "dev", "veth0", "nud", "permanent"])?;
+        run(&[
+            "ip",
+            "-n",
+            s,
+            "neigh",
+            "replace",
+            "198.18.0.2",
+            "lladdr",
+            &mac1,
+            "dev",
+            "veth0",
+            "nud",
+            "permanent",
+        ])?;
         for i in 0..spec.extra_addresses {
             let a = format!("198.18.0.{}", 3 + u16::from(i));
-            run(&["ip", "-n", s, "neigh", "replace", &a, "lladdr", &mac1, "dev", "veth0", "nud", "permanent"])?;
+            run(&[
+                "ip",
+                "-n",
+                s,
+                "neigh",
+                "replace",
+                &a,
+                "lladdr",
+                &mac1,
+                "dev",
+                "veth0",
+                "nud",
+                "permanent",
+            ])?;
         }
-        run(&["ip", "-n", t, "neigh", "replace", "198.18.0.1", "lladdr", &mac0, "dev", "veth1", "nud", "permanent"])?;
+        run(&[
+            "ip",
+            "-n",
+            t,
+            "neigh",
+            "replace",
+            "198.18.0.1",
+            "lladdr",
+            &mac0,
+            "dev",
+            "veth1",
+            "nud",
+            "permanent",
+        ])?;
         // The target answers ICMP errors without the kernel's default rate limit,
         // so "filtered" stays observable at full speed (see BENCHMARKS.md).
-        run(&["ip", "netns", "exec", t, "sysctl", "-qw", "net.ipv4.icmp_ratemask=0"])?;
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            t,
+            "sysctl",
+            "-qw",
+            "net.ipv4.icmp_ratemask=0",
+        ])?;
 
         let loss = if spec.loss_percent > 0 {
             format!("numgen random mod 100 < {} drop", spec.loss_percent)
@@ -227,26 +304,17 @@ impl TestNet {
     tcp dport @stealth drop
     meta nfproto ipv4 tcp dport @filtered reject with icmp type admin-prohibited
   }}
+  chain output {{
+    type filter hook output priority 0; policy accept;
+    oif lo accept
+    {loss}
+  }}
 }}
 ",
             stealth = set(&spec.dropped),
             filtered = set(&spec.filtered),
         );
         run_stdin(&["ip", "netns", "exec", t, "nft", "-f", "-"], &target_rules)?;
-        if spec.loss_percent > 0 {
-            let scanner_rules = format!(
-                "table inet hm {{
-  chain input {{
-    type filter hook input priority 0; policy accept;
-    iif lo accept
-    {loss}
-  }}
-}}
-"
-            );
-            run_stdin(&["ip", "netns", "exec", s, "nft", "-f", "-"], &scanner_rules)?;
-        }
-
         let mut ips = vec![TARGET_IP];
         ips.extend((0..spec.extra_addresses).map(|i| Ipv4Addr::new(198, 18, 0, 3 + i)));
         in_namespace(t, || {
