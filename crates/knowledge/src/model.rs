@@ -124,9 +124,12 @@ pub struct Curated {
     /// Port number (not serialised: the enclosing [`PortInfo`] carries it).
     #[serde(skip)]
     pub port: u16,
-    /// Transport (not serialised, as for `port`).
+    /// Transport (not serialised, as for `port`); TCP when `both`.
     #[serde(skip)]
     pub proto: Proto,
+    /// The entry describes TCP and UDP alike (one text for both transports).
+    #[serde(skip)]
+    pub both: bool,
     /// Human-readable name of the service.
     pub title: &'static str,
     /// Service names and aliases, the IANA keyword first when there is one.

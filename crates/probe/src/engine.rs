@@ -34,7 +34,7 @@ use crate::permute::Permutation;
 use crate::result::{PortResult, PortState, Reason, Transport as Proto};
 use crate::spec::PortList;
 use crate::timing::{Congestion, RateLimiter, RttEstimator, needed_tries};
-use crate::transport::{RecvBatch, SendBatch, Transport};
+use crate::transport::{MAX_BATCH as BATCH, RecvBatch, SendBatch, Transport};
 
 /// First source port the engine uses. The range above it lies outside Linux's
 /// default ephemeral range (32768–60999), so it does not collide with the
@@ -45,7 +45,6 @@ pub const TRIES_PER_BLOCK: u16 = 16;
 /// Scans one engine can run at once.
 pub const MAX_SCANS: usize = ((65536 - SOURCE_PORT_BASE as u32) / TRIES_PER_BLOCK as u32) as usize;
 
-const BATCH: usize = 256;
 /// Receive batches drained per loop turn before sending again.
 const RECV_ROUNDS: usize = 8;
 /// Longest idle wait, so new scans and cancellations are picked up promptly.

@@ -117,17 +117,22 @@ fn setsockopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: &T)
     }
 }
 
-/// Sends the unsent probes of `batch` (IPv4 only) with one `sendmmsg` call.
-/// Returns how many the kernel took; a full queue (EAGAIN, ENOBUFS) is not an
-/// error, it just sends fewer.
-pub fn send_batch_v4(fd: &OwnedFd, batch: &SendBatch) -> io::Result<usize> {
-    let n = batch.len().min(1024);
+/// Sends the unsent probes `range` of `batch` (IPv4 only) with one `sendmmsg`
+/// call. Returns how many the kernel took, from the start of the range; a full
+/// queue (EAGAIN, ENOBUFS) is not an error, it just sends fewer.
+pub fn send_batch_v4(
+    fd: &OwnedFd,
+    batch: &SendBatch,
+    range: std::ops::Range<usize>,
+) -> io::Result<usize> {
+    let first = range.start;
+    let n = range.end.min(batch.len()).saturating_sub(first).min(1024);
     if n == 0 {
         return Ok(0);
     }
     let mut addrs: Vec<libc::sockaddr_in> = Vec::with_capacity(n);
     let mut iovs: Vec<libc::iovec> = Vec::with_capacity(n);
-    for i in 0..n {
+    for i in first..first + n {
         let (dst, bytes) = batch.get(i);
         let IpAddr::V4(v4) = dst else {
             return Err(io::Error::new(

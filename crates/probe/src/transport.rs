@@ -6,6 +6,8 @@ use std::io;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+/// Most probes the engine puts in one batch.
+pub const MAX_BATCH: usize = 256;
 /// Largest probe we build (an IPv6 SYN: 40 + 24 bytes).
 pub const MAX_PROBE: usize = 64;
 /// Bytes of each received packet we keep: enough for IPv6 + ICMPv6 + quoted IPv6 + TCP.
@@ -89,6 +91,13 @@ impl SendBatch {
             self.dsts[j],
             &self.bytes[j * MAX_PROBE..j * MAX_PROBE + usize::from(self.lens[j])],
         )
+    }
+
+    /// Empties the batch.
+    pub fn clear(&mut self) {
+        self.start = 0;
+        self.lens.clear();
+        self.dsts.clear();
     }
 
     /// Marks the first `n` unsent probes as sent; resets when all are.

@@ -2,7 +2,6 @@
 //! `harbormaster-testnet`), SYN and connect mode, with and without loss.
 //! Needs root; without it each test prints why it was skipped.
 
-use std::collections::HashSet;
 use std::net::IpAddr;
 
 use harbormaster_probe::{
@@ -11,46 +10,17 @@ use harbormaster_probe::{
 };
 use harbormaster_testnet::{TARGET_IP, TargetSpec, TestNet};
 
-/// ~200 open, ~2,000 dropped, ~100 rejected ports across the range.
+/// The benchmark host: ~200 open, ~2,000 dropped, ~100 rejected ports.
 fn spec(loss_percent: u8) -> TargetSpec {
-    let pick = |n: u32, mul: u32, add: u32| -> Vec<u16> {
-        (0..n)
-            .map(|i| ((i * mul + add) % 64_000 + 1024) as u16)
-            .collect()
-    };
-    let open: Vec<u16> = pick(200, 317, 11);
-    let taken: HashSet<u16> = open.iter().copied().collect();
-    let filtered: Vec<u16> = pick(100, 631, 7)
-        .into_iter()
-        .filter(|p| !taken.contains(p))
-        .collect();
-    let taken: HashSet<u16> = taken
-        .union(&filtered.iter().copied().collect())
-        .copied()
-        .collect();
-    let mut dropped: Vec<u16> = pick(2000, 31, 3)
-        .into_iter()
-        .filter(|p| !taken.contains(p))
-        .collect();
-    dropped.extend([0, 1, 2]);
-    TargetSpec {
-        open,
-        dropped,
-        filtered,
-        loss_percent,
-        ..TargetSpec::default()
-    }
+    TargetSpec::benchmark(loss_percent)
 }
 
 fn truth(spec: &TargetSpec, port: u16) -> PortState {
-    if spec.drop_all || spec.dropped.contains(&port) {
-        PortState::Stealth
-    } else if spec.open.contains(&port) {
-        PortState::Open
-    } else if spec.filtered.contains(&port) {
-        PortState::Filtered
-    } else {
-        PortState::Closed
+    match spec.truth(port) {
+        "open" => PortState::Open,
+        "closed" => PortState::Closed,
+        "filtered" => PortState::Filtered,
+        _ => PortState::Stealth,
     }
 }
 

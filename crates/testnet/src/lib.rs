@@ -47,6 +47,49 @@ pub struct TargetSpec {
     pub extra_scanner_addresses: u16,
 }
 
+impl TargetSpec {
+    /// The benchmark host of issue 3: 200 open ports, about 2,000 dropped
+    /// (stealth) and 100 rejected (filtered), spread over the whole range, every
+    /// other port closed; ports 0–2 are dropped so port 0 is exercised too.
+    pub fn benchmark(loss_percent: u8) -> TargetSpec {
+        use std::collections::HashSet;
+        let pick = |n: u32, mul: u32, add: u32| -> Vec<u16> {
+            (0..n).map(|i| ((i * mul + add) % 64_000 + 1024) as u16).collect()
+        };
+        let open = pick(200, 317, 11);
+        let mut taken: HashSet<u16> = open.iter().copied().collect();
+        let filtered: Vec<u16> = pick(100, 631, 7)
+            .into_iter()
+            .filter(|p| taken.insert(*p))
+            .collect();
+        let mut dropped: Vec<u16> = pick(2000, 31, 3)
+            .into_iter()
+            .filter(|p| taken.insert(*p))
+            .collect();
+        dropped.extend([0, 1, 2]);
+        TargetSpec {
+            open,
+            dropped,
+            filtered,
+            loss_percent,
+            ..TargetSpec::default()
+        }
+    }
+
+    /// What a correct scan reports for `port`: "open", "closed", "filtered" or "stealth".
+    pub fn truth(&self, port: u16) -> &'static str {
+        if self.drop_all || self.dropped.contains(&port) {
+            "stealth"
+        } else if self.open.contains(&port) {
+            "open"
+        } else if self.filtered.contains(&port) {
+            "filtered"
+        } else {
+            "closed"
+        }
+    }
+}
+
 /// Why the test hosts could not be created.
 #[derive(Debug, Clone)]
 pub struct Skip(pub String);
