@@ -45,7 +45,7 @@ elif fmt == "nmap-xml":
         for ex in ports.findall("extraports"):
             extra_state = ex.get("state")
             for er in ex.findall("extrareasons"):
-                extra_reasons.append((er.get("reason"), er.get("ports")))
+                extra_reasons.append((extra_state, er.get("reason"), er.get("ports")))
     def expand(spec):
         out = set()
         for part in (spec or "").split(","):
@@ -54,12 +54,12 @@ elif fmt == "nmap-xml":
             elif part:
                 out.add(int(part))
         return out
-    for reason, ports in extra_reasons:
+    for state, reason, ports in extra_reasons:
         for p in expand(ports):
-            seen[p] = nmap_state(extra_state, reason)
-    if extra_state and not any(ports for _, ports in extra_reasons):
+            seen[p] = nmap_state(state, reason)
+    if extra_state and not any(ports for _, _, ports in extra_reasons):
         # Old nmap without per-reason port lists: every unlisted port has the extraports state.
-        reason = extra_reasons[0][0] if len(extra_reasons) == 1 else ""
+        reason = extra_reasons[0][1] if len(extra_reasons) == 1 else ""
         for p in truth:
             seen.setdefault(p, nmap_state(extra_state, reason))
     seen.update(explicit)

@@ -237,25 +237,45 @@ fn read_curated(dir: &Path) -> Vec<CuratedEntry> {
         }
         let port = file.port as u16;
         match (&file.tcp, &file.udp, &file.both) {
-            (None, None, None) => panic!("{}: needs a [tcp], [udp] or [both] table", path.display()),
+            (None, None, None) => {
+                panic!("{}: needs a [tcp], [udp] or [both] table", path.display())
+            }
             (Some(_), _, Some(_)) | (_, Some(_), Some(_)) => {
-                panic!("{}: [both] cannot be combined with [tcp] or [udp]", path.display())
+                panic!(
+                    "{}: [both] cannot be combined with [tcp] or [udp]",
+                    path.display()
+                )
             }
             _ => {}
         }
-        for (proto, both, entry) in [(0u8, false, file.tcp), (1u8, false, file.udp), (0u8, true, file.both)] {
+        for (proto, both, entry) in [
+            (0u8, false, file.tcp),
+            (1u8, false, file.udp),
+            (0u8, true, file.both),
+        ] {
             if let Some(mut entry) = entry {
                 let label = format!(
                     "{}: {port}/{}",
                     path.display(),
-                    if both { "both" } else if proto == 0 { "tcp" } else { "udp" }
+                    if both {
+                        "both"
+                    } else if proto == 0 {
+                        "tcp"
+                    } else {
+                        "udp"
+                    }
                 );
                 normalise(&mut entry);
                 validate(&label, port, proto, &entry);
                 if both {
                     validate(&label, port, 1, &entry);
                 }
-                out.push(CuratedEntry { port, proto, both, data: entry });
+                out.push(CuratedEntry {
+                    port,
+                    proto,
+                    both,
+                    data: entry,
+                });
             }
         }
     }

@@ -21,6 +21,8 @@ pub enum Command {
     Search(SearchArgs),
     /// Probe a host's TCP ports: open, closed, filtered or stealth.
     Scan(ScanArgs),
+    /// Run the web service: port pages and a probe of each visitor's own connection.
+    Serve(ServeArgs),
     /// Work with the knowledge base as a whole.
     Db {
         /// What to do with it.
@@ -74,6 +76,47 @@ pub struct ScanArgs {
     /// Write the output to this file instead of standard output.
     #[arg(short = 'o', long = "output")]
     pub output: Option<std::path::PathBuf>,
+}
+
+/// `harbormaster serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on ([::]:8080 takes IPv4 and IPv6).
+    #[arg(long, default_value = "[::]:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Where scan results are stored (default: $XDG_DATA_HOME/harbormaster or ~/.local/share/harbormaster).
+    #[arg(long)]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// A reverse proxy whose Forwarded / X-Forwarded-For headers are believed (repeatable), e.g. 10.0.0.0/8.
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Also probe visitors from private, shared and reserved ranges (LAN deployments, tests).
+    #[arg(long)]
+    pub allow_private: bool,
+    /// Offer the full 0-65535 test.
+    #[arg(long)]
+    pub allow_full: bool,
+    /// Most ports in a custom test.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub custom_cap: u32,
+    /// Tests one address may start per hour.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub scans_per_hour: u32,
+    /// Tests running at once, all visitors together (at most 256 in SYN mode).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub max_concurrent: u32,
+    /// Probe packets per second, shared fairly by all running tests.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_rate: u32,
+    /// Hours a finished test is kept before it is deleted.
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..))]
+    pub retention_hours: u32,
+    /// auto uses SYN when raw sockets are allowed, connect otherwise.
+    #[arg(long, value_enum, default_value_t = ScanMode::Auto)]
+    pub mode: ScanMode,
+    /// Do not look up visitors' reverse-DNS names.
+    #[arg(long)]
+    pub no_reverse_dns: bool,
 }
 
 /// How to probe.

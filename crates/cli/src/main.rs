@@ -7,13 +7,14 @@ mod args;
 mod db;
 mod page;
 mod scan;
+mod serve;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
 use clap::error::ErrorKind;
-use harbormaster_knowledge::{Proto, search};
+use harbormaster_knowledge::{Proto, port_page, search};
 
 use crate::args::{Cli, Command, DbCommand};
 
@@ -103,7 +104,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 _ => &Proto::ALL,
             };
             if a.json {
-                serde_json::to_writer_pretty(&mut out, &page::port_json(a.port, protos))
+                serde_json::to_writer_pretty(&mut out, &port_page(a.port, protos))
                     .map_err(io::Error::from)?;
                 writeln!(out)?;
             } else {
@@ -126,6 +127,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Db {
             command: DbCommand::Export { format },
         } => db::export(&mut out, format)?,
+        Command::Serve(a) => serve::run(&a)?,
         Command::Scan(a) => {
             if let Some(path) = &a.output {
                 let file = std::fs::File::create(path)

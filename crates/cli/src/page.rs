@@ -3,65 +3,13 @@
 use std::io::{self, Write};
 
 use harbormaster_knowledge::{
-    ClosingRules, MatchField, PortInfo, Proto, Registration, SearchHit, closing_rules, lookup,
-    neighbours,
+    MatchField, PortInfo, Proto, Registration, SearchHit, closing_rules, lookup, neighbours,
+    short_name,
 };
-use serde::Serialize;
 
 const WIDTH: usize = 78;
 /// Continuation indent of a search result line (under the summary column).
 const HIT_INDENT: usize = 31;
-
-/// The JSON form of a port page.
-#[derive(Serialize)]
-pub struct PortPage {
-    port: u16,
-    previous: u16,
-    next: u16,
-    entries: Vec<PageEntry>,
-}
-
-/// One transport's section of a port page.
-#[derive(Serialize)]
-struct PageEntry {
-    #[serde(flatten)]
-    info: PortInfo,
-    name: &'static str,
-    summary: &'static str,
-    closing_rules: ClosingRules,
-}
-
-/// Builds the JSON form of the page for `port`, limited to `protos`.
-pub fn port_json(port: u16, protos: &[Proto]) -> PortPage {
-    let (previous, next) = neighbours(port);
-    PortPage {
-        port,
-        previous,
-        next,
-        entries: protos
-            .iter()
-            .map(|&p| {
-                let info = lookup(port, p);
-                PageEntry {
-                    info,
-                    name: info.name(),
-                    summary: info.summary(),
-                    closing_rules: closing_rules(port, p),
-                }
-            })
-            .collect(),
-    }
-}
-
-/// A port's name for navigation lines: the TCP name, else the UDP one.
-fn short_name(port: u16) -> &'static str {
-    let tcp = lookup(port, Proto::Tcp);
-    if tcp.registration == Registration::Unassigned && tcp.curated.is_none() {
-        lookup(port, Proto::Udp).name()
-    } else {
-        tcp.name()
-    }
-}
 
 /// Writes the text page for `port`: navigation, then one section per transport.
 pub fn write_port_page(out: &mut impl Write, port: u16, protos: &[Proto]) -> io::Result<()> {

@@ -178,6 +178,7 @@ fn run_syn(
                     ports: plan.ports.clone(),
                     tries: plan.tries,
                     rate: None,
+                    watch: None,
                 },
                 Box::new(move |ev| {
                     let _ = tx.send(ev);

@@ -15,11 +15,13 @@
 
 mod closing;
 mod model;
+mod page;
 mod search;
 mod tables;
 
 pub use closing::{ClosingRules, closing_rules};
 pub use model::{Curated, PortInfo, PortRef, Proto, ProtoParseError, RangeClass, Registration};
+pub use page::{PageEntry, PortPage, port_page, short_name};
 pub use search::{MatchField, SearchError, SearchHit, search};
 
 use model::Entry;

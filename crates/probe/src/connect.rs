@@ -125,6 +125,7 @@ pub async fn connect_scan(
         elapsed: Duration::ZERO,
         cancelled: false,
         error: None,
+        watch: None,
     };
     let mut record = |msg: Result<PortResult, String>, summary: &mut ScanSummary| match msg {
         Ok(r) => {

@@ -26,7 +26,9 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use harbormaster_wire::{IcmpError, IcmpKind, PROTO_TCP, Reply, SynTemplate, TcpFlags, TcpReply};
+use harbormaster_wire::{
+    EchoTemplate, IcmpError, IcmpKind, PROTO_TCP, Reply, SynTemplate, TcpFlags, TcpReply,
+};
 
 use crate::cookie::CookieKey;
 use crate::error::ProbeError;
@@ -94,7 +96,41 @@ pub struct ScanRequest {
     pub tries: Option<u8>,
     /// Cap on this scan's probes per second.
     pub rate: Option<u32>,
+    /// Also ping the target and watch for packets it sends unprompted.
+    pub watch: Option<Watch>,
 }
+
+/// The extra observations of a ShieldsUP-style test: ICMP echo requests, and
+/// any packet from the target that is neither a reply to our probes nor part of
+/// a connection we expect (such as the visitor's own HTTP connection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watch {
+    /// Echo requests to send, spread over the first second of the scan.
+    pub pings: u8,
+    /// TCP ports whose traffic with the target is expected (e.g. the web
+    /// server's own port) and never counts as unsolicited.
+    pub expected_tcp_ports: Vec<u16>,
+    /// How long to keep watching after the last probe result.
+    pub tail: Duration,
+}
+
+/// What the watch saw.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WatchReport {
+    /// Echo requests sent.
+    pub pings_sent: u8,
+    /// Echo replies received.
+    pub ping_replies: u32,
+    /// Packets from the target that answered nothing we sent.
+    pub unsolicited: u32,
+    /// The first few of them, described (e.g. `udp 137->137`).
+    pub unsolicited_examples: Vec<String>,
+}
+
+/// Gap between echo requests.
+const PING_INTERVAL: Duration = Duration::from_millis(250);
+/// Unsolicited packets described in the report.
+const MAX_EXAMPLES: usize = 8;
 
 /// The fewest tries a silent port gets before it is called stealth.
 pub const MIN_TRIES: u8 = 3;
@@ -135,6 +171,8 @@ pub struct ScanSummary {
     pub cancelled: bool,
     /// Set when the engine failed and the scan could not finish.
     pub error: Option<String>,
+    /// Ping and unsolicited-packet observations, when the scan watched.
+    pub watch: Option<WatchReport>,
 }
 
 /// Receives a scan's events, on the engine thread: keep it quick.
@@ -322,6 +360,10 @@ struct Scan {
     sent: u64,
     started: Option<Instant>,
     last_result: Option<Instant>,
+    watch: Option<Watch>,
+    report: WatchReport,
+    echo: Option<EchoTemplate>,
+    last_ping: Option<Instant>,
     sink: Sink,
 }
 
@@ -375,12 +417,73 @@ impl Scan {
             sent: 0,
             started: None,
             last_result: None,
+            echo: request
+                .watch
+                .as_ref()
+                .and_then(|_| EchoTemplate::new(source, request.target, config.ttl).ok()),
+            watch: request.watch,
+            report: WatchReport::default(),
+            last_ping: None,
             sink,
         }
     }
 
-    fn finished(&self) -> bool {
-        self.done == self.ports.len()
+    /// Ident of this scan's echo requests: the block number, tagged.
+    fn ping_ident(&self) -> u16 {
+        0x4800 | self.block
+    }
+
+    /// Queues the next echo request if one is due.
+    fn fill_ping(&mut self, now: Instant, batch: &mut SendBatch) {
+        let (Some(w), Some(echo)) = (&self.watch, &self.echo) else {
+            return;
+        };
+        if self.report.pings_sent >= w.pings || batch.room() == 0 {
+            return;
+        }
+        if self.last_ping.is_some_and(|t| now < t + PING_INTERVAL) {
+            return;
+        }
+        let (ident, seq) = (self.ping_ident(), u16::from(self.report.pings_sent));
+        if batch
+            .push(self.target, |buf| echo.write(buf, ident, seq))
+            .is_ok()
+        {
+            self.report.pings_sent += 1;
+            self.last_ping = Some(now);
+            self.started.get_or_insert(now);
+        }
+    }
+
+    /// Records a packet from the target that answered nothing we sent.
+    fn unsolicited(&mut self, what: impl FnOnce() -> String) {
+        if self.watch.is_none() {
+            return;
+        }
+        self.report.unsolicited += 1;
+        if self.report.unsolicited_examples.len() < MAX_EXAMPLES {
+            self.report.unsolicited_examples.push(what());
+        }
+    }
+
+    /// When watching ends: the tail after the last port result and the last ping.
+    fn watch_until(&self) -> Option<Instant> {
+        let w = self.watch.as_ref()?;
+        let last = self.last_result.max(self.last_ping)?;
+        Some(last + w.tail)
+    }
+
+    fn finished(&self, now: Instant) -> bool {
+        if self.done < self.ports.len() {
+            return false;
+        }
+        match &self.watch {
+            None => true,
+            Some(w) => {
+                self.report.pings_sent >= w.pings
+                    && self.watch_until().is_none_or(|until| now >= until)
+            }
+        }
     }
 
     fn has_work(&self) -> bool {
@@ -520,7 +623,23 @@ impl Scan {
         let rto = self.rtt.rto();
         let expiry = self.inflight.front().map(|f| f.sent + rto);
         let aging = self.young.front().map(|f| f.sent + self.flight_time());
-        expiry.into_iter().chain(aging).min()
+        let ping = self
+            .watch
+            .as_ref()
+            .filter(|w| self.report.pings_sent < w.pings)
+            .and(self.last_ping)
+            .map(|t| t + PING_INTERVAL);
+        let tail = if self.done == self.ports.len() {
+            self.watch_until()
+        } else {
+            None
+        };
+        expiry
+            .into_iter()
+            .chain(aging)
+            .chain(ping)
+            .chain(tail)
+            .min()
     }
 
     /// Which try a reply to our source port `sport` answers, if it is one of ours.
@@ -689,6 +808,7 @@ impl Scan {
             },
             cancelled,
             error,
+            watch: self.watch.as_ref().map(|_| self.report.clone()),
         }
     }
 }
@@ -702,6 +822,8 @@ struct Loop<T> {
     rate: Option<RateLimiter>,
     blocks: std::sync::Arc<std::sync::Mutex<Vec<bool>>>,
     next_turn: usize,
+    /// Addresses the transport currently passes for watching.
+    watched: Vec<IpAddr>,
 }
 
 fn run<T: Transport>(
@@ -716,6 +838,7 @@ fn run<T: Transport>(
         rate: config.max_rate.map(RateLimiter::new),
         blocks,
         next_turn: 0,
+        watched: Vec::new(),
     };
     let mut tx = SendBatch::new(BATCH);
     let mut rx = RecvBatch::new(BATCH);
@@ -803,10 +926,14 @@ fn run<T: Transport>(
 
         // 5. Finished scans.
         for b in 0..MAX_SCANS {
-            if l.scans[b].as_ref().is_some_and(|s| s.finished()) {
+            if l.scans[b].as_ref().is_some_and(|s| s.finished(now)) {
                 let scan = l.scans[b].take();
                 l.end(b, scan, false, None);
             }
+        }
+
+        if let Err(e) = l.update_watch() {
+            return l.fail(e);
         }
 
         // 6. Idle: wait for a reply, but not past the next timeout.
@@ -836,20 +963,91 @@ impl<T: Transport> Loop<T> {
     fn handle(&mut self, rx: &RecvBatch) {
         let now = self.transport.now();
         for i in 0..rx.len() {
-            match harbormaster_wire::parse_reply(rx.packet(i)) {
+            let packet = rx.packet(i);
+            match harbormaster_wire::parse_reply(packet) {
                 Ok(Reply::Tcp(r)) => {
+                    // Anything addressed to our source ports is probe traffic (valid,
+                    // late, duplicated or forged); the scan sorts it out.
                     if let Some(scan) = self.scan_for(r.dst_port) {
                         scan.on_tcp(&r, now);
+                        continue;
                     }
+                    self.unsolicited(r.src, Some((r.src_port, r.dst_port)), || {
+                        format!("tcp {}->{} [{}]", r.src_port, r.dst_port, r.flags)
+                    });
                 }
-                Ok(Reply::IcmpError(e)) if e.quote.protocol == PROTO_TCP => {
-                    if let Some(scan) = self.scan_for(e.quote.src_port) {
+                Ok(Reply::IcmpError(e)) => {
+                    if e.quote.protocol == PROTO_TCP
+                        && let Some(scan) = self.scan_for(e.quote.src_port)
+                    {
                         scan.on_icmp(&e, now);
+                        continue;
+                    }
+                    self.unsolicited(e.from, None, || format!("icmp {}", e.kind.label()));
+                }
+                Ok(Reply::EchoReply(e)) => {
+                    let mut ours = false;
+                    for scan in self.scans.iter_mut().flatten() {
+                        if scan.watch.is_some()
+                            && scan.target == e.from
+                            && e.ident == scan.ping_ident()
+                        {
+                            scan.report.ping_replies += 1;
+                            ours = true;
+                        }
+                    }
+                    if !ours {
+                        self.unsolicited(e.from, None, || "icmp echo reply".to_string());
                     }
                 }
-                _ => {}
+                Ok(Reply::Udp(u)) => {
+                    self.unsolicited(u.src, None, || {
+                        format!("udp {}->{}", u.src_port, u.dst_port)
+                    });
+                }
+                Ok(Reply::Other { protocol }) => {
+                    if let Some(src) = ipv4_source(packet) {
+                        self.unsolicited(src, None, || format!("ip protocol {protocol}"));
+                    }
+                }
+                Err(_) => {}
             }
         }
+    }
+
+    /// Counts a packet from `src` against every scan watching `src`, unless it
+    /// belongs to a TCP connection the scan expects (`ports` = source, destination).
+    fn unsolicited(&mut self, src: IpAddr, ports: Option<(u16, u16)>, what: impl Fn() -> String) {
+        for scan in self.scans.iter_mut().flatten() {
+            let Some(w) = &scan.watch else { continue };
+            if scan.target != src {
+                continue;
+            }
+            if let Some((sport, dport)) = ports
+                && (w.expected_tcp_ports.contains(&sport) || w.expected_tcp_ports.contains(&dport))
+            {
+                continue;
+            }
+            scan.unsolicited(&what);
+        }
+    }
+
+    /// Tells the transport which addresses to pass through its filter.
+    fn update_watch(&mut self) -> std::io::Result<()> {
+        let mut addrs: Vec<IpAddr> = self
+            .scans
+            .iter()
+            .flatten()
+            .filter(|s| s.watch.is_some())
+            .map(|s| s.target)
+            .collect();
+        addrs.sort();
+        addrs.dedup();
+        if addrs != self.watched {
+            self.transport.watch(&addrs)?;
+            self.watched = addrs;
+        }
+        Ok(())
     }
 
     fn scan_for(&mut self, our_port: u16) -> Option<&mut Scan> {
@@ -859,6 +1057,9 @@ impl<T: Transport> Loop<T> {
     }
 
     fn fill(&mut self, now: Instant, tx: &mut SendBatch) {
+        for scan in self.scans.iter_mut().flatten() {
+            scan.fill_ping(now, tx);
+        }
         let busy: Vec<usize> = (0..MAX_SCANS)
             .filter(|&b| self.scans[b].as_ref().is_some_and(|s| s.has_work()))
             .collect();
@@ -907,6 +1108,12 @@ impl<T: Transport> Loop<T> {
             }
         }
     }
+}
+
+/// The source address of an IPv4 packet, read without parsing the rest.
+fn ipv4_source(packet: &[u8]) -> Option<IpAddr> {
+    let bytes: [u8; 4] = packet.get(12..16)?.try_into().ok()?;
+    (packet.first()? >> 4 == 4).then(|| IpAddr::from(bytes))
 }
 
 #[cfg(test)]

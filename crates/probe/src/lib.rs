@@ -15,6 +15,7 @@ mod connect;
 mod cookie;
 mod engine;
 mod error;
+mod filter;
 mod permute;
 mod raw;
 pub mod sim;
@@ -28,7 +29,7 @@ pub use connect::{ConnectConfig, connect_scan};
 pub use cookie::CookieKey;
 pub use engine::{
     Engine, EngineConfig, MIN_TRIES, ScanEvent, ScanHandle, ScanRequest, ScanSummary, Sink,
-    TRIES_PER_BLOCK,
+    TRIES_PER_BLOCK, Watch, WatchReport,
 };
 pub use error::ProbeError;
 pub use permute::Permutation;

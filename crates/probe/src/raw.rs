@@ -154,6 +154,17 @@ impl Transport for RawTransport {
         sys::recv_batch(&self.recv, batch)
     }
 
+    fn watch(&mut self, addrs: &[IpAddr]) -> io::Result<()> {
+        let v4: Vec<std::net::Ipv4Addr> = addrs
+            .iter()
+            .filter_map(|a| match a {
+                IpAddr::V4(v4) => Some(*v4),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        sys::set_filter(&self.recv, &crate::filter::program(SOURCE_PORT_BASE, &v4))
+    }
+
     fn take_drops(&mut self) -> u64 {
         sys::packet_drops(&self.recv).unwrap_or(0)
     }

@@ -27,6 +27,11 @@ pub struct SimHost {
     /// Answer with acknowledgement numbers that do not match the probe, as a
     /// spoofer guessing at our sequence numbers would.
     pub wrong_ack: bool,
+    /// Answer ICMP echo requests.
+    pub answers_ping: bool,
+    /// When first probed, send the scanner a packet of its own (a UDP datagram
+    /// to port 137), as "counter-probing" personal firewalls do.
+    pub counter_probe: bool,
 }
 
 /// Counters of what the simulated network carried.
@@ -116,9 +121,20 @@ impl SimNetwork {
             self.stats.lock().unwrap().lost_out += 1;
             return;
         }
+        if let Some(reply) = self.echo_reply(probe) {
+            self.deliver(reply);
+            return;
+        }
         let Ok(Reply::Tcp(syn)) = harbormaster_wire::parse_reply(probe) else {
             return;
         };
+        if let (IpAddr::V4(dst), Some(host)) = (syn.dst, self.hosts.get_mut(&syn.dst))
+            && std::mem::take(&mut host.counter_probe)
+        {
+            let mut p = ipv4_header(dst, self.source, 17, 8);
+            p.extend_from_slice(&[0, 137, 0, 137, 0, 8, 0, 0]);
+            self.deliver(p);
+        }
         if !syn.flags.contains(TcpFlags::SYN) {
             return;
         }
@@ -191,6 +207,24 @@ impl Transport for SimNetwork {
         }
         batch.set_len(n);
         Ok(n)
+    }
+}
+
+impl SimNetwork {
+    /// The reply to an ICMP echo request from a host that answers pings.
+    fn echo_reply(&self, probe: &[u8]) -> Option<Vec<u8>> {
+        if probe.len() < 28 || probe[9] != 1 || probe[20] != 8 {
+            return None;
+        }
+        let dst = Ipv4Addr::new(probe[16], probe[17], probe[18], probe[19]);
+        if !self.hosts.get(&IpAddr::V4(dst))?.answers_ping {
+            return None;
+        }
+        let icmp = &probe[20..];
+        let mut p = ipv4_header(dst, self.source, 1, icmp.len());
+        p.extend_from_slice(&[0, 0, 0, 0]);
+        p.extend_from_slice(&icmp[4..]);
+        Some(p)
     }
 }
 

@@ -17,18 +17,21 @@ use crate::transport::{RECV_SNAP, RecvBatch, SendBatch};
 /// `SOL_PACKET` option: do not deliver packets this host sends (Linux ≥ 4.20).
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 
-/// A classic BPF instruction.
-type Insn = libc::sock_filter;
-
-const fn insn(code: u16, jt: u8, jf: u8, k: u32) -> Insn {
-    Insn { code, jt, jf, k }
+/// Installs (or replaces) the socket's classic BPF program.
+pub fn set_filter(fd: &OwnedFd, program: &[crate::filter::Insn]) -> io::Result<()> {
+    let prog = libc::sock_fprog {
+        len: u16::try_from(program.len()).map_err(|_| io::Error::other("BPF program too long"))?,
+        // The kernel copies the program and never writes through this pointer.
+        filter: program.as_ptr().cast_mut(),
+    };
+    setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)
 }
 
 /// Opens an `AF_PACKET`/`SOCK_DGRAM` socket for IPv4 (packets start at the IP
-/// header), non-blocking, with a kernel filter that passes only ICMP and TCP
-/// segments addressed to ports at or above `min_port`, truncated to
-/// [`RECV_SNAP`] bytes. Filtering and truncating in the kernel keeps unrelated
-/// traffic and payload bytes from ever being copied to us.
+/// header), non-blocking, with the kernel filter of [`crate::filter`]: only ICMP
+/// and TCP segments addressed to ports at or above `min_port` pass, truncated.
+/// Filtering and truncating in the kernel keeps unrelated traffic and payload
+/// bytes from ever being copied to us.
 pub fn packet_socket_v4(min_port: u16, rcvbuf: usize) -> io::Result<OwnedFd> {
     // SAFETY: plain socket(2) call with constant arguments; the returned descriptor is
     // checked and then owned by OwnedFd, which closes it exactly once.
@@ -45,27 +48,7 @@ pub fn packet_socket_v4(min_port: u16, rcvbuf: usize) -> io::Result<OwnedFd> {
     // SAFETY: fd is a fresh, valid descriptor that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
 
-    const LD_B_ABS: u16 = 0x30;
-    const LDX_B_MSH: u16 = 0xb1;
-    const LD_H_IND: u16 = 0x48;
-    const JEQ_K: u16 = 0x15;
-    const JGE_K: u16 = 0x35;
-    const RET_K: u16 = 0x06;
-    let program = [
-        insn(LD_B_ABS, 0, 0, 9),                // A = IP protocol
-        insn(JEQ_K, 4, 0, 1),                   // ICMP → accept
-        insn(JEQ_K, 0, 4, 6),                   // not TCP → drop
-        insn(LDX_B_MSH, 0, 0, 0),               // X = IP header length
-        insn(LD_H_IND, 0, 0, 2),                // A = TCP destination port
-        insn(JGE_K, 0, 1, u32::from(min_port)), // ours? accept : drop
-        insn(RET_K, 0, 0, RECV_SNAP as u32),    // accept, truncated
-        insn(RET_K, 0, 0, 0),                   // drop
-    ];
-    let prog = libc::sock_fprog {
-        len: program.len() as u16,
-        filter: program.as_ptr() as *mut Insn,
-    };
-    setsockopt(&fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)?;
+    set_filter(&fd, &crate::filter::program(min_port, &[]))?;
     // Older kernels lack the option; we then see our own SYNs and the parser drops them.
     let _ = setsockopt(&fd, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, &1i32);
     let size = i32::try_from(rcvbuf).unwrap_or(i32::MAX);

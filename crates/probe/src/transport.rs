@@ -25,6 +25,13 @@ pub trait Transport: Send + 'static {
     /// Receives up to `batch.capacity()` packets, waiting at most `timeout`
     /// for the first one. Returns how many arrived.
     fn recv(&mut self, batch: &mut RecvBatch, timeout: Duration) -> io::Result<usize>;
+    /// Also deliver every packet from `addrs` (scans that watch for unsolicited
+    /// traffic); replaces the previous list.
+    fn watch(&mut self, addrs: &[IpAddr]) -> io::Result<()> {
+        let _ = addrs;
+        Ok(())
+    }
+
     /// Replies the kernel dropped because our receive queue was full, since the
     /// last call. A definite congestion signal.
     fn take_drops(&mut self) -> u64 {

@@ -51,6 +51,7 @@ fn syn_scan(net: &TestNet, ports: &str) -> (Vec<PortResult>, harbormaster_probe:
             ports: PortList::parse(ports).unwrap(),
             tries: None,
             rate: None,
+            watch: None,
         })
         .unwrap()
 }

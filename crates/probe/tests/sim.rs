@@ -89,6 +89,7 @@ fn full_sweep(loss: f64, seed: u64) -> (SimHost, Vec<PortResult>, ScanSummary) {
             ports: PortList::parse("all").unwrap(),
             tries: None,
             rate: None,
+            watch: None,
         })
         .unwrap();
     (host, results, summary)
@@ -139,6 +140,7 @@ fn silent_host_gets_at_least_three_tries_per_port_in_under_two_seconds() {
             ports: ports.clone(),
             tries: None,
             rate: None,
+            watch: None,
         })
         .unwrap();
     assert_eq!(results.len(), 1056);
@@ -176,6 +178,7 @@ fn many_concurrent_scans_share_one_engine_and_all_are_exact() {
                 ports: ports.clone(),
                 tries: None,
                 rate: None,
+                watch: None,
             },
             Box::new(move |ev| {
                 let _ = tx.send(ev);
@@ -217,6 +220,7 @@ fn replies_without_a_valid_cookie_are_rejected() {
             ports: ports.clone(),
             tries: Some(2),
             rate: None,
+            watch: None,
         })
         .unwrap();
     // Every TCP answer carried a wrong acknowledgement: nothing may count as open or closed.
@@ -245,6 +249,7 @@ fn cancelled_scans_report_done_promptly() {
                 ports: PortList::parse("all").unwrap(),
                 tries: Some(10),
                 rate: Some(1000),
+                watch: None,
             },
             Box::new(move |ev| {
                 let _ = tx.send(ev);
@@ -278,10 +283,56 @@ fn a_rate_cap_is_respected() {
             ports: ports.clone(),
             tries: None,
             rate: Some(10_000),
+            watch: None,
         })
         .unwrap();
     assert_exact(&host, &results, &ports);
     let probes = stats.lock().unwrap().probes as f64;
     let rate = probes / summary.elapsed.as_secs_f64();
     assert!(rate <= 11_000.0, "{probes} probes in {:?}", summary.elapsed);
+}
+
+fn watched_scan(host: SimHost) -> (Vec<PortResult>, ScanSummary) {
+    let target = Ipv4Addr::new(198, 18, 0, 5);
+    let net = SimNetwork::new(SCANNER, Duration::from_micros(500), 0.0, 0.0, 21).host(target, host);
+    let e = engine(net);
+    e.scan(ScanRequest {
+        target: IpAddr::V4(target),
+        ports: PortList::parse("common").unwrap(),
+        tries: None,
+        rate: None,
+        watch: Some(harbormaster_probe::Watch {
+            pings: 3,
+            expected_tcp_ports: vec![8080],
+            tail: Duration::from_millis(500),
+        }),
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_silent_host_passes_the_watch() {
+    let (results, summary) = watched_scan(SimHost {
+        silent: true,
+        ..SimHost::default()
+    });
+    assert!(results.iter().all(|r| r.state == PortState::Stealth));
+    let w = summary.watch.unwrap();
+    assert_eq!(w.pings_sent, 3);
+    assert_eq!(w.ping_replies, 0);
+    assert_eq!(w.unsolicited, 0);
+}
+
+#[test]
+fn ping_replies_and_counter_probes_are_seen() {
+    let (_, summary) = watched_scan(SimHost {
+        answers_ping: true,
+        counter_probe: true,
+        ..benchmark_host(3)
+    });
+    let w = summary.watch.unwrap();
+    assert_eq!(w.pings_sent, 3);
+    assert_eq!(w.ping_replies, 3);
+    assert_eq!(w.unsolicited, 1, "{w:?}");
+    assert_eq!(w.unsolicited_examples, ["udp 137->137"]);
 }

@@ -54,7 +54,9 @@ impl TargetSpec {
     pub fn benchmark(loss_percent: u8) -> TargetSpec {
         use std::collections::HashSet;
         let pick = |n: u32, mul: u32, add: u32| -> Vec<u16> {
-            (0..n).map(|i| ((i * mul + add) % 64_000 + 1024) as u16).collect()
+            (0..n)
+                .map(|i| ((i * mul + add) % 64_000 + 1024) as u16)
+                .collect()
         };
         let open = pick(200, 317, 11);
         let mut taken: HashSet<u16> = open.iter().copied().collect();

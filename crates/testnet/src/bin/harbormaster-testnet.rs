@@ -64,6 +64,8 @@ fn main() {
 }
 
 fn usage(msg: &str) -> ! {
-    eprintln!("harbormaster-testnet: {msg}; usage: harbormaster-testnet [--loss PERCENT] [--silent] [--truth FILE]");
+    eprintln!(
+        "harbormaster-testnet: {msg}; usage: harbormaster-testnet [--loss PERCENT] [--silent] [--truth FILE]"
+    );
     std::process::exit(2);
 }

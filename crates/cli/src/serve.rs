@@ -1,0 +1,90 @@
+//! `harbormaster serve`: the web service.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use harbormaster_probe::{Engine, EngineConfig, RawTransport, source_address};
+use harbormaster_web::{AppState, Config, ConnectProber, Db, Prober, SynProber, default_data_dir};
+
+use crate::Failure;
+use crate::args::{ScanMode, ServeArgs};
+
+/// Runs the service until SIGTERM or Ctrl-C.
+pub fn run(args: &ServeArgs) -> Result<(), Failure> {
+    let _ = tracing_subscriber::fmt().with_writer(std::io::stderr).try_init();
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    let config = Config {
+        data_dir: data_dir.clone(),
+        trusted_proxies: args.trusted_proxies.clone(),
+        allow_private: args.allow_private,
+        allow_full: args.allow_full,
+        custom_cap: args.custom_cap as usize,
+        scans_per_hour: args.scans_per_hour as usize,
+        max_concurrent: args.max_concurrent as usize,
+        retention: Duration::from_secs(u64::from(args.retention_hours) * 3600),
+        reverse_dns: !args.no_reverse_dns,
+        http_ports: vec![args.listen.port()],
+    };
+    let raw = match args.mode {
+        ScanMode::Connect => None,
+        ScanMode::Syn => Some(RawTransport::open().map_err(|e| Failure::Usage(e.to_string()))?),
+        ScanMode::Auto => RawTransport::open().ok(),
+    };
+    let db = Db::open(&data_dir)
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!("{e} (data directory {})", data_dir.display())))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    rt.block_on(async move {
+        let prober: Arc<dyn Prober> = match raw {
+            Some(transport) => {
+                let engine = Engine::start(
+                    transport,
+                    EngineConfig {
+                        max_rate: Some(args.max_rate),
+                        ..EngineConfig::default()
+                    },
+                    source_address,
+                );
+                Arc::new(SynProber::new(engine, config.http_ports.clone()))
+            }
+            None => Arc::new(ConnectProber),
+        };
+        let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| {
+            Failure::Runtime(anyhow::anyhow!("cannot listen on {}: {e}", args.listen))
+        })?;
+        eprintln!(
+            "harbormaster: serving on http://{} ({} mode, data in {})",
+            args.listen,
+            prober.mode().as_str(),
+            data_dir.display()
+        );
+        let state = AppState::new(config, db, prober);
+        harbormaster_web::serve(listener, state, shutdown_signal())
+            .await
+            .map_err(|e| Failure::Runtime(e.into()))
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    eprintln!("harbormaster: shutting down; finishing running tests");
+}

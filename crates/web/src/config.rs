@@ -1,0 +1,61 @@
+//! Operator settings of the service.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+/// Everything the operator can set. `Default` is what `harbormaster serve` uses.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the SQLite database lives.
+    pub data_dir: PathBuf,
+    /// Peers whose `Forwarded`/`X-Forwarded-For` headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Allow probing private, CGNAT, benchmarking and documentation ranges (LAN
+    /// deployments and tests).
+    pub allow_private: bool,
+    /// Offer the full 0–65535 test.
+    pub allow_full: bool,
+    /// Most ports in a custom test.
+    pub custom_cap: usize,
+    /// Scans one address may start per hour.
+    pub scans_per_hour: usize,
+    /// Scans running at once, all visitors together.
+    pub max_concurrent: usize,
+    /// How long finished scans are kept.
+    pub retention: Duration,
+    /// Look up the visitor's reverse-DNS name (off in tests: it sends a DNS query).
+    pub reverse_dns: bool,
+    /// TCP ports the service itself listens on: traffic on them is the visitor's
+    /// own HTTP connection, never "unsolicited".
+    pub http_ports: Vec<u16>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: default_data_dir(),
+            trusted_proxies: Vec::new(),
+            allow_private: false,
+            allow_full: false,
+            custom_cap: 1024,
+            scans_per_hour: 10,
+            max_concurrent: 32,
+            retention: Duration::from_secs(24 * 3600),
+            reverse_dns: true,
+            http_ports: Vec::new(),
+        }
+    }
+}
+
+/// `$XDG_DATA_HOME/harbormaster`, else `~/.local/share/harbormaster`, else `./harbormaster-data`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("harbormaster");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(home).join(".local/share/harbormaster");
+    }
+    PathBuf::from("harbormaster-data")
+}

@@ -1,0 +1,125 @@
+//! The Harbormaster web service: port pages for every port, and a probe of the
+//! visitor's own connection with a live grid, a stealth verdict, reports and JSON.
+//!
+//! The probe target is always the requester (the connection's peer, or the
+//! client a trusted proxy reports) — never a request parameter — so the service
+//! cannot be used to scan anyone else.
+//!
+//! [`app`] builds the whole application as a value, so tests drive it with
+//! `oneshot` requests; [`serve`] runs it on a listener until shutdown.
+
+mod config;
+mod csrf;
+mod db;
+mod policy;
+mod prober;
+mod render;
+mod report;
+mod routes;
+mod scans;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+pub use config::{Config, default_data_dir};
+pub use csrf::CsrfKey;
+pub use db::{Db, DbError, Status, StoredScan};
+pub use policy::{Refusal, is_private};
+pub use prober::{Cancel, ConnectProber, ProbeMode, Prober, SynProber, cancelled_summary};
+pub use routes::ConnInfo;
+pub use scans::{Scans, TestKind, Verdict};
+
+/// Shared state of every handler.
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    config: Config,
+    scans: Arc<Scans>,
+    csrf: CsrfKey,
+}
+
+impl AppState {
+    /// State over a database and a prober.
+    pub fn new(config: Config, db: Db, prober: Arc<dyn Prober>) -> AppState {
+        let scans = Arc::new(Scans::new(db, prober, config.clone()));
+        AppState(Arc::new(Inner {
+            config,
+            scans,
+            csrf: CsrfKey::random(),
+        }))
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    /// The scans.
+    pub fn scans(&self) -> &Arc<Scans> {
+        &self.0.scans
+    }
+
+    /// The CSRF key.
+    pub fn csrf(&self) -> &CsrfKey {
+        &self.0.csrf
+    }
+}
+
+/// The whole application.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(routes::home))
+        .route("/port", get(routes::jump))
+        .route("/port/{n}", get(routes::port))
+        .route("/scan", post(routes::start_scan))
+        .route("/scan/{id}", get(routes::scan_page))
+        .route("/scan/{id}/events", get(routes::events))
+        .route("/scan/{id}/report.txt", get(routes::report))
+        .route("/api/ports/{n}", get(routes::api_port))
+        .route("/api/scans/{id}", get(routes::api_scan))
+        .route("/static/style.css", get(routes::style))
+        .route("/static/live.js", get(routes::script))
+        .fallback(routes::not_found)
+        .with_state(state)
+}
+
+/// Serves `state` on `listener` until `shutdown` completes; then cancels the
+/// running scans, waits until they are stored, and drains connections.
+/// Expired scans are deleted every minute.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let scans = state.scans().clone();
+    let purger = {
+        let scans = scans.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                let s = scans.clone();
+                match tokio::task::spawn_blocking(move || s.purge()).await {
+                    Ok(Ok(n)) if n > 0 => tracing::info!("deleted {n} expired scan(s)"),
+                    Ok(Err(e)) => tracing::warn!("purging expired scans: {e}"),
+                    _ => {}
+                }
+            }
+        })
+    };
+    let service = app(state).into_make_service_with_connect_info::<ConnInfo>();
+    let result = axum::serve(listener, service)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            scans.shutdown(Duration::from_secs(10)).await;
+        })
+        .await;
+    purger.abort();
+    result
+}

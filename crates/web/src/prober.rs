@@ -1,0 +1,172 @@
+//! How the service probes: the SYN engine (shared by every visitor, one fair
+//! packet budget), connect mode when raw sockets are not allowed, or a scripted
+//! prober in tests.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use harbormaster_probe::{
+    ConnectConfig, Engine, PortList, ProbeError, ScanEvent, ScanRequest, ScanSummary, Watch,
+    connect_scan,
+};
+use tokio::sync::{mpsc, oneshot};
+
+/// Stops a running probe; it then reports `Done` with `cancelled` set.
+pub struct Cancel(Box<dyn Fn() + Send + Sync>);
+
+impl Cancel {
+    /// Asks the probe to stop.
+    pub fn cancel(&self) {
+        (self.0)()
+    }
+}
+
+/// The mode a prober runs in, shown on every page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeMode {
+    /// Raw SYN probes with ping and unsolicited-packet watch.
+    Syn,
+    /// connect() probes; no ping or watch.
+    Connect,
+    /// Scripted results (tests).
+    Scripted,
+}
+
+impl ProbeMode {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeMode::Syn => "syn",
+            ProbeMode::Connect => "connect",
+            ProbeMode::Scripted => "scripted",
+        }
+    }
+
+    /// Whether ping and unsolicited packets are observed in this mode.
+    pub fn watches(self) -> bool {
+        !matches!(self, ProbeMode::Connect)
+    }
+}
+
+/// Something that probes a visitor and streams [`ScanEvent`]s.
+pub trait Prober: Send + Sync + 'static {
+    /// The mode.
+    fn mode(&self) -> ProbeMode;
+    /// Starts probing `ports` of `target`; events go to `events`, ending with `Done`.
+    fn start(
+        &self,
+        target: IpAddr,
+        ports: PortList,
+        events: mpsc::UnboundedSender<ScanEvent>,
+    ) -> Result<Cancel, ProbeError>;
+}
+
+/// The SYN engine, shared by all visitors.
+pub struct SynProber {
+    engine: Arc<Engine>,
+    http_ports: Vec<u16>,
+}
+
+impl SynProber {
+    /// Wraps a started engine; `http_ports` are the service's own listening ports.
+    pub fn new(engine: Engine, http_ports: Vec<u16>) -> SynProber {
+        SynProber {
+            engine: Arc::new(engine),
+            http_ports,
+        }
+    }
+}
+
+impl Prober for SynProber {
+    fn mode(&self) -> ProbeMode {
+        ProbeMode::Syn
+    }
+
+    fn start(
+        &self,
+        target: IpAddr,
+        ports: PortList,
+        events: mpsc::UnboundedSender<ScanEvent>,
+    ) -> Result<Cancel, ProbeError> {
+        let handle = self.engine.submit(
+            ScanRequest {
+                target,
+                ports,
+                tries: None,
+                rate: None,
+                watch: Some(Watch {
+                    pings: 3,
+                    expected_tcp_ports: self.http_ports.clone(),
+                    tail: Duration::from_secs(1),
+                }),
+            },
+            Box::new(move |e| {
+                let _ = events.send(e);
+            }),
+        )?;
+        Ok(Cancel(Box::new(move || handle.cancel())))
+    }
+}
+
+/// connect() probing on the tokio runtime.
+pub struct ConnectProber;
+
+impl Prober for ConnectProber {
+    fn mode(&self) -> ProbeMode {
+        ProbeMode::Connect
+    }
+
+    fn start(
+        &self,
+        target: IpAddr,
+        ports: PortList,
+        events: mpsc::UnboundedSender<ScanEvent>,
+    ) -> Result<Cancel, ProbeError> {
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let stop = std::sync::Mutex::new(Some(stop_tx));
+        tokio::spawn(async move {
+            let forward = events.clone();
+            let scan = connect_scan(
+                target,
+                &ports,
+                ConnectConfig {
+                    concurrency: Some(256),
+                    ..ConnectConfig::default()
+                },
+                move |r| {
+                    let _ = forward.send(ScanEvent::Port(r));
+                },
+            );
+            let summary = tokio::select! {
+                s = scan => s,
+                _ = stop_rx => cancelled_summary(target),
+            };
+            let _ = events.send(ScanEvent::Done(summary));
+        });
+        Ok(Cancel(Box::new(move || {
+            if let Some(tx) = stop.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                let _ = tx.send(());
+            }
+        })))
+    }
+}
+
+/// The summary of a scan stopped before it finished.
+pub fn cancelled_summary(target: IpAddr) -> ScanSummary {
+    ScanSummary {
+        target,
+        ports: 0,
+        counts: [0; 4],
+        sent: 0,
+        duplicates: 0,
+        rejected: 0,
+        lost_before: 0,
+        tries_limit: 0,
+        srtt: None,
+        elapsed: Duration::ZERO,
+        cancelled: true,
+        error: None,
+        watch: None,
+    }
+}

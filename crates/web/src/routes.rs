@@ -1,0 +1,510 @@
+//! HTTP handlers. Every error becomes a page (or, under `/api`, a JSON body)
+//! through [`AppError`], which logs internal detail and never shows it.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::serve::IncomingStream;
+use futures_util::StreamExt;
+use harbormaster_knowledge::{Proto, port_page};
+use harbormaster_probe::{COMMON_PORTS, PortList, PortResult, SERVICE_PORTS};
+use maud::{Markup, html};
+use serde::Deserialize;
+use tokio_stream::wrappers::BroadcastStream;
+
+use crate::AppState;
+use crate::db::{Status, StoredResult, StoredScan};
+use crate::policy;
+use crate::render::{self, Frame, Offer, Visitor};
+use crate::scans::{LiveEvent, StartError, TestKind, verdict};
+
+/// The two ends of an HTTP connection: who asked, and which of our addresses they reached.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// The peer (the visitor, or a proxy).
+    pub peer: SocketAddr,
+    /// Our address the peer connected to.
+    pub local: SocketAddr,
+}
+
+impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for ConnInfo {
+    fn connect_info(stream: IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        let peer = *stream.remote_addr();
+        let local = stream.io().local_addr().unwrap_or(peer);
+        ConnInfo { peer, local }
+    }
+}
+
+/// A failed request, rendered as a page.
+#[derive(Debug)]
+pub enum AppError {
+    /// 400: malformed input; the message says what is valid.
+    BadRequest(String),
+    /// 403: the request is not allowed (bad token, refused address).
+    Forbidden(String),
+    /// 404.
+    NotFound,
+    /// 429: a limit; retry after the duration.
+    TooMany {
+        /// What limit.
+        why: String,
+        /// When to retry.
+        retry_after: Duration,
+        /// The visitor's running scan.
+        running: Option<String>,
+    },
+    /// 500: logged, not shown.
+    Internal(String),
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, heading, message, extra, retry) = match self {
+            AppError::BadRequest(m) => (
+                StatusCode::BAD_REQUEST,
+                "That request was not understood",
+                m,
+                None,
+                None,
+            ),
+            AppError::Forbidden(m) => (StatusCode::FORBIDDEN, "Not allowed", m, None, None),
+            AppError::NotFound => (
+                StatusCode::NOT_FOUND,
+                "Not found",
+                "There is nothing at this address. Scans are deleted after the retention period."
+                    .to_string(),
+                None,
+                None,
+            ),
+            AppError::TooMany {
+                why,
+                retry_after,
+                running,
+            } => {
+                let secs = retry_after.as_secs().max(1);
+                let extra = running.map(|id| html! { p { a href=(format!("/scan/{id}")) { "Watch your running test" } } });
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Please wait",
+                    format!("{why}. Try again in {secs} second(s)."),
+                    extra,
+                    Some(secs),
+                )
+            }
+            AppError::Internal(detail) => {
+                tracing::error!("internal error: {detail}");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                    "The server could not complete the request. It has been logged.".to_string(),
+                    None,
+                    None,
+                )
+            }
+        };
+        let body = render::page(
+            Frame {
+                title: heading,
+                refresh: None,
+            },
+            render::error_body(heading, &message, extra),
+        );
+        let mut resp = (status, Html(body.into_string())).into_response();
+        if let Some(secs) = retry {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+/// A failed API request, as JSON.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn html_page(title: &str, refresh: Option<u32>, body: Markup) -> Html<String> {
+    Html(render::page(Frame { title, refresh }, body).into_string())
+}
+
+/// The address this request would probe, and why it can't be, if so.
+fn visitor(
+    state: &AppState,
+    conn: &ConnInfo,
+    headers: &HeaderMap,
+) -> (IpAddr, Result<(), policy::Refusal>) {
+    let target = policy::target(conn.peer.ip(), headers, &state.config().trusted_proxies);
+    let own = [conn.local.ip()];
+    let check = policy::check(target, &own, state.config().allow_private);
+    (target, check)
+}
+
+/// `GET /`.
+pub async fn home(
+    State(state): State<AppState>,
+    ConnectInfo(conn): ConnectInfo<ConnInfo>,
+    headers: HeaderMap,
+) -> Html<String> {
+    let (ip, check) = visitor(&state, &conn, &headers);
+    let rdns = if state.config().reverse_dns {
+        reverse_dns(ip).await
+    } else {
+        None
+    };
+    let token = state.csrf().issue(ip);
+    let v = Visitor {
+        ip: ip.to_string(),
+        rdns,
+        token: &token,
+        refusal: check.err().map(|r| {
+            format!("{r}. Harbormaster probes only the public address a visit comes from.")
+        }),
+    };
+    let offer = Offer {
+        mode: state.scans().mode(),
+        custom_cap: state.config().custom_cap,
+        allow_full: state.config().allow_full,
+    };
+    html_page("Probe your connection", None, render::home(&v, &offer))
+}
+
+async fn reverse_dns(ip: IpAddr) -> Option<String> {
+    let lookup = tokio::task::spawn_blocking(move || dns_lookup::lookup_addr(&ip).ok());
+    match tokio::time::timeout(Duration::from_secs(2), lookup).await {
+        Ok(Ok(Some(name))) if name.parse::<IpAddr>().is_err() => Some(name),
+        _ => None,
+    }
+}
+
+fn parse_port(text: &str) -> Result<u16, String> {
+    let t = text.trim();
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "{t:?} is not a port number: enter a whole number from 0 to 65535."
+        ));
+    }
+    t.parse()
+        .map_err(|_| format!("Port {t} is out of range: ports run from 0 to 65535."))
+}
+
+/// Query of the "Enter port" form.
+#[derive(Debug, Deserialize)]
+pub struct JumpQuery {
+    n: Option<String>,
+}
+
+/// `GET /port?n=…`: the "Enter port" form.
+pub async fn jump(Query(q): Query<JumpQuery>) -> Result<Redirect, AppError> {
+    let n = parse_port(q.n.as_deref().unwrap_or("")).map_err(AppError::BadRequest)?;
+    Ok(Redirect::to(&format!("/port/{n}")))
+}
+
+/// `GET /port/{n}`.
+pub async fn port(
+    State(state): State<AppState>,
+    ConnectInfo(conn): ConnectInfo<ConnInfo>,
+    headers: HeaderMap,
+    Path(n): Path<String>,
+) -> Result<Html<String>, AppError> {
+    let n = parse_port(&n).map_err(AppError::BadRequest)?;
+    let (ip, check) = visitor(&state, &conn, &headers);
+    let token = check.is_ok().then(|| state.csrf().issue(ip));
+    Ok(html_page(
+        &format!("Port {n}"),
+        None,
+        render::port(n, token.as_deref()),
+    ))
+}
+
+/// `GET /api/ports/{n}`.
+pub async fn api_port(
+    Path(n): Path<String>,
+) -> Result<axum::Json<harbormaster_knowledge::PortPage>, ApiError> {
+    let n = parse_port(&n).map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?;
+    Ok(axum::Json(port_page(n, &Proto::ALL)))
+}
+
+/// The consent form.
+#[derive(Debug, Deserialize)]
+pub struct ScanForm {
+    token: Option<String>,
+    kind: Option<String>,
+    port: Option<String>,
+    ports: Option<String>,
+}
+
+/// `POST /scan`: consent given; start the chosen test against the requester.
+pub async fn start_scan(
+    State(state): State<AppState>,
+    ConnectInfo(conn): ConnectInfo<ConnInfo>,
+    headers: HeaderMap,
+    form: Result<Form<ScanForm>, FormRejection>,
+) -> Result<Redirect, AppError> {
+    let Form(form) = form.map_err(|_| {
+        AppError::BadRequest("Start a test with the form on the start page.".into())
+    })?;
+    let (target, check) = visitor(&state, &conn, &headers);
+    let token_ok = form
+        .token
+        .as_deref()
+        .is_some_and(|t| state.csrf().verify(target, t));
+    if !token_ok {
+        return Err(AppError::Forbidden(
+            "The form's security token is missing, expired or not for your address. Reload the start page and press the button again.".into(),
+        ));
+    }
+    check.map_err(|r| {
+        AppError::Forbidden(format!(
+            "{r}. Harbormaster probes only the public address a visit comes from."
+        ))
+    })?;
+    let cfg = state.config();
+    let (test, ports) = match form.kind.as_deref().unwrap_or("") {
+        "common" => (
+            TestKind::Common,
+            PortList::from_ports(COMMON_PORTS.to_vec()),
+        ),
+        "service" => (
+            TestKind::Service,
+            PortList::from_ports(SERVICE_PORTS.collect()),
+        ),
+        "full" if cfg.allow_full => (
+            TestKind::Full,
+            PortList::from_ports((0..=u16::MAX).collect()),
+        ),
+        "full" => {
+            return Err(AppError::Forbidden(
+                "The full 0–65535 test is not enabled on this server.".into(),
+            ));
+        }
+        "port" => {
+            let n = parse_port(form.port.as_deref().unwrap_or("")).map_err(AppError::BadRequest)?;
+            (TestKind::Port(n), PortList::from_ports(vec![n]))
+        }
+        "custom" => {
+            let spec = form.ports.as_deref().unwrap_or("");
+            let list = PortList::parse(spec).map_err(|e| AppError::BadRequest(format!("{e}.")))?;
+            if list.len() > cfg.custom_cap {
+                return Err(AppError::BadRequest(format!(
+                    "That list has {} ports; a custom test may have at most {}.",
+                    list.len(),
+                    cfg.custom_cap
+                )));
+            }
+            (TestKind::Custom, list)
+        }
+        other => {
+            return Err(AppError::BadRequest(format!(
+                "Unknown test {other:?}: choose common, service, custom or port."
+            )));
+        }
+    };
+    match state.scans().start(target, test, ports) {
+        Ok(live) => Ok(Redirect::to(&format!("/scan/{}", live.id))),
+        Err(StartError::Limited {
+            why,
+            retry_after,
+            running,
+        }) => Err(AppError::TooMany {
+            why,
+            retry_after,
+            running,
+        }),
+        Err(e) => Err(AppError::Internal(e.to_string())),
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The scan as stored, with live results merged in while it runs.
+async fn load(state: &AppState, id: &str) -> Result<(StoredScan, Vec<u16>), AppError> {
+    if !valid_id(id) {
+        return Err(AppError::NotFound);
+    }
+    let live = state.scans().live(id);
+    let db = state.scans().db().clone();
+    let key = id.to_string();
+    let stored = tokio::task::spawn_blocking(move || db.load(&key))
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))?
+        .map_err(|e| AppError::Internal(e.to_string()))?
+        .ok_or(AppError::NotFound)?;
+    let mut stored = stored;
+    let ports = match &live {
+        Some(l) => {
+            let (results, _) = l.subscribe();
+            stored.results = results.iter().map(stored_result).collect();
+            stored.results.sort_by_key(|r| r.port);
+            l.ports.ports().to_vec()
+        }
+        None => match PortList::parse(&stored.ports) {
+            Ok(p) => p.ports().to_vec(),
+            Err(_) => stored.results.iter().map(|r| r.port).collect(),
+        },
+    };
+    Ok((stored, ports))
+}
+
+fn stored_result(r: &PortResult) -> StoredResult {
+    StoredResult {
+        port: r.port,
+        state: r.state.to_string(),
+        reason: r.reason.to_string(),
+        rtt_ms: r.rtt.map(|d| (d.as_secs_f64() * 1e6).round() / 1e3),
+        tries: r.tries,
+        ttl: r.ttl,
+    }
+}
+
+/// `GET /scan/{id}`.
+pub async fn scan_page(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Html<String>, AppError> {
+    let (stored, ports) = load(&state, &id).await?;
+    let running = stored.status == Status::Running;
+    let v = (!running).then(|| verdict(&stored));
+    Ok(html_page(
+        "Test results",
+        running.then_some(2),
+        render::scan(&stored, &ports, v.as_ref()),
+    ))
+}
+
+/// `GET /scan/{id}/report.txt`.
+pub async fn report(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    let (stored, _) = load(&state, &id).await?;
+    if stored.status == Status::Running {
+        return Err(AppError::TooMany {
+            why: "the test is still running".into(),
+            retry_after: Duration::from_secs(2),
+            running: Some(stored.id),
+        });
+    }
+    let text = crate::report::text(&stored, &verdict(&stored));
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+}
+
+/// `GET /api/scans/{id}`.
+pub async fn api_scan(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    match load(&state, &id).await {
+        Ok((stored, _)) => {
+            let v = (stored.status != Status::Running).then(|| verdict(&stored));
+            let counts: serde_json::Map<String, serde_json::Value> =
+                ["open", "closed", "filtered", "stealth"]
+                    .iter()
+                    .map(|s| {
+                        (
+                            s.to_string(),
+                            stored
+                                .results
+                                .iter()
+                                .filter(|r| r.state == *s)
+                                .count()
+                                .into(),
+                        )
+                    })
+                    .collect();
+            Ok(axum::Json(serde_json::json!({
+                "scan": stored,
+                "counts": counts,
+                "verdict": v,
+            }))
+            .into_response())
+        }
+        Err(AppError::NotFound) => Err(ApiError(StatusCode::NOT_FOUND, "no such scan".into())),
+        Err(e) => Err(ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{e:?}"),
+        )),
+    }
+}
+
+/// `GET /scan/{id}/events`: results as Server-Sent Events (`port`, then `done`).
+pub async fn events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    if !valid_id(&id) {
+        return Err(AppError::NotFound);
+    }
+    let port_event = |r: &PortResult| -> Result<Event, Infallible> {
+        Ok(Event::default().event("port").data(format!(
+            "{{\"port\":{},\"state\":\"{}\",\"reason\":\"{}\"}}",
+            r.port, r.state, r.reason
+        )))
+    };
+    let Some(live) = state.scans().live(&id) else {
+        // Finished (or unknown): tell the page to reload.
+        load(&state, &id).await?;
+        let done = futures_util::stream::iter([Ok::<_, Infallible>(
+            Event::default().event("done").data("{}"),
+        )]);
+        return Ok(Sse::new(done).into_response());
+    };
+    let (snapshot, rx) = live.subscribe();
+    drop(live);
+    let initial: Vec<Result<Event, Infallible>> = snapshot.iter().map(port_event).collect();
+    let rest = BroadcastStream::new(rx).filter_map(move |e| {
+        let out = match e {
+            Ok(LiveEvent::Port(r)) => Some(port_event(&r)),
+            Ok(LiveEvent::Done) => Some(Ok(Event::default().event("done").data("{}"))),
+            // A lagging page catches up when it reloads at `done`.
+            Err(_) => None,
+        };
+        std::future::ready(out)
+    });
+    let stream = futures_util::stream::iter(initial).chain(rest);
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// `GET /static/style.css`.
+pub async fn style() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("assets/style.css"),
+    )
+        .into_response()
+}
+
+/// `GET /static/live.js`.
+pub async fn script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("assets/live.js"),
+    )
+        .into_response()
+}
+
+/// Anything else.
+pub async fn not_found() -> AppError {
+    AppError::NotFound
+}
