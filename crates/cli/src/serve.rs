@@ -11,7 +11,9 @@ use crate::args::{ScanMode, ServeArgs};
 
 /// Runs the service until SIGTERM or Ctrl-C.
 pub fn run(args: &ServeArgs) -> Result<(), Failure> {
-    let _ = tracing_subscriber::fmt().with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .try_init();
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     let config = Config {
         data_dir: data_dir.clone(),
@@ -30,8 +32,12 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
         ScanMode::Syn => Some(RawTransport::open().map_err(|e| Failure::Usage(e.to_string()))?),
         ScanMode::Auto => RawTransport::open().ok(),
     };
-    let db = Db::open(&data_dir)
-        .map_err(|e| Failure::Runtime(anyhow::anyhow!("{e} (data directory {})", data_dir.display())))?;
+    let db = Db::open(&data_dir).map_err(|e| {
+        Failure::Runtime(anyhow::anyhow!(
+            "{e} (data directory {})",
+            data_dir.display()
+        ))
+    })?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -51,9 +57,11 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
             }
             None => Arc::new(ConnectProber),
         };
-        let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| {
-            Failure::Runtime(anyhow::anyhow!("cannot listen on {}: {e}", args.listen))
-        })?;
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| {
+                Failure::Runtime(anyhow::anyhow!("cannot listen on {}: {e}", args.listen))
+            })?;
         eprintln!(
             "harbormaster: serving on http://{} ({} mode, data in {})",
             args.listen,

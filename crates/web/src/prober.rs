@@ -16,6 +16,11 @@ use tokio::sync::{mpsc, oneshot};
 pub struct Cancel(Box<dyn Fn() + Send + Sync>);
 
 impl Cancel {
+    /// A handle that runs `f` to cancel.
+    pub fn new(f: impl Fn() + Send + Sync + 'static) -> Cancel {
+        Cancel(Box::new(f))
+    }
+
     /// Asks the probe to stop.
     pub fn cancel(&self) {
         (self.0)()

@@ -1,0 +1,625 @@
+//! Every route and every error page, driven through `app()` with `oneshot`
+//! and a mocked connection (no sockets), probing with a scripted prober.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, Response, StatusCode, header};
+use harbormaster_probe::{
+    PortList, PortResult, PortState, ProbeError, Protocol, Reason, ScanEvent, ScanSummary,
+    WatchReport,
+};
+use harbormaster_web::{
+    AppState, Cancel, Config, ConnInfo, Db, ProbeMode, Prober, app, cancelled_summary,
+};
+use http_body_util::BodyExt;
+use tokio::sync::mpsc;
+use tower::ServiceExt;
+
+const SERVER: &str = "192.0.2.1:8080";
+const VISITOR: &str = "203.0.113.50";
+
+/// Answers every port from a rule, after `delay` per port; counts starts.
+struct Scripted {
+    delay: Duration,
+    state: fn(u16) -> PortState,
+    watch: WatchReport,
+    starts: AtomicUsize,
+}
+
+impl Scripted {
+    fn new(state: fn(u16) -> PortState) -> Arc<Scripted> {
+        Arc::new(Scripted {
+            delay: Duration::ZERO,
+            state,
+            watch: WatchReport {
+                pings_sent: 3,
+                ..WatchReport::default()
+            },
+            starts: AtomicUsize::new(0),
+        })
+    }
+}
+
+impl Prober for Scripted {
+    fn mode(&self) -> ProbeMode {
+        ProbeMode::Scripted
+    }
+
+    fn start(
+        &self,
+        target: IpAddr,
+        ports: PortList,
+        events: mpsc::UnboundedSender<ScanEvent>,
+    ) -> Result<Cancel, ProbeError> {
+        self.starts.fetch_add(1, Ordering::SeqCst);
+        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (delay, rule, watch) = (self.delay, self.state, self.watch.clone());
+        tokio::spawn(async move {
+            let mut counts = [0; 4];
+            for &port in ports.ports() {
+                if !delay.is_zero() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = &mut stop_rx => {
+                            let _ = events.send(ScanEvent::Done(cancelled_summary(target)));
+                            return;
+                        }
+                    }
+                }
+                let state = rule(port);
+                counts[state as usize] += 1;
+                let reason = match state {
+                    PortState::Open => Reason::SynAck,
+                    PortState::Closed => Reason::Rst,
+                    PortState::Filtered => Reason::Icmp {
+                        v6: false,
+                        icmp_type: 3,
+                        code: 13,
+                    },
+                    PortState::Stealth => Reason::NoResponse,
+                };
+                let _ = events.send(ScanEvent::Port(PortResult {
+                    target,
+                    port,
+                    proto: Protocol::Tcp,
+                    state,
+                    reason,
+                    rtt: Some(Duration::from_micros(300)),
+                    tries: 1,
+                    ttl: Some(64),
+                }));
+            }
+            let mut s = cancelled_summary(target);
+            s.cancelled = false;
+            s.ports = ports.len();
+            s.counts = counts;
+            s.watch = Some(watch);
+            let _ = events.send(ScanEvent::Done(s));
+        });
+        let stop = std::sync::Mutex::new(Some(stop_tx));
+        Ok(Cancel::new(move || {
+            if let Some(tx) = stop.lock().unwrap().take() {
+                let _ = tx.send(());
+            }
+        }))
+    }
+}
+
+/// Test visitors come from documentation ranges (nothing is ever sent to them:
+/// the prober is scripted), which the policy treats as private, so allow them.
+fn config() -> Config {
+    Config {
+        allow_private: true,
+        reverse_dns: false,
+        http_ports: vec![8080],
+        ..Config::default()
+    }
+}
+
+fn state_with(prober: Arc<dyn Prober>, config: Config) -> AppState {
+    AppState::new(config, Db::in_memory().unwrap(), prober)
+}
+
+fn conn(peer: &str) -> ConnectInfo<ConnInfo> {
+    let peer: IpAddr = peer.parse().unwrap();
+    ConnectInfo(ConnInfo {
+        peer: SocketAddr::new(peer, 50_000),
+        local: SERVER.parse().unwrap(),
+    })
+}
+
+async fn send(state: &AppState, req: Request<Body>) -> Response<Body> {
+    app(state.clone()).oneshot(req).await.unwrap()
+}
+
+fn get(path: &str, peer: &str) -> Request<Body> {
+    let mut r = Request::get(path).body(Body::empty()).unwrap();
+    r.extensions_mut().insert(conn(peer));
+    r
+}
+
+fn post(path: &str, peer: &str, form: &str, extra: &[(&str, &str)]) -> Request<Body> {
+    let mut b =
+        Request::post(path).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    for (k, v) in extra {
+        b = b.header(*k, *v);
+    }
+    let mut r = b.body(Body::from(form.to_string())).unwrap();
+    r.extensions_mut().insert(conn(peer));
+    r
+}
+
+async fn text(resp: Response<Body>) -> String {
+    String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap()
+}
+
+/// The CSRF token from the landing page served to `peer`.
+async fn token(state: &AppState, peer: &str) -> String {
+    let page = text(send(state, get("/", peer)).await).await;
+    let at = page.find("name=\"token\" value=\"").expect("consent form") + 20;
+    page[at..at + 48].to_string()
+}
+
+/// Posts the consent form; returns the scan id from the redirect.
+async fn start(state: &AppState, peer: &str, form: &str) -> String {
+    let t = token(state, peer).await;
+    let resp = send(
+        state,
+        post("/scan", peer, &format!("token={t}&{form}"), &[]),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{}", text(resp).await);
+    let loc = resp.headers()[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_string();
+    loc.strip_prefix("/scan/").unwrap().to_string()
+}
+
+async fn api_scan(state: &AppState, id: &str) -> serde_json::Value {
+    for _ in 0..200 {
+        let resp = send(state, get(&format!("/api/scans/{id}"), VISITOR)).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let v: serde_json::Value = serde_json::from_str(&text(resp).await).unwrap();
+        if v["scan"]["status"] != "running" {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("scan {id} did not finish");
+}
+
+#[tokio::test]
+async fn landing_page_shows_the_visitor_and_the_consent_form() {
+    let state = state_with(Scripted::new(|_| PortState::Stealth), config());
+    let resp = send(&state, get("/", VISITOR)).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let page = text(resp).await;
+    assert!(page.contains(VISITOR));
+    assert!(page.contains("Probe my connection"));
+    assert!(
+        page.contains("value=\"common\"")
+            && page.contains("value=\"service\"")
+            && page.contains("value=\"custom\"")
+    );
+    assert!(
+        !page.contains("value=\"full\""),
+        "full sweep is off by default"
+    );
+    assert!(page.contains("A closed port is not a vulnerability"));
+}
+
+#[tokio::test]
+async fn refused_addresses_get_no_form_and_no_scan() {
+    let strict = state_with(
+        Scripted::new(|_| PortState::Stealth),
+        Config {
+            allow_private: false,
+            ..config()
+        },
+    );
+    for peer in ["10.1.2.3", "198.18.0.2", VISITOR, "fd00::1"] {
+        let page = text(send(&strict, get("/", peer)).await).await;
+        assert!(page.contains("--allow-private"), "{peer}");
+    }
+    let state = state_with(Scripted::new(|_| PortState::Stealth), config());
+    for peer in ["127.0.0.1", "169.254.9.9", "192.0.2.1", "::1", "224.0.0.9"] {
+        let page = text(send(&state, get("/", peer)).await).await;
+        assert!(page.contains("This address cannot be tested"), "{peer}");
+        assert!(!page.contains("Probe my connection"), "{peer}");
+    }
+    // Even a valid token cannot make the server probe its own address.
+    let t = state.csrf().issue("192.0.2.1".parse().unwrap());
+    let resp = send(
+        &state,
+        post("/scan", "192.0.2.1", &format!("token={t}&kind=common"), &[]),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert!(text(resp).await.contains("own address"));
+}
+
+#[tokio::test]
+async fn port_pages_navigate_and_wrap() {
+    let state = state_with(Scripted::new(|_| PortState::Stealth), config());
+    let page = text(send(&state, get("/port/22", VISITOR)).await).await;
+    assert!(page.contains("href=\"/port/21\"") && page.contains("href=\"/port/23\""));
+    assert!(page.contains("Probe port 22"));
+    assert!(page.contains("Enter port (0–65535)"));
+    assert!(page.contains("TCP 22") && page.contains("UDP 22"));
+    assert!(page.contains("Why exposure matters"));
+    let zero = text(send(&state, get("/port/0", VISITOR)).await).await;
+    assert!(zero.contains("href=\"/port/65535\"") && zero.contains("href=\"/port/1\""));
+    let top = text(send(&state, get("/port/65535", VISITOR)).await).await;
+    assert!(top.contains("href=\"/port/0\""));
+}
+
+#[tokio::test]
+async fn bad_ports_are_400_pages_naming_the_range() {
+    let state = state_with(Scripted::new(|_| PortState::Stealth), config());
+    for bad in [
+        "/port/65536",
+        "/port/-1",
+        "/port/abc",
+        "/port?n=99999",
+        "/port?n=",
+    ] {
+        let resp = send(&state, get(bad, VISITOR)).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{bad}");
+        assert!(text(resp).await.contains("65535"), "{bad}");
+    }
+    let resp = send(&state, get("/port?n=443", VISITOR)).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(resp.headers()[header::LOCATION], "/port/443");
+}
+
+#[tokio::test]
+async fn port_api_is_json() {
+    let state = state_with(Scripted::new(|_| PortState::Stealth), config());
+    let resp = send(&state, get("/api/ports/3389", VISITOR)).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_str(&text(resp).await).unwrap();
+    assert_eq!(v["port"], 3389);
+    assert_eq!(v["entries"][0]["iana_name"], "ms-wbt-server");
+    let resp = send(&state, get("/api/ports/70000", VISITOR)).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let v: serde_json::Value = serde_json::from_str(&text(resp).await).unwrap();
+    assert!(v["error"].as_str().unwrap().contains("65535"));
+}
+
+#[tokio::test]
+async fn a_scan_runs_and_reports_with_a_verdict() {
+    let state = state_with(
+        Scripted::new(|p| {
+            if p == 80 {
+                PortState::Open
+            } else {
+                PortState::Stealth
+            }
+        }),
+        config(),
+    );
+    let id = start(&state, VISITOR, "kind=common").await;
+    let v = api_scan(&state, &id).await;
+    assert_eq!(v["scan"]["target"], VISITOR);
+    assert_eq!(v["scan"]["status"], "done");
+    assert_eq!(v["counts"]["open"], 1);
+    assert_eq!(v["counts"]["stealth"], 25);
+    assert_eq!(v["verdict"]["passed"], false);
+    let page = text(send(&state, get(&format!("/scan/{id}"), VISITOR)).await).await;
+    assert!(page.contains("Stealth: not passed"));
+    assert!(page.contains("What your open ports expose") && page.contains("80/tcp"));
+    assert!(page.contains("id=\"p80\""));
+    let report = send(&state, get(&format!("/scan/{id}/report.txt"), VISITOR)).await;
+    assert_eq!(
+        report.headers()[header::CONTENT_TYPE],
+        "text/plain; charset=utf-8"
+    );
+    let report = text(report).await;
+    assert!(report.contains("open:         1  80"), "{report}");
+    assert!(report.contains("stealth:     25  0,21-23,25,79,110,113,119,135,139,143,389,443,445,1002,1024-1030,1720,5000"), "{report}");
+}
+
+#[tokio::test]
+async fn an_all_stealth_quiet_visitor_passes() {
+    let state = state_with(Scripted::new(|_| PortState::Stealth), config());
+    let id = start(&state, VISITOR, "kind=service").await;
+    let v = api_scan(&state, &id).await;
+    assert_eq!(v["counts"]["stealth"], 1056);
+    assert_eq!(v["verdict"]["passed"], true, "{v}");
+    let page = text(send(&state, get(&format!("/scan/{id}"), VISITOR)).await).await;
+    assert!(page.contains("Stealth: passed"));
+    assert!(page.contains("--cols:32"), "service grid is 32 wide");
+    assert_eq!(
+        page.matches(" stealth\">S</a>").count(),
+        1056,
+        "every cell a link with a letter"
+    );
+}
+
+#[tokio::test]
+async fn custom_lists_are_validated() {
+    let state = state_with(Scripted::new(|_| PortState::Stealth), config());
+    let t = token(&state, VISITOR).await;
+    for (form, status, needle) in [
+        (
+            "kind=custom&ports=1-2000",
+            StatusCode::BAD_REQUEST,
+            "at most 1024",
+        ),
+        (
+            "kind=custom&ports=80-20",
+            StatusCode::BAD_REQUEST,
+            "backwards",
+        ),
+        ("kind=custom&ports=", StatusCode::BAD_REQUEST, "empty"),
+        ("kind=full", StatusCode::FORBIDDEN, "not enabled"),
+        ("kind=bogus", StatusCode::BAD_REQUEST, "Unknown test"),
+        ("kind=port&port=65536", StatusCode::BAD_REQUEST, "65535"),
+    ] {
+        let resp = send(
+            &state,
+            post("/scan", VISITOR, &format!("token={t}&{form}"), &[]),
+        )
+        .await;
+        assert_eq!(resp.status(), status, "{form}");
+        assert!(text(resp).await.contains(needle), "{form}");
+    }
+    let id = start(&state, VISITOR, "kind=custom&ports=22%2C80%2C8000-8002").await;
+    let v = api_scan(&state, &id).await;
+    assert_eq!(v["scan"]["ports"], "22,80,8000-8002");
+}
+
+#[tokio::test]
+async fn posts_without_a_valid_token_are_refused() {
+    let prober = Scripted::new(|_| PortState::Stealth);
+    let state = state_with(prober.clone(), config());
+    let other = token(&state, "198.51.100.77").await;
+    for form in [
+        "kind=common".to_string(),
+        "token=abc&kind=common".to_string(),
+        format!("token={other}&kind=common"),
+    ] {
+        let resp = send(&state, post("/scan", VISITOR, &form, &[])).await;
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{form}");
+        assert!(text(resp).await.contains("security token"));
+    }
+    let mut r = Request::post("/scan")
+        .body(Body::from("kind=common"))
+        .unwrap();
+    r.extensions_mut().insert(conn(VISITOR));
+    assert_eq!(
+        send(&state, r).await.status(),
+        StatusCode::BAD_REQUEST,
+        "not a form"
+    );
+    assert_eq!(
+        prober.starts.load(Ordering::SeqCst),
+        0,
+        "nothing was probed"
+    );
+}
+
+#[tokio::test]
+async fn a_spoofed_forwarded_header_does_not_change_the_target() {
+    let state = state_with(Scripted::new(|_| PortState::Stealth), config());
+    let t = token(&state, VISITOR).await;
+    let headers = [("x-forwarded-for", "8.8.8.8"), ("forwarded", "for=1.1.1.1")];
+    let resp = send(
+        &state,
+        post(
+            "/scan",
+            VISITOR,
+            &format!("token={t}&kind=common"),
+            &headers,
+        ),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let id = resp.headers()[header::LOCATION].to_str().unwrap()[6..].to_string();
+    assert_eq!(api_scan(&state, &id).await["scan"]["target"], VISITOR);
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_passes_the_client_address() {
+    let proxy = "10.0.0.5";
+    let state = state_with(
+        Scripted::new(|_| PortState::Stealth),
+        Config {
+            trusted_proxies: vec!["10.0.0.0/8".parse().unwrap()],
+            ..config()
+        },
+    );
+    let mut r = get("/", proxy);
+    r.headers_mut()
+        .insert("x-forwarded-for", "198.51.100.23".parse().unwrap());
+    let page = text(send(&state, r).await).await;
+    assert!(page.contains("198.51.100.23"));
+}
+
+#[tokio::test]
+async fn one_running_scan_per_address_and_an_hourly_budget() {
+    let slow = Arc::new(Scripted {
+        delay: Duration::from_millis(50),
+        ..Arc::try_unwrap(Scripted::new(|_| PortState::Stealth))
+            .ok()
+            .unwrap()
+    });
+    let state = state_with(
+        slow,
+        Config {
+            scans_per_hour: 2,
+            ..config()
+        },
+    );
+    let first = start(&state, VISITOR, "kind=common").await;
+    let t = token(&state, VISITOR).await;
+    let resp = send(
+        &state,
+        post("/scan", VISITOR, &format!("token={t}&kind=common"), &[]),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(resp.headers().contains_key(header::RETRY_AFTER));
+    let page = text(resp).await;
+    assert!(page.contains("already running") && page.contains(&first));
+    // A different visitor is not affected.
+    let _ = start(&state, "203.0.113.51", "kind=port&port=22").await;
+    api_scan(&state, &first).await;
+    let _second = start(&state, VISITOR, "kind=port&port=80").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t = token(&state, VISITOR).await;
+    let resp = send(
+        &state,
+        post(
+            "/scan",
+            VISITOR,
+            &format!("token={t}&kind=port&port=81"),
+            &[],
+        ),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = resp.headers()[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry > 3000, "an hour-based wait, got {retry}");
+    assert!(text(resp).await.contains("in the last hour"));
+}
+
+#[tokio::test]
+async fn the_global_concurrency_limit_answers_429() {
+    let slow = Arc::new(Scripted {
+        delay: Duration::from_millis(200),
+        ..Arc::try_unwrap(Scripted::new(|_| PortState::Stealth))
+            .ok()
+            .unwrap()
+    });
+    let state = state_with(
+        slow,
+        Config {
+            max_concurrent: 1,
+            ..config()
+        },
+    );
+    let _ = start(&state, VISITOR, "kind=common").await;
+    let t = token(&state, "203.0.113.99").await;
+    let resp = send(
+        &state,
+        post(
+            "/scan",
+            "203.0.113.99",
+            &format!("token={t}&kind=common"),
+            &[],
+        ),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(text(resp).await.contains("as many tests as it allows"));
+}
+
+#[tokio::test]
+async fn live_events_stream_results_then_done() {
+    let slow = Arc::new(Scripted {
+        delay: Duration::from_millis(5),
+        ..Arc::try_unwrap(Scripted::new(|p| {
+            if p == 22 {
+                PortState::Open
+            } else {
+                PortState::Closed
+            }
+        }))
+        .ok()
+        .unwrap()
+    });
+    let state = state_with(slow, config());
+    let id = start(&state, VISITOR, "kind=common").await;
+    let resp = send(&state, get(&format!("/scan/{id}/events"), VISITOR)).await;
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/event-stream");
+    let body = text(resp).await;
+    assert_eq!(body.matches("event: port").count(), 26, "{body}");
+    assert!(body.contains("{\"port\":22,\"state\":\"open\",\"reason\":\"syn-ack\"}"));
+    assert!(body.trim_end().ends_with("data: {}") && body.contains("event: done"));
+    // While running, the page refreshes itself for browsers without JavaScript.
+    let id2 = start(&state, "203.0.113.60", "kind=service").await;
+    let page = text(send(&state, get(&format!("/scan/{id2}"), "203.0.113.60")).await).await;
+    assert!(page.contains("http-equiv=\"refresh\""));
+    assert!(page.contains("data-running=\"true\""));
+}
+
+#[tokio::test]
+async fn unknown_scans_and_routes_are_404() {
+    let state = state_with(Scripted::new(|_| PortState::Stealth), config());
+    for path in [
+        "/scan/nope",
+        "/scan/0123456789abcdef0123456789abcdef",
+        "/scan/zz/report.txt",
+        "/nowhere",
+    ] {
+        let resp = send(&state, get(path, VISITOR)).await;
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{path}");
+        assert!(text(resp).await.contains("Not found"));
+    }
+    let resp = send(
+        &state,
+        get("/api/scans/0123456789abcdef0123456789abcdef", VISITOR),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let resp = send(&state, get("/static/style.css", VISITOR)).await;
+    assert_eq!(
+        resp.headers()[header::CONTENT_TYPE],
+        "text/css; charset=utf-8"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_cancels_running_scans_and_stores_them_consistently() {
+    let slow = Arc::new(Scripted {
+        delay: Duration::from_millis(20),
+        ..Arc::try_unwrap(Scripted::new(|_| PortState::Closed))
+            .ok()
+            .unwrap()
+    });
+    let state = state_with(slow, config());
+    let id = start(&state, VISITOR, "kind=service").await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    state.scans().shutdown(Duration::from_secs(5)).await;
+    let stored = state.scans().db().load(&id).unwrap().unwrap();
+    assert_eq!(stored.status, harbormaster_web::Status::Cancelled);
+    assert!(
+        !stored.results.is_empty() && stored.results.len() < 1056,
+        "{}",
+        stored.results.len()
+    );
+    assert!(stored.results.windows(2).all(|w| w[0].port < w[1].port));
+    // New tests are refused while shutting down.
+    let t = token(&state, "203.0.113.61").await;
+    let resp = send(
+        &state,
+        post(
+            "/scan",
+            "203.0.113.61",
+            &format!("token={t}&kind=common"),
+            &[],
+        ),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let _: ScanSummary = cancelled_summary(VISITOR.parse().unwrap());
+}
