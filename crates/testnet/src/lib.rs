@@ -37,7 +37,8 @@ pub struct TargetSpec {
     pub dropped: Vec<u16>,
     /// Ports rejected with ICMP admin-prohibited (filtered).
     pub filtered: Vec<u16>,
-    /// Drop everything that arrives (a fully stealthed host).
+    /// Drop everything that arrives unasked, pings included (a fully stealthed
+    /// host); replies to connections the host opens still arrive.
     pub drop_all: bool,
     /// Random loss, in percent, in each direction.
     pub loss_percent: u8,
@@ -336,7 +337,13 @@ impl TestNet {
         } else {
             String::new()
         };
-        let drop_all = if spec.drop_all { "drop" } else { "" };
+        // A fully stealthed host still gets answers to connections it opens itself
+        // (a visitor loading the web service's pages).
+        let drop_all = if spec.drop_all {
+            "ct state established,related accept\n    drop"
+        } else {
+            ""
+        };
         let target_rules = format!(
             "table inet hm {{
   set stealth {{ type inet_service; {stealth} }}
@@ -385,6 +392,20 @@ impl TestNet {
     /// Runs `f` on a thread inside the scanner namespace.
     pub fn in_scanner<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         in_namespace(&self.scanner_ns, f)
+    }
+
+    /// Starts `f` on a long-lived thread inside namespace `ns` (for servers and
+    /// clients that must outlive the call).
+    pub fn spawn_in<R: Send + 'static>(
+        ns: &str,
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> std::thread::JoinHandle<R> {
+        let path = format!("/run/netns/{ns}");
+        std::thread::spawn(move || {
+            let file = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+            setns(&file, CloneFlags::CLONE_NEWNET).unwrap_or_else(|e| panic!("setns: {e}"));
+            f()
+        })
     }
 
     /// Runs `f` on a thread inside the target namespace.
