@@ -126,7 +126,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Db {
             command: DbCommand::Export { format },
-        } => db::export(&mut out, format)?,
+        } => {
+            db::export(&mut out, format)?;
+            let all = harbormaster_knowledge::entries();
+            let total = all.len();
+            let curated = all.filter(|e| e.curated.is_some()).count();
+            eprintln!("harbormaster: exported {total} port/transport entries, {curated} of them curated");
+        }
         Command::Serve(a) => serve::run(&a)?,
         Command::Scan(a) => {
             if let Some(path) = &a.output {

@@ -22,7 +22,7 @@ mod tables;
 pub use closing::{ClosingRules, closing_rules};
 pub use model::{Curated, PortInfo, PortRef, Proto, ProtoParseError, RangeClass, Registration};
 pub use page::{PageEntry, PortPage, port_page, short_name};
-pub use search::{MatchField, SearchError, SearchHit, search};
+pub use search::{MatchField, PROMINENT_PORTS, SearchError, SearchHit, search};
 
 use model::Entry;
 use tables::{CURATED, ENTRIES};

@@ -92,7 +92,7 @@ const SPREAD_BONUS: u32 = 5;
 const CURATED_BONUS: u32 = 30;
 /// Most further fields that earn [`SPREAD_BONUS`].
 const SPREAD_MAX: u32 = 2;
-/// Points for a port that is commonly exposed today (see [`PROMINENT`]).
+/// Points for a port that is commonly exposed today (see [`PROMINENT_PORTS`]).
 const PROMINENT_BONUS: u32 = 40;
 
 /// Ports that people meet on exposed hosts today: the services an internet-wide
@@ -100,7 +100,7 @@ const PROMINENT_BONUS: u32 = 40;
 /// file sharing, VPN, IoT management). A search for a general word (`sql`,
 /// `remote`) should show these before obscure registrations that share the word.
 /// Sorted; a test keeps it so.
-pub(crate) const PROMINENT: &[u16] = &[
+pub const PROMINENT_PORTS: &[u16] = &[
     21, 22, 23, 25, 53, 80, 110, 111, 123, 135, 137, 139, 143, 161, 389, 443, 445, 465, 500, 554,
     587, 631, 993, 995, 1194, 1433, 1434, 1521, 1701, 1723, 1883, 1900, 2049, 2375, 3306, 3389,
     5060, 5432, 5900, 5985, 5986, 6379, 6443, 8080, 8443, 9200, 11211, 27017, 51820,
@@ -166,7 +166,7 @@ pub fn search(query: &str) -> Result<Vec<SearchHit>, SearchError> {
         if entry.curated.is_some() {
             total += CURATED_BONUS;
         }
-        if PROMINENT.binary_search(&entry.port).is_ok() {
+        if PROMINENT_PORTS.binary_search(&entry.port).is_ok() {
             total += PROMINENT_BONUS;
         }
         hits.push(SearchHit {
@@ -253,7 +253,7 @@ mod tests {
 
     #[test]
     fn prominent_ports_are_sorted() {
-        assert!(PROMINENT.windows(2).all(|w| w[0] < w[1]));
+        assert!(PROMINENT_PORTS.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 use std::collections::{HashMap, HashSet};
 
 use harbormaster_knowledge::{
-    MatchField, PortRef, Proto, RangeClass, Registration, curated, entries, lookup, search,
+    MatchField, PROMINENT_PORTS, PortRef, Proto, RangeClass, Registration, curated, entries,
+    lookup, search,
 };
 
 /// The 26 ports of ShieldsUP's "Common Ports" test.
@@ -176,4 +177,68 @@ fn search_finds_what_people_ask_for() {
             "sql search misses {port}: {sql:?}"
         );
     }
+}
+
+/// Issue 5: every port/transport IANA assigns in 0–1055 (the service-port grid)
+/// has a curated entry.
+#[test]
+fn every_assigned_service_port_is_curated() {
+    let missing: Vec<String> = entries()
+        .filter(|e| e.port <= 1055 && e.registration == Registration::Assigned)
+        .filter(|e| e.curated.is_none())
+        .map(|e| e.port_ref().to_string())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} uncurated: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(20)]
+    );
+}
+
+#[test]
+fn more_than_a_thousand_port_transport_pairs_are_curated() {
+    let pairs = entries().filter(|e| e.curated.is_some()).count();
+    assert!(pairs >= 1000, "only {pairs} curated port/transport pairs");
+}
+
+#[test]
+fn shared_entries_describe_both_transports() {
+    let mut shared = 0;
+    for c in curated().filter(|c| c.both) {
+        shared += 1;
+        let tcp = lookup(c.port, Proto::Tcp).curated.unwrap();
+        let udp = lookup(c.port, Proto::Udp).curated.unwrap();
+        assert!(
+            std::ptr::eq(tcp, udp) && std::ptr::eq(tcp, c),
+            "{}: both transports share one entry",
+            c.port
+        );
+    }
+    assert!(shared > 0);
+}
+
+/// Where two ports that people meet every day name each other, the link goes
+/// both ways (at the level of the port number).
+#[test]
+fn related_links_between_prominent_ports_are_reciprocal() {
+    const PROMINENT: &[u16] = PROMINENT_PORTS;
+    let mut one_way = Vec::new();
+    for c in curated().filter(|c| PROMINENT.contains(&c.port)) {
+        for r in c
+            .related
+            .iter()
+            .filter(|r| PROMINENT.contains(&r.port) && r.port != c.port)
+        {
+            let back = Proto::ALL.iter().any(|&p| {
+                lookup(r.port, p)
+                    .curated
+                    .is_some_and(|o| o.related.iter().any(|x| x.port == c.port))
+            });
+            if !back {
+                one_way.push(format!("{}/{} -> {r}", c.port, c.proto));
+            }
+        }
+    }
+    assert!(one_way.is_empty(), "not reciprocal: {one_way:?}");
 }
