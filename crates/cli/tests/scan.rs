@@ -224,3 +224,40 @@ fn json_text_and_xml_reports() {
         "{xml}"
     );
 }
+
+/// nmap's own ndiff reads our XML and sees a changed port. Needs `ndiff`
+/// (Debian package ndiff, installed by scripts/deps.sh as root).
+#[test]
+fn ndiff_reads_our_xml() {
+    if Command::new("ndiff").arg("--help").output().is_err() {
+        if std::env::var("HARBORMASTER_REQUIRE_NETNS").is_ok_and(|v| v == "1") {
+            panic!("ndiff is missing (scripts/deps.sh installs it)");
+        }
+        eprintln!("skipped: ndiff not installed");
+        return;
+    }
+    let spec = spec();
+    let net = testnet_or_skip!(&spec);
+    let dir = std::env::temp_dir().join(format!("hm-ndiff-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let a = dir.join("a.xml");
+    let out = scan_in(&net, &["--format", "xml", "-o", a.to_str().unwrap()]);
+    assert!(out.status.success());
+    // The same scan with port 22 shown closed instead of open.
+    let xml = std::fs::read_to_string(&a).unwrap();
+    let changed = xml.replace(
+        "portid=\"22\"><state state=\"open\" reason=\"syn-ack\"",
+        "portid=\"22\"><state state=\"closed\" reason=\"reset\"",
+    );
+    assert_ne!(xml, changed);
+    let b = dir.join("b.xml");
+    std::fs::write(&b, changed).unwrap();
+    let same = Command::new("ndiff").arg(&a).arg(&a).output().unwrap();
+    assert_eq!(same.status.code(), Some(0), "{}", String::from_utf8_lossy(&same.stderr));
+    let diff = Command::new("ndiff").arg(&a).arg(&b).output().unwrap();
+    assert_eq!(diff.status.code(), Some(1), "{}", String::from_utf8_lossy(&diff.stderr));
+    let text = String::from_utf8(diff.stdout).unwrap();
+    // ndiff hides ports in the summarised (extraports) state, as it does for nmap's own files.
+    assert!(text.lines().any(|l| l.starts_with("-22/tcp") && l.contains("open")), "{text}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
