@@ -45,6 +45,14 @@ impl Scripted {
     }
 }
 
+/// A prober that takes `delay` per port.
+fn slow(delay: Duration, state: fn(u16) -> PortState) -> Arc<Scripted> {
+    Arc::new(Scripted {
+        delay,
+        ..Arc::try_unwrap(Scripted::new(state)).ok().unwrap()
+    })
+}
+
 impl Prober for Scripted {
     fn mode(&self) -> ProbeMode {
         ProbeMode::Scripted
@@ -452,12 +460,7 @@ async fn a_trusted_proxy_passes_the_client_address() {
 
 #[tokio::test]
 async fn one_running_scan_per_address_and_an_hourly_budget() {
-    let slow = Arc::new(Scripted {
-        delay: Duration::from_millis(50),
-        ..Arc::try_unwrap(Scripted::new(|_| PortState::Stealth))
-            .ok()
-            .unwrap()
-    });
+    let slow = slow(Duration::from_millis(50), |_| PortState::Stealth);
     let state = state_with(
         slow,
         Config {
@@ -504,12 +507,7 @@ async fn one_running_scan_per_address_and_an_hourly_budget() {
 
 #[tokio::test]
 async fn the_global_concurrency_limit_answers_429() {
-    let slow = Arc::new(Scripted {
-        delay: Duration::from_millis(200),
-        ..Arc::try_unwrap(Scripted::new(|_| PortState::Stealth))
-            .ok()
-            .unwrap()
-    });
+    let slow = slow(Duration::from_millis(200), |_| PortState::Stealth);
     let state = state_with(
         slow,
         Config {
@@ -535,17 +533,12 @@ async fn the_global_concurrency_limit_answers_429() {
 
 #[tokio::test]
 async fn live_events_stream_results_then_done() {
-    let slow = Arc::new(Scripted {
-        delay: Duration::from_millis(5),
-        ..Arc::try_unwrap(Scripted::new(|p| {
-            if p == 22 {
-                PortState::Open
-            } else {
-                PortState::Closed
-            }
-        }))
-        .ok()
-        .unwrap()
+    let slow = slow(Duration::from_millis(5), |p| {
+        if p == 22 {
+            PortState::Open
+        } else {
+            PortState::Closed
+        }
     });
     let state = state_with(slow, config());
     let id = start(&state, VISITOR, "kind=common").await;
@@ -590,12 +583,7 @@ async fn unknown_scans_and_routes_are_404() {
 
 #[tokio::test]
 async fn shutdown_cancels_running_scans_and_stores_them_consistently() {
-    let slow = Arc::new(Scripted {
-        delay: Duration::from_millis(20),
-        ..Arc::try_unwrap(Scripted::new(|_| PortState::Closed))
-            .ok()
-            .unwrap()
-    });
+    let slow = slow(Duration::from_millis(20), |_| PortState::Closed);
     let state = state_with(slow, config());
     let id = start(&state, VISITOR, "kind=service").await;
     tokio::time::sleep(Duration::from_millis(150)).await;
