@@ -191,6 +191,7 @@ pub struct Engine {
     thread: Option<JoinHandle<()>>,
     config: EngineConfig,
     source: std::sync::Mutex<Box<dyn FnMut(IpAddr) -> std::io::Result<IpAddr> + Send>>,
+    ipv6: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -223,6 +224,7 @@ impl Engine {
         config: EngineConfig,
         route: impl FnMut(IpAddr) -> std::io::Result<IpAddr> + Send + 'static,
     ) -> Engine {
+        let ipv6 = transport.supports_ipv6();
         let (tx, rx) = mpsc::channel();
         let blocks = std::sync::Arc::new(std::sync::Mutex::new(vec![false; MAX_SCANS]));
         let loop_blocks = blocks.clone();
@@ -237,11 +239,22 @@ impl Engine {
             thread: Some(thread),
             config,
             source: std::sync::Mutex::new(Box::new(route)),
+            ipv6,
         }
+    }
+
+    /// Whether this engine can probe `target` (raw IPv6 is not wired up yet).
+    pub fn supports(&self, target: IpAddr) -> bool {
+        target.is_ipv4() || self.ipv6
     }
 
     /// Starts a scan; its events go to `sink` as they happen.
     pub fn submit(&self, request: ScanRequest, sink: Sink) -> Result<ScanHandle, ProbeError> {
+        if !self.supports(request.target) {
+            return Err(ProbeError::Unsupported(
+                "SYN mode probes IPv4 targets only for now; use connect mode for IPv6",
+            ));
+        }
         let source = {
             let mut route = self.source.lock().unwrap_or_else(|p| p.into_inner());
             route(request.target).map_err(|source| ProbeError::NoRoute {

@@ -154,6 +154,10 @@ impl Transport for RawTransport {
         sys::recv_batch(&self.recv, batch)
     }
 
+    fn supports_ipv6(&self) -> bool {
+        false
+    }
+
     fn watch(&mut self, addrs: &[IpAddr]) -> io::Result<()> {
         let v4: Vec<std::net::Ipv4Addr> = addrs
             .iter()

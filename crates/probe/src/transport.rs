@@ -25,6 +25,11 @@ pub trait Transport: Send + 'static {
     /// Receives up to `batch.capacity()` packets, waiting at most `timeout`
     /// for the first one. Returns how many arrived.
     fn recv(&mut self, batch: &mut RecvBatch, timeout: Duration) -> io::Result<usize>;
+    /// Whether this transport can send to IPv6 targets.
+    fn supports_ipv6(&self) -> bool {
+        true
+    }
+
     /// Also deliver every packet from `addrs` (scans that watch for unsolicited
     /// traffic); replaces the previous list.
     fn watch(&mut self, addrs: &[IpAddr]) -> io::Result<()> {

@@ -58,6 +58,12 @@ impl ProbeMode {
 pub trait Prober: Send + Sync + 'static {
     /// The mode.
     fn mode(&self) -> ProbeMode;
+    /// The mode a scan of `target` runs in (a SYN prober hands IPv6 visitors
+    /// to connect mode).
+    fn mode_for(&self, target: IpAddr) -> ProbeMode {
+        let _ = target;
+        self.mode()
+    }
     /// Starts probing `ports` of `target`; events go to `events`, ending with `Done`.
     fn start(
         &self,
@@ -88,12 +94,23 @@ impl Prober for SynProber {
         ProbeMode::Syn
     }
 
+    fn mode_for(&self, target: IpAddr) -> ProbeMode {
+        if self.engine.supports(target) {
+            ProbeMode::Syn
+        } else {
+            ProbeMode::Connect
+        }
+    }
+
     fn start(
         &self,
         target: IpAddr,
         ports: PortList,
         events: mpsc::UnboundedSender<ScanEvent>,
     ) -> Result<Cancel, ProbeError> {
+        if !self.engine.supports(target) {
+            return ConnectProber.start(target, ports, events);
+        }
         let handle = self.engine.submit(
             ScanRequest {
                 target,

@@ -89,7 +89,7 @@ fn mode_note(mode: ProbeMode) -> Markup {
         p.mode {
             @match mode {
                 ProbeMode::Syn => { "This server probes with raw SYN packets, also pings your address and watches for packets your side sends on its own." }
-                ProbeMode::Connect => { "This server probes in connect mode (it has no raw-socket privilege): it tells open, closed, filtered and stealth ports apart, but cannot ping you or watch for unsolicited packets." }
+                ProbeMode::Connect => { "Your test runs in connect mode (this server has no raw-socket probing for your address): it tells open, closed, filtered and stealth ports apart, but cannot ping you or watch for unsolicited packets." }
                 ProbeMode::Scripted => { "This server runs with a scripted prober (test mode)." }
             }
         }

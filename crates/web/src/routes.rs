@@ -173,7 +173,7 @@ pub async fn home(
         }),
     };
     let offer = Offer {
-        mode: state.scans().mode(),
+        mode: state.scans().mode_for(ip),
         custom_cap: state.config().custom_cap,
         allow_full: state.config().allow_full,
     };

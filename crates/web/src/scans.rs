@@ -155,6 +155,11 @@ impl Scans {
         self.prober.mode()
     }
 
+    /// The mode a test of `target` would run in.
+    pub fn mode_for(&self, target: IpAddr) -> ProbeMode {
+        self.prober.mode_for(target)
+    }
+
     /// The database.
     pub fn db(&self) -> &Db {
         &self.db
@@ -228,7 +233,7 @@ impl Scans {
             target: target.to_string(),
             test: test.name().into(),
             ports: ports.to_string(),
-            mode: self.prober.mode().as_str().into(),
+            mode: self.prober.mode_for(target).as_str().into(),
             status: Status::Running,
             created,
             finished: None,
