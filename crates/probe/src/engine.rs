@@ -933,6 +933,20 @@ fn run<T: Transport>(
                     tx.consume(n);
                     sent = n;
                 }
+                Err(e) if is_target_error(&e) => {
+                    // The first unsent probe's target cannot be reached from here (no
+                    // route, or our own firewall refuses): end the scans of that target
+                    // with the error, rather than calling its ports stealth.
+                    let (dst, _) = tx.get(0);
+                    tx.consume(1);
+                    let msg = format!("cannot send to {dst}: {e}");
+                    for b in 0..MAX_SCANS {
+                        if l.scans[b].as_ref().is_some_and(|s| s.target == dst) {
+                            let scan = l.scans[b].take();
+                            l.end(b, scan, true, Some(msg.clone()));
+                        }
+                    }
+                }
                 Err(e) => return l.fail(e),
             }
         }
@@ -1121,6 +1135,20 @@ impl<T: Transport> Loop<T> {
             }
         }
     }
+}
+
+/// Send errors that concern one destination, not the engine.
+fn is_target_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ENETUNREACH
+                | libc::EHOSTUNREACH
+                | libc::EACCES
+                | libc::EPERM
+                | libc::EADDRNOTAVAIL
+        )
+    )
 }
 
 /// The source address of an IPv4 packet, read without parsing the rest.
