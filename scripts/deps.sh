@@ -1,22 +1,47 @@
 #!/usr/bin/env bash
 # Installs the system packages Harbormaster's tests use, when they are missing.
-# Network-namespace tests need iproute2 (`ip`) and nftables (`nft`); they run
-# only as root and say they were skipped otherwise, so without root this script
-# just reports what is missing.
+# Network-namespace tests need iproute2 (`ip`) and nftables (`nft`); the
+# browser test (crates/cli/tests/browser.rs) also needs Debian's Chromium
+# (/usr/bin/chromium), Node.js with npm, and playwright-core from
+# crates/cli/tests/browser/package-lock.json; the XML test uses nmap's ndiff. These tests run only as root and
+# say they were skipped otherwise, so without root this script just reports
+# what is missing.
 set -euo pipefail
+
+browser_dir="$(cd "$(dirname "$0")/.." && pwd)/crates/cli/tests/browser"
 
 need=()
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v nft >/dev/null 2>&1 || need+=(nftables)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
+# nmap's ndiff, to check that our XML output is readable by nmap tooling.
+command -v ndiff >/dev/null 2>&1 || need+=(ndiff)
 
-if [ ${#need[@]} -eq 0 ]; then
-  exit 0
+# playwright-core is (re)installed from the lock file when it is missing or the
+# lock file changed since the last install (npm ci writes node_modules/.package-lock.json).
+npm_ci=0
+if [ ! -f "$browser_dir/node_modules/playwright-core/package.json" ] ||
+  [ "$browser_dir/package-lock.json" -nt "$browser_dir/node_modules/.package-lock.json" ]; then
+  npm_ci=1
 fi
+
 if [ "$(id -u)" -ne 0 ]; then
-  echo "deps: missing ${need[*]} (not root, not installing; namespace tests will be skipped)" >&2
+  missing=("${need[@]}")
+  [ "$npm_ci" -eq 0 ] || missing+=("crates/cli/tests/browser/node_modules")
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "deps: missing ${missing[*]} (not root, not installing; namespace tests will be skipped)" >&2
+  fi
   exit 0
 fi
-echo "deps: installing ${need[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+if [ ${#need[@]} -gt 0 ]; then
+  echo "deps: installing ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+if [ "$npm_ci" -eq 1 ]; then
+  echo "deps: installing playwright-core (npm ci in crates/cli/tests/browser)" >&2
+  (cd "$browser_dir" && npm ci --no-audit --no-fund)
+fi

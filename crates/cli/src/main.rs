@@ -131,7 +131,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let all = harbormaster_knowledge::entries();
             let total = all.len();
             let curated = all.filter(|e| e.curated.is_some()).count();
-            eprintln!("harbormaster: exported {total} port/transport entries, {curated} of them curated");
+            eprintln!(
+                "harbormaster: exported {total} port/transport entries, {curated} of them curated"
+            );
         }
         Command::Serve(a) => serve::run(&a)?,
         Command::Scan(a) => {

@@ -101,8 +101,17 @@ fn export_json_covers_the_whole_base() {
     let note = String::from_utf8(out.stderr).unwrap();
     assert!(note.contains("of them curated"), "{note}");
     let v: Value = serde_json::from_str(&stdout_of(&["db", "export"])).unwrap();
-    let curated_note: usize = note.split_whitespace().rev().nth(3).unwrap().parse().unwrap();
-    assert_eq!(v["counts"]["curated"].as_u64().unwrap() as usize, curated_note);
+    let curated_note: usize = note
+        .split_whitespace()
+        .rev()
+        .nth(3)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        v["counts"]["curated"].as_u64().unwrap() as usize,
+        curated_note
+    );
     assert_eq!(v["schema"], "harbormaster-kb/1");
     let entries = v["entries"].as_array().unwrap();
     assert_eq!(

@@ -253,11 +253,25 @@ fn ndiff_reads_our_xml() {
     let b = dir.join("b.xml");
     std::fs::write(&b, changed).unwrap();
     let same = Command::new("ndiff").arg(&a).arg(&a).output().unwrap();
-    assert_eq!(same.status.code(), Some(0), "{}", String::from_utf8_lossy(&same.stderr));
+    assert_eq!(
+        same.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&same.stderr)
+    );
     let diff = Command::new("ndiff").arg(&a).arg(&b).output().unwrap();
-    assert_eq!(diff.status.code(), Some(1), "{}", String::from_utf8_lossy(&diff.stderr));
+    assert_eq!(
+        diff.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&diff.stderr)
+    );
     let text = String::from_utf8(diff.stdout).unwrap();
     // ndiff hides ports in the summarised (extraports) state, as it does for nmap's own files.
-    assert!(text.lines().any(|l| l.starts_with("-22/tcp") && l.contains("open")), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("-22/tcp") && l.contains("open")),
+        "{text}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -3,110 +3,13 @@
 //! ports in another. The visitor loads the pages, consents, and the results and
 //! verdict must match the truth. Needs root; skipped (with the reason) otherwise.
 
-use std::io::Read;
-use std::process::{Child, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{SERVER, Server, body, tempdir, testnet_or_skip, visit};
 use harbormaster_testnet::{TargetSpec, TestNet};
 use serde_json::Value;
-
-const SERVER: &str = "http://198.18.0.1:8080";
-
-macro_rules! testnet_or_skip {
-    ($spec:expr) => {
-        match TestNet::create($spec) {
-            Ok(net) => net,
-            Err(skip) => {
-                eprintln!("{skip}");
-                return;
-            }
-        }
-    };
-}
-
-struct Server {
-    child: Child,
-}
-
-impl Server {
-    fn start(net: &TestNet, data_dir: &std::path::Path) -> Server {
-        let child = net
-            .scanner_command(assert_cmd::cargo::cargo_bin("harbormaster"))
-            .args([
-                "serve",
-                "--listen",
-                "198.18.0.1:8080",
-                "--allow-private",
-                "--no-reverse-dns",
-                "--mode",
-                "syn",
-            ])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start harbormaster serve");
-        let server = Server { child };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if visit(net, |a| a.get(SERVER).call().is_ok()) {
-                return server;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("server did not come up");
-    }
-
-    /// SIGTERM, then the exit status.
-    fn terminate(mut self) -> (std::process::ExitStatus, String) {
-        let pid = nix_pid(self.child.id());
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status();
-        let status = self.child.wait().unwrap();
-        let mut err = String::new();
-        if let Some(mut e) = self.child.stderr.take() {
-            let _ = e.read_to_string(&mut err);
-        }
-        (status, err)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn nix_pid(id: u32) -> String {
-    // `ip netns exec` execs the server in place, so the child's pid is the server's.
-    id.to_string()
-}
-
-/// Runs `f` with an HTTP client living in the visitor's namespace.
-fn visit<R: Send + 'static>(
-    net: &TestNet,
-    f: impl FnOnce(&ureq::Agent) -> R + Send + 'static,
-) -> R {
-    harbormaster_testnet::TestNet::spawn_in(&net.target_ns, move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .max_redirects(0)
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
-        f(&agent)
-    })
-    .join()
-    .unwrap()
-}
-
-fn body(resp: ureq::http::Response<ureq::Body>) -> String {
-    let mut resp = resp;
-    resp.body_mut().read_to_string().unwrap()
-}
 
 /// Loads the start page, consents to `form`, returns the scan id.
 fn consent(net: &TestNet, form: Vec<(&'static str, String)>) -> Result<String, (u16, String)> {
@@ -284,11 +187,4 @@ fn the_per_address_limit_answers_429_on_the_wire() {
     assert!(second.1.contains(&first));
     drop(_server);
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-fn tempdir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("hm-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }

@@ -261,7 +261,7 @@ pub fn scan(s: &StoredScan, ports: &[u16], verdict: Option<&Verdict>) -> Markup 
         div.grid #grid data-scan=(s.id) data-running=(running) style=(format!("--cols:{grid_cols}")) role="list" {
             @for p in ports {
                 @let (l, class) = letter(by_port.get(p).copied().unwrap_or("pending"));
-                a.cell class=(format!("s-{class}")) id=(format!("p{p}")) href=(format!("/port/{p}")) role="listitem" title=(format!("port {p}: {class}")) aria-label=(format!("port {p} {class}")) { (l) }
+                a class=(format!("cell s-{class}")) id=(format!("p{p}")) href=(format!("/port/{p}")) role="listitem" title=(format!("port {p}: {class}")) aria-label=(format!("port {p} {class}")) { (l) }
             }
         }
         @if let Some(v) = verdict { (verdict_block(s, v)) }
@@ -272,7 +272,7 @@ fn verdict_block(s: &StoredScan, v: &Verdict) -> Markup {
     let open: Vec<&crate::db::StoredResult> =
         s.results.iter().filter(|r| r.state == "open").collect();
     html! {
-        section.verdict #verdict class=(if v.passed { "pass" } else { "fail" }) {
+        section #verdict class=(if v.passed { "verdict pass" } else { "verdict fail" }) {
             @if v.passed {
                 h2 { "Stealth: passed" }
                 p { "Every tested port stayed silent, your address did not answer ping, and nothing arrived from it unprompted. To this test your connection looks like nothing is there." }

@@ -162,6 +162,17 @@ fn post(path: &str, peer: &str, form: &str, extra: &[(&str, &str)]) -> Request<B
     r
 }
 
+/// Browsers keep only the first of two `class` attributes on one element.
+fn assert_single_class_attributes(page: &str) {
+    for tag in page.split('<') {
+        let head = tag.split('>').next().unwrap_or("");
+        assert!(
+            head.matches(" class=").count() <= 1,
+            "two class attributes: <{head}>"
+        );
+    }
+}
+
 async fn text(resp: Response<Body>) -> String {
     String::from_utf8(
         resp.into_body()
@@ -329,6 +340,8 @@ async fn a_scan_runs_and_reports_with_a_verdict() {
     assert_eq!(v["verdict"]["passed"], false);
     let page = text(send(&state, get(&format!("/scan/{id}"), VISITOR)).await).await;
     assert!(page.contains("Stealth: not passed"));
+    assert!(page.contains("class=\"verdict fail\""));
+    assert_single_class_attributes(&page);
     assert!(page.contains("What your open ports expose") && page.contains("80/tcp"));
     assert!(page.contains("id=\"p80\""));
     let report = send(&state, get(&format!("/scan/{id}/report.txt"), VISITOR)).await;

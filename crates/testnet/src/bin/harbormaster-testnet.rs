@@ -1,11 +1,17 @@
 //! `harbormaster-testnet`: holds a benchmark test host up for scripts.
 //!
 //! ```text
-//! harbormaster-testnet [--loss PERCENT] [--silent] [--truth FILE]
+//! harbormaster-testnet [--loss PERCENT] [--silent] [--spec benchmark|visitor]
+//!                      [--visitors N] [--truth FILE]
 //! ```
 //! Creates the namespaces, writes the expected state of every port to FILE
 //! (`port state` per line), prints `SCANNER_NS TARGET_NS` on stdout, then
 //! waits until stdin closes and removes everything.
+//!
+//! `--spec visitor` is the web benchmark's host (bench/web.sh): a small mix of
+//! open, dropped and rejected ports inside 0–1055, every other port closed.
+//! `--visitors N` gives the target namespace N addresses, 198.18.0.2 to
+//! 198.18.0.(N+1), each with the same ports (listeners on every address).
 
 use std::io::{BufRead, Write};
 
@@ -15,6 +21,8 @@ fn main() {
     let mut loss = 0u8;
     let mut silent = false;
     let mut truth = None;
+    let mut visitor_spec = false;
+    let mut visitors = 1u8;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -27,18 +35,33 @@ fn main() {
             }
             "--silent" => silent = true,
             "--truth" => truth = Some(args.next().unwrap_or_else(|| usage("--truth takes a file"))),
+            "--spec" => match args.next().as_deref() {
+                Some("benchmark") => visitor_spec = false,
+                Some("visitor") => visitor_spec = true,
+                _ => usage("--spec takes benchmark or visitor"),
+            },
+            "--visitors" => {
+                visitors = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|v| (1..=200).contains(v))
+                    .unwrap_or_else(|| usage("--visitors takes a count 1-200"))
+            }
             other => usage(&format!("unknown argument {other:?}")),
         }
     }
-    let spec = if silent {
+    let mut spec = if silent {
         TargetSpec {
             drop_all: true,
             loss_percent: loss,
             ..TargetSpec::default()
         }
+    } else if visitor_spec {
+        visitor(loss)
     } else {
         TargetSpec::benchmark(loss)
     };
+    spec.extra_addresses = visitors - 1;
     let net = match TestNet::create(&spec) {
         Ok(n) => n,
         Err(skip) => {
@@ -63,9 +86,36 @@ fn main() {
     drop(net);
 }
 
+/// The web benchmark's host: within the service test's 0–1055, 14 open ports
+/// (well-known services and both ends of the range's last block), 23 dropped
+/// (stealth; 0–2 so port 0 is exercised) and 10 rejected (filtered); every
+/// other port closed.
+fn visitor(loss_percent: u8) -> TargetSpec {
+    let open: Vec<u16> = vec![
+        21, 22, 25, 53, 80, 110, 139, 143, 443, 445, 993, 995, 1024, 1055,
+    ];
+    let filtered: Vec<u16> = (0..10u16)
+        .map(|i| 7 + i * 101)
+        .filter(|p| !open.contains(p))
+        .collect();
+    let mut dropped: Vec<u16> = vec![0, 1, 2];
+    dropped.extend(
+        (0..20u16)
+            .map(|i| 30 + i * 51)
+            .filter(|p| !open.contains(p) && !filtered.contains(p)),
+    );
+    TargetSpec {
+        open,
+        dropped,
+        filtered,
+        loss_percent,
+        ..TargetSpec::default()
+    }
+}
+
 fn usage(msg: &str) -> ! {
     eprintln!(
-        "harbormaster-testnet: {msg}; usage: harbormaster-testnet [--loss PERCENT] [--silent] [--truth FILE]"
+        "harbormaster-testnet: {msg}; usage: harbormaster-testnet [--loss PERCENT] [--silent] [--spec benchmark|visitor] [--visitors N] [--truth FILE]"
     );
     std::process::exit(2);
 }

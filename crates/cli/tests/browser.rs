@@ -1,0 +1,273 @@
+//! `harbormaster serve` in a real browser: the server binary runs in the
+//! scanner's network namespace, Debian's headless Chromium (driven by
+//! playwright-core, `tests/browser/run.mjs`) in the visitor's. The browser
+//! loads the landing page, picks the common test, consents, watches the live
+//! grid fill and the page reload with the verdict; the grid it shows must be
+//! the truth about the visitor's ports.
+//!
+//! Needs root, Node.js (20 or later) with npm, /usr/bin/chromium and
+//! `tests/browser/node_modules` (`scripts/deps.sh` installs them all). Without
+//! them the test says why and is skipped, unless `HARBORMASTER_REQUIRE_NETNS=1`
+//! (set by `scripts/test.sh` as root), when a missing prerequisite fails it.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{SERVER, Server, body, tempdir, testnet_or_skip, visit};
+use harbormaster_probe::COMMON_PORTS;
+use harbormaster_testnet::TargetSpec;
+use serde_json::Value;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// run.mjs stops itself after 60 s; this is the last resort above that.
+const BROWSER_DEADLINE: Duration = Duration::from_secs(120);
+
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+/// What the browser test needs besides the test hosts, or why it cannot run.
+fn prerequisites() -> Result<(), String> {
+    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
+    let euid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("?");
+    if euid != "0" {
+        return Err(
+            "the browser test needs root for its network namespaces (CI runs it as root)".into(),
+        );
+    }
+    let version = |tool: &str| -> Result<String, String> {
+        let out = Command::new(tool)
+            .arg("--version")
+            .output()
+            .map_err(|e| format!("`{tool}` is not installed ({e}); scripts/deps.sh installs it"))?;
+        if !out.status.success() {
+            return Err(format!("`{tool} --version` failed"));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    let node = version("node")?;
+    let major: u32 = node
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .ok_or(format!("cannot read the Node.js version from {node:?}"))?;
+    if major < 20 {
+        return Err(format!(
+            "Node.js {node} is too old: playwright-core needs 20 or later"
+        ));
+    }
+    version("npm")?;
+    let executable = std::fs::metadata(CHROMIUM)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false);
+    if !executable {
+        return Err(format!(
+            "{CHROMIUM} is missing (Debian package chromium; scripts/deps.sh installs it)"
+        ));
+    }
+    let pw = browser_dir().join("node_modules/playwright-core/package.json");
+    if !pw.is_file() {
+        return Err(format!(
+            "{} is missing (scripts/deps.sh runs `npm ci` there)",
+            pw.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Skips (prints why and returns) or, under `HARBORMASTER_REQUIRE_NETNS=1`, fails.
+macro_rules! prerequisites_or_skip {
+    () => {
+        if let Err(why) = prerequisites() {
+            if std::env::var("HARBORMASTER_REQUIRE_NETNS").is_ok_and(|v| v == "1") {
+                panic!("HARBORMASTER_REQUIRE_NETNS=1 but the browser test cannot run: {why}");
+            }
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+}
+
+/// Ports among the common ones that are open, stealth (dropped) and filtered;
+/// the rest are closed.
+fn visitor() -> TargetSpec {
+    TargetSpec {
+        open: vec![22, 80, 443, 1026],
+        dropped: vec![0, 23, 135, 139, 445, 1002, 1025],
+        filtered: vec![25, 110, 143, 1720],
+        ..TargetSpec::default()
+    }
+}
+
+struct BrowserRun {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+    elapsed: Duration,
+}
+
+/// `ip netns exec NS node run.mjs URL OUTDIR`, bounded by [`BROWSER_DEADLINE`].
+fn run_browser(ns: &str, url: &str, outdir: &Path) -> BrowserRun {
+    let started = Instant::now();
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "node"])
+        .arg(browser_dir().join("run.mjs"))
+        .arg(url)
+        .arg(outdir)
+        .current_dir(browser_dir())
+        // Plain text from Playwright's error messages.
+        .env("FORCE_COLOR", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("start node (ip netns exec)");
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    // `ip netns exec` execs node in place: the child's pid is node's.
+    let pid = child.id().to_string();
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > BROWSER_DEADLINE && !timed_out {
+            timed_out = true;
+            // SIGTERM lets Playwright close Chromium; SIGKILL to node's group after 5 s.
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            let grace = Instant::now();
+            while grace.elapsed() < Duration::from_secs(5) {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .status();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = err.join().unwrap();
+    if timed_out {
+        stderr.push_str(&format!(
+            "\n(browser.rs: killed after {BROWSER_DEADLINE:?})"
+        ));
+    }
+    BrowserRun {
+        ok: status.success() && !timed_out,
+        stdout: out.join().unwrap(),
+        stderr,
+        elapsed: started.elapsed(),
+    }
+}
+
+#[test]
+fn a_visitor_in_chromium_runs_the_common_test_and_sees_the_truth() {
+    prerequisites_or_skip!();
+    let spec = visitor();
+    let net = testnet_or_skip!(&spec);
+    let dir = tempdir("browser");
+    let data = dir.join("data");
+    let shots = dir.join("out");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&shots).unwrap();
+    let server = Server::start(&net, &data);
+
+    let run = run_browser(&net.target_ns, SERVER, &shots);
+    eprintln!(
+        "browser: {} in {:.1} s\n--- stdout\n{}--- stderr\n{}---",
+        if run.ok { "ok" } else { "FAILED" },
+        run.elapsed.as_secs_f64(),
+        run.stdout,
+        run.stderr
+    );
+    assert!(
+        run.ok,
+        "run.mjs failed (screenshots, if any, in {}):\n{}",
+        shots.display(),
+        run.stderr
+    );
+    let line = run
+        .stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON line from run.mjs: {}", run.stdout));
+    let v: Value = serde_json::from_str(line).unwrap();
+
+    // The landing page showed the visitor's own address.
+    assert_eq!(v["visitor"], "198.18.0.2", "{v}");
+
+    // Every cell shows the truth, and the counts add up to it.
+    let ports = v["ports"].as_object().unwrap();
+    assert_eq!(ports.len(), COMMON_PORTS.len(), "{v}");
+    let mut expected: BTreeMap<&str, u64> = ["open", "closed", "filtered", "stealth", "pending"]
+        .into_iter()
+        .map(|s| (s, 0))
+        .collect();
+    for port in COMMON_PORTS {
+        let truth = spec.truth(port);
+        *expected.get_mut(truth).unwrap() += 1;
+        assert_eq!(
+            ports.get(&port.to_string()).and_then(Value::as_str),
+            Some(truth),
+            "port {port}: {v}"
+        );
+    }
+    for (state, n) in &expected {
+        assert_eq!(v["counts"][*state].as_u64(), Some(*n), "{state}: {v}");
+    }
+    assert!(expected["open"] > 0 && expected["stealth"] > 0 && expected["filtered"] > 0);
+
+    // Open ports: not passed.
+    assert_eq!(v["verdict"], "Stealth: not passed", "{v}");
+    assert_eq!(v["verdict_class"], "fail", "{v}");
+
+    // What the browser showed is what the server stored.
+    let id = v["scan_url"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let api: Value = visit(&net, move |a| {
+        serde_json::from_str(&body(
+            a.get(&format!("{SERVER}/api/scans/{id}")).call().unwrap(),
+        ))
+        .unwrap()
+    });
+    assert_eq!(api["scan"]["status"], "done", "{api}");
+    for state in ["open", "closed", "filtered", "stealth"] {
+        assert_eq!(api["counts"][state], v["counts"][state], "{state}: {api}");
+    }
+
+    let png = std::fs::read(shots.join("scan.png")).expect("screenshot scan.png");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 1000);
+
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{stderr}");
+    drop(net);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

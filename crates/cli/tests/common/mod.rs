@@ -1,0 +1,125 @@
+//! Helpers shared by the end-to-end tests of `harbormaster serve` (serve.rs,
+//! browser.rs): the real server binary in the scanner's network namespace, and
+//! HTTP clients in the visitor's.
+
+// Each test file uses its own subset of these.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use harbormaster_testnet::TestNet;
+
+/// The server's address as the visitor sees it.
+pub const SERVER: &str = "http://198.18.0.1:8080";
+
+/// Creates the test hosts, or prints why they cannot be had and returns from
+/// the test (with `HARBORMASTER_REQUIRE_NETNS=1` that is a panic instead).
+macro_rules! testnet_or_skip {
+    ($spec:expr) => {
+        match harbormaster_testnet::TestNet::create($spec) {
+            Ok(net) => net,
+            Err(skip) => {
+                eprintln!("{skip}");
+                return;
+            }
+        }
+    };
+}
+pub(crate) use testnet_or_skip;
+
+/// `harbormaster serve` running in the scanner namespace; killed on drop.
+pub struct Server {
+    child: Child,
+}
+
+impl Server {
+    /// Starts the server on 198.18.0.1:8080 with `data_dir` and waits until it answers.
+    pub fn start(net: &TestNet, data_dir: &std::path::Path) -> Server {
+        let child = net
+            .scanner_command(assert_cmd::cargo::cargo_bin("harbormaster"))
+            .args([
+                "serve",
+                "--listen",
+                "198.18.0.1:8080",
+                "--allow-private",
+                "--no-reverse-dns",
+                "--mode",
+                "syn",
+            ])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start harbormaster serve");
+        let server = Server { child };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if visit(net, |a| a.get(SERVER).call().is_ok()) {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("server did not come up");
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let pid = nix_pid(self.child.id());
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status();
+        let status = self.child.wait().unwrap();
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        (status, err)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn nix_pid(id: u32) -> String {
+    // `ip netns exec` execs the server in place, so the child's pid is the server's.
+    id.to_string()
+}
+
+/// Runs `f` with an HTTP client living in the visitor's namespace.
+pub fn visit<R: Send + 'static>(
+    net: &TestNet,
+    f: impl FnOnce(&ureq::Agent) -> R + Send + 'static,
+) -> R {
+    harbormaster_testnet::TestNet::spawn_in(&net.target_ns, move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .max_redirects(0)
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        f(&agent)
+    })
+    .join()
+    .unwrap()
+}
+
+/// A response's body as text.
+pub fn body(resp: ureq::http::Response<ureq::Body>) -> String {
+    let mut resp = resp;
+    resp.body_mut().read_to_string().unwrap()
+}
+
+/// A fresh, empty directory under the system temp dir.
+pub fn tempdir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("hm-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
