@@ -45,7 +45,9 @@ run() {
   shift 6
   local flags=(--loss "$loss" --truth "$tmp/truth")
   [ "$silent" = 1 ] && flags+=(--silent)
-  coproc NET { "$TN" "${flags[@]}"; }
+  # The test host ignores Ctrl-C/TERM sent to our process group: it must live until
+  # its stdin closes (when this script ends) so it can remove its namespaces.
+  coproc NET { trap '' INT TERM; exec "$TN" "${flags[@]}"; }
   local ns
   read -r ns _target_ns <&"${NET[0]}"
   local tmac

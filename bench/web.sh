@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Web-service benchmarks of issue 4.
 #
-#   sudo bench/web.sh            # both parts (about two minutes)
+#   sudo bench/web.sh            # both parts (about two and a half minutes)
 #   sudo bench/web.sh --part1    # throughput only
 #   sudo bench/web.sh --part2    # 100 visitors only
 #
@@ -19,7 +19,8 @@
 #
 # Traffic stays on the loopback of a namespace the script creates and inside
 # the two namespaces harbormaster-testnet creates (198.18.0.0/16); nothing else
-# is contacted. Results: bench/results/web-latest.md (and stdout).
+# is contacted. Results: bench/results/web-latest.md (and stdout), written
+# when the run completes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -69,7 +70,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 mkdir -p bench/results
-report=bench/results/web-latest.md
+final=bench/results/web-latest.md
+report=$tmp/web-latest.md   # copied to $final when every part has run
 {
   echo "# Web benchmark (issue 4), $(date -u +%Y-%m-%dT%H:%MZ)"
   echo
@@ -161,8 +163,8 @@ EOF
     echo "- nginx: \`${ng_cmd[*]:0:4} '${ng_cmd[4]}'\` with \`worker_processes auto\` ($(nproc) workers), \`access_log off\`, \`sendfile on\`, \`keepalive_requests 1000000\` (so neither server closes wrk's keep-alive connections), serving the pages fetched once from harbormaster (byte-identical, checked with cmp)"
     echo "- load: \`wrk ${WRK_ARGS[*]} http://127.0.0.1:PORT/port/N\`, after a 3 s warm-up of each server"
     echo
-    echo "| page | body (bytes) | server | requests/s (median) | range over $ROUNDS rounds | latency avg | latency p99 | errors / non-2xx (all rounds) | harbormaster / nginx (medians) |"
-    echo "|---|---|---|---|---|---|---|---|---|"
+    echo "| page | body (bytes) | server | requests/s (median) | range over $ROUNDS rounds | latency avg | latency p99 | errors / non-2xx (all rounds) | harbormaster / nginx (medians) | ratio per round |"
+    echo "|---|---|---|---|---|---|---|---|---|---|"
   } >> "$report"
   for url in "http://127.0.0.1:$HPORT/port/22" "http://127.0.0.1:$NPORT/port/22"; do
     ip netns exec "$webns" wrk -t2 -c64 -d3s "$url" > /dev/null
@@ -198,13 +200,15 @@ by = {}
 for line in open(runs):
     server, rps, avg, p99, err = line.split()
     by.setdefault(server, []).append((float(rps), avg, p99, int(err)))
+rounds = ", ".join(f"{100 * h[0] / n[0]:.0f} %" for h, n in zip(by["harbormaster"], by["nginx"]))
 med = {}
 for server in ("harbormaster", "nginx"):
     rs = sorted(by[server])
     m = rs[len(rs) // 2]  # the median round (odd count)
     med[server] = statistics.median(r[0] for r in rs)
     ratio = f'{100 * med["harbormaster"] / med["nginx"]:.0f} %' if server == "nginx" else ""
-    print(f'| {page} | {size} | {server} | {med[server]:.0f} | {rs[0][0]:.0f}-{rs[-1][0]:.0f} | {m[1]} | {m[2]} | {sum(r[3] for r in rs)} | {ratio} |')
+    per_round = rounds if server == "nginx" else ""
+    print(f'| {page} | {size} | {server} | {med[server]:.0f} | {rs[0][0]:.0f}-{rs[-1][0]:.0f} | {m[1]} | {m[2]} | {sum(r[3] for r in rs)} | {ratio} | {per_round} |')
 PY
     tail -2 "$report"
   done
@@ -220,7 +224,9 @@ PY
 fi
 
 if [ $part2 -eq 1 ]; then
-  coproc NET { "$TN" --spec visitor --visitors "$VISITORS" --truth "$tmp/truth"; }
+  # The test host ignores Ctrl-C / TERM sent to the whole process group: it
+  # removes its namespaces when its stdin closes, i.e. when this script ends.
+  coproc NET { trap '' INT TERM HUP; exec "$TN" --spec visitor --visitors "$VISITORS" --truth "$tmp/truth"; }
   read -r sns tns <&"${NET[0]}"
   first=198.18.0.2
   last=198.18.0.$((1 + VISITORS))
@@ -294,5 +300,6 @@ PY
     tail -5 "$tmp/serve2.log" >&2
   fi
 fi
+cp "$report" "$final"
 echo
-echo "Written to $report"
+echo "Written to $final"
