@@ -116,35 +116,24 @@ pub struct TestNet {
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 fn run(args: &[&str]) -> Result<(), String> {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .map_err(|e| format!("{}: {e}", args.join(" ")))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+    run_stdin(args, "")
 }
 
+/// Runs a command with `input` on its stdin; its stderr becomes the error.
 fn run_stdin(args: &[&str], input: &str) -> Result<(), String> {
     use std::io::Write;
     let mut child = Command::new(args[0])
         .args(&args[1..])
         .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .map_err(|e| format!("{}: {e}", args.join(" ")))?;
-    child
-        .stdin
-        .take()
-        .ok_or("no stdin")?
+    let mut stdin = child.stdin.take().ok_or("no stdin")?;
+    stdin
         .write_all(input.as_bytes())
         .map_err(|e| e.to_string())?;
+    drop(stdin);
     let out = child.wait_with_output().map_err(|e| e.to_string())?;
     if out.status.success() {
         Ok(())

@@ -263,39 +263,20 @@ fn parse_v4(packet: &[u8]) -> Result<Reply, WireError> {
         ip.ttl(),
     );
     match ip.protocol() {
-        PROTO_TCP => tcp_reply(src, dst, ttl, ip.payload()),
-        PROTO_UDP => udp_reply(src, dst, ttl, ip.payload()),
         PROTO_ICMP => {
             let m = icmpv4::Packet::new_checked(ip.payload())?;
-            if m.msg_type() == icmpv4::TYPE_ECHO_REPLY {
-                let (ident, seq) = (m.echo_ident(), m.echo_seq_no());
-                Ok(Reply::EchoReply(EchoReply {
-                    from: src,
-                    to: dst,
-                    ttl,
-                    ident,
-                    seq,
-                }))
-            } else if m.is_error() {
-                let kind = IcmpKind::V4 {
-                    icmp_type: m.msg_type(),
-                    code: m.msg_code(),
-                };
-                let quote = quote_v4(m.payload())?;
-                Ok(Reply::IcmpError(IcmpError {
-                    from: src,
-                    to: dst,
-                    ttl,
-                    kind,
-                    quote,
-                }))
-            } else {
-                Ok(Reply::Other {
-                    protocol: PROTO_ICMP,
-                })
-            }
+            let echo = (m.msg_type() == icmpv4::TYPE_ECHO_REPLY)
+                .then(|| (m.echo_ident(), m.echo_seq_no()));
+            let kind = IcmpKind::V4 {
+                icmp_type: m.msg_type(),
+                code: m.msg_code(),
+            };
+            let error = m.is_error().then_some(kind);
+            icmp_reply(src, dst, ttl, PROTO_ICMP, echo, error, || {
+                quote_v4(m.payload())
+            })
         }
-        protocol => Ok(Reply::Other { protocol }),
+        protocol => transport_reply(src, dst, ttl, protocol, ip.payload()),
     }
 }
 
@@ -308,39 +289,67 @@ fn parse_v6(packet: &[u8]) -> Result<Reply, WireError> {
     );
     let upper = ip.upper_layer()?;
     match upper.protocol {
-        PROTO_TCP => tcp_reply(src, dst, ttl, upper.payload),
-        PROTO_UDP => udp_reply(src, dst, ttl, upper.payload),
         PROTO_ICMPV6 => {
             let m = icmpv6::Packet::new_checked(upper.payload)?;
-            if m.msg_type() == icmpv6::TYPE_ECHO_REPLY {
-                let (ident, seq) = (m.echo_ident(), m.echo_seq_no());
-                Ok(Reply::EchoReply(EchoReply {
-                    from: src,
-                    to: dst,
-                    ttl,
-                    ident,
-                    seq,
-                }))
-            } else if m.is_error() {
-                let kind = IcmpKind::V6 {
-                    icmp_type: m.msg_type(),
-                    code: m.msg_code(),
-                };
-                let quote = quote_v6(m.payload())?;
-                Ok(Reply::IcmpError(IcmpError {
-                    from: src,
-                    to: dst,
-                    ttl,
-                    kind,
-                    quote,
-                }))
-            } else {
-                Ok(Reply::Other {
-                    protocol: PROTO_ICMPV6,
-                })
-            }
+            let echo = (m.msg_type() == icmpv6::TYPE_ECHO_REPLY)
+                .then(|| (m.echo_ident(), m.echo_seq_no()));
+            let kind = IcmpKind::V6 {
+                icmp_type: m.msg_type(),
+                code: m.msg_code(),
+            };
+            let error = m.is_error().then_some(kind);
+            icmp_reply(src, dst, ttl, PROTO_ICMPV6, echo, error, || {
+                quote_v6(m.payload())
+            })
         }
+        protocol => transport_reply(src, dst, ttl, protocol, upper.payload),
+    }
+}
+
+/// TCP and UDP replies (the same for both IP versions); anything else is `Other`.
+fn transport_reply(
+    src: IpAddr,
+    dst: IpAddr,
+    ttl: u8,
+    protocol: u8,
+    payload: &[u8],
+) -> Result<Reply, WireError> {
+    match protocol {
+        PROTO_TCP => tcp_reply(src, dst, ttl, payload),
+        PROTO_UDP => udp_reply(src, dst, ttl, payload),
         protocol => Ok(Reply::Other { protocol }),
+    }
+}
+
+/// An ICMP or ICMPv6 message: an echo reply, an error quoting a packet of ours,
+/// or something else (`Other`).
+fn icmp_reply(
+    src: IpAddr,
+    dst: IpAddr,
+    ttl: u8,
+    protocol: u8,
+    echo: Option<(u16, u16)>,
+    error: Option<IcmpKind>,
+    quote: impl FnOnce() -> Result<Quote, WireError>,
+) -> Result<Reply, WireError> {
+    if let Some((ident, seq)) = echo {
+        return Ok(Reply::EchoReply(EchoReply {
+            from: src,
+            to: dst,
+            ttl,
+            ident,
+            seq,
+        }));
+    }
+    match error {
+        Some(kind) => Ok(Reply::IcmpError(IcmpError {
+            from: src,
+            to: dst,
+            ttl,
+            kind,
+            quote: quote()?,
+        })),
+        None => Ok(Reply::Other { protocol }),
     }
 }
 
