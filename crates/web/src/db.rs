@@ -11,8 +11,15 @@ use serde::Serialize;
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
-#[error("database: {0}")]
-pub struct DbError(#[from] rusqlite::Error);
+#[non_exhaustive]
+pub enum DbError {
+    /// SQLite refused.
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The data directory could not be created.
+    #[error("creating the data directory: {0}")]
+    Io(#[from] std::io::Error),
+}
 
 /// Lifecycle of a stored scan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -125,8 +132,7 @@ impl Db {
     /// Opens (creating if needed) `dir/harbormaster.sqlite3`, and marks scans a
     /// previous process left running as interrupted.
     pub fn open(dir: &Path) -> Result<Db, DbError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| DbError(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+        std::fs::create_dir_all(dir)?;
         let conn = Connection::open(dir.join("harbormaster.sqlite3"))?;
         Db::init(conn)
     }
