@@ -178,6 +178,31 @@ mod tests {
         );
     }
 
+    /// What the fuzz target checks, over a deterministic corpus run by `cargo test`.
+    #[test]
+    fn arbitrary_text_never_panics_and_round_trips() {
+        let alphabet = b"0123456789,- allcomnsrvice\t65535";
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            let len = (x % 24) as usize;
+            let text: String = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    alphabet[(x % alphabet.len() as u64) as usize] as char
+                })
+                .collect();
+            if let Ok(list) = PortList::parse(&text) {
+                assert_eq!(
+                    PortList::parse(&list.to_string()).unwrap(),
+                    list,
+                    "{text:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn ranges_compress() {
         assert_eq!(compress_ranges(&[]), "");
