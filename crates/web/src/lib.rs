@@ -42,6 +42,7 @@ struct Inner {
     config: Config,
     scans: Arc<Scans>,
     csrf: CsrfKey,
+    own: Vec<std::net::IpAddr>,
 }
 
 impl AppState {
@@ -52,7 +53,13 @@ impl AppState {
             config,
             scans,
             csrf: CsrfKey::random(),
+            own: policy::interface_addresses(),
         }))
+    }
+
+    /// The server's own addresses (every interface), which are never probed.
+    pub fn own_addresses(&self) -> &[std::net::IpAddr] {
+        &self.0.own
     }
 
     /// The settings.

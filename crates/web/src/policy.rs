@@ -99,6 +99,25 @@ fn parse_node(s: &str) -> Option<IpAddr> {
     s.rsplit_once(':').and_then(|(ip, _)| ip.parse().ok())
 }
 
+/// Every address on this host's interfaces (read once at start-up), so a
+/// request from one of our own addresses is refused whichever address it
+/// reached.
+pub fn interface_addresses() -> Vec<IpAddr> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    addrs
+        .filter_map(|a| {
+            let sa = a.address?;
+            if let Some(v4) = sa.as_sockaddr_in() {
+                Some(IpAddr::V4(v4.ip()))
+            } else {
+                sa.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+            }
+        })
+        .collect()
+}
+
 /// Whether `ip` may be probed, given the server's own addresses.
 pub fn check(ip: IpAddr, own: &[IpAddr], allow_private: bool) -> Result<(), Refusal> {
     let ip = canonical(ip);
@@ -199,6 +218,12 @@ mod tests {
         );
         let h = headers(&[("x-forwarded-for", "garbage")]);
         assert_eq!(target(proxy, &h, &trusted), proxy);
+    }
+
+    #[test]
+    fn interface_addresses_include_loopback() {
+        let own = interface_addresses();
+        assert!(own.iter().any(|a| a.is_loopback()), "{own:?}");
     }
 
     #[test]

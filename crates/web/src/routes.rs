@@ -146,7 +146,8 @@ fn visitor(
     headers: &HeaderMap,
 ) -> (IpAddr, Result<(), policy::Refusal>) {
     let target = policy::target(conn.peer.ip(), headers, &state.config().trusted_proxies);
-    let own = [conn.local.ip()];
+    let mut own = state.own_addresses().to_vec();
+    own.push(conn.local.ip());
     let check = policy::check(target, &own, state.config().allow_private);
     (target, check)
 }

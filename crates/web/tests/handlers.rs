@@ -624,3 +624,20 @@ async fn shutdown_cancels_running_scans_and_stores_them_consistently() {
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
     let _: ScanSummary = cancelled_summary(VISITOR.parse().unwrap());
 }
+
+#[tokio::test]
+async fn any_of_the_servers_own_addresses_is_refused() {
+    let state = state_with(Scripted::new(|_| PortState::Stealth), config());
+    let own = state
+        .own_addresses()
+        .iter()
+        .find(|a| !a.is_loopback() && a.is_ipv4())
+        .copied();
+    let Some(own) = own else {
+        eprintln!("skipped: this host has no non-loopback IPv4 address");
+        return;
+    };
+    // The request reaches SERVER's address but comes from another of our own.
+    let page = text(send(&state, get("/", &own.to_string())).await).await;
+    assert!(page.contains("own address"), "{own}");
+}
