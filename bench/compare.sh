@@ -4,7 +4,7 @@
 # fully silent host. Reports wall time, peak RSS and per-state accuracy.
 #
 #   sudo bench/compare.sh            # everything (a few minutes; nmap at 2 % loss is slow)
-#   sudo bench/compare.sh --quick    # Harbormaster only
+#   sudo bench/compare.sh --quick    # Harbormaster only (written to bench/results/quick.md)
 #
 # Traffic stays inside two network namespaces the script creates (198.18.0.0/16);
 # nothing else is contacted. Results: bench/results/latest.md (and stdout).
@@ -27,13 +27,22 @@ RUSTSCAN=$PWD/bench/.tools/bin/rustscan
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p bench/results
+# A quick run must not overwrite the full comparison.
 report=bench/results/latest.md
+[ $quick -eq 1 ] && report=bench/results/quick.md
+
+# The test host's port mix, counted from its truth file.
+coproc PROBE { trap '' INT TERM; exec "$TN" --truth "$tmp/truth"; }
+read -r _ _ <&"${PROBE[0]}"
+exec {PROBE[1]}>&-
+wait "$PROBE_PID" 2>/dev/null || true
+host_counts=$(awk '{n[$2]++} END {printf "%d open, %d closed, %d filtered (ICMP admin-prohibited), %d stealth (dropped)", n["open"], n["closed"], n["filtered"], n["stealth"]}' "$tmp/truth")
 
 {
   echo "# Probe benchmark, $(date -u +%Y-%m-%dT%H:%MZ)"
   echo
   echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r)."
-  echo "Host: 200 open, $(( 2000 + 3 )) listed as dropped (some overlap removed), 100 rejected (ICMP admin-prohibited), rest closed; veth between two namespaces."
+  echo "Host: $host_counts (from its truth file); veth between two namespaces; loss on the target's input and output."
   echo
   echo "| tool | command | loss | ports | time (s) | peak RSS (MB) | open | closed | filtered | stealth | misclassified | notes |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
