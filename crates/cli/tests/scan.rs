@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::process::Command;
 
 use assert_cmd::cargo::CommandCargoExt;
-use harbormaster_testnet::{TargetSpec, TestNet};
+use harbormaster_testnet::{TargetSpec, TestNet, testnet_or_skip};
 use serde_json::Value;
 
 fn hm() -> Command {
@@ -125,18 +125,6 @@ fn expected(spec: &TargetSpec, port: u16) -> &'static str {
     } else {
         "closed"
     }
-}
-
-macro_rules! testnet_or_skip {
-    ($spec:expr) => {
-        match TestNet::create($spec) {
-            Ok(net) => net,
-            Err(skip) => {
-                eprintln!("{skip}");
-                return;
-            }
-        }
-    };
 }
 
 fn scan_in(net: &TestNet, extra: &[&str]) -> std::process::Output {

@@ -8,7 +8,7 @@ use harbormaster_probe::{
     ConnectConfig, Engine, EngineConfig, PortList, PortResult, PortState, RawTransport,
     ScanRequest, connect_scan, source_address,
 };
-use harbormaster_testnet::{TARGET_IP, TargetSpec, TestNet};
+use harbormaster_testnet::{TARGET_IP, TargetSpec, TestNet, testnet_or_skip};
 
 /// The benchmark host: ~200 open, ~2,000 dropped, ~100 rejected ports.
 fn spec(loss_percent: u8) -> TargetSpec {
@@ -54,18 +54,6 @@ fn syn_scan(net: &TestNet, ports: &str) -> (Vec<PortResult>, harbormaster_probe:
             watch: None,
         })
         .unwrap()
-}
-
-macro_rules! testnet_or_skip {
-    ($spec:expr) => {
-        match TestNet::create($spec) {
-            Ok(net) => net,
-            Err(skip) => {
-                eprintln!("{skip}");
-                return;
-            }
-        }
-    };
 }
 
 #[test]

@@ -93,6 +93,21 @@ impl TargetSpec {
     }
 }
 
+/// Creates the test hosts for `spec`, or prints why they were skipped and
+/// returns from the calling test.
+#[macro_export]
+macro_rules! testnet_or_skip {
+    ($spec:expr) => {
+        match $crate::TestNet::create($spec) {
+            Ok(net) => net,
+            Err(skip) => {
+                eprintln!("{skip}");
+                return;
+            }
+        }
+    };
+}
+
 /// Why the test hosts could not be created.
 #[derive(Debug, Clone)]
 pub struct Skip(pub String);

@@ -14,20 +14,7 @@ use harbormaster_testnet::TestNet;
 /// The server's address as the visitor sees it.
 pub const SERVER: &str = "http://198.18.0.1:8080";
 
-/// Creates the test hosts, or prints why they cannot be had and returns from
-/// the test (with `HARBORMASTER_REQUIRE_NETNS=1` that is a panic instead).
-macro_rules! testnet_or_skip {
-    ($spec:expr) => {
-        match harbormaster_testnet::TestNet::create($spec) {
-            Ok(net) => net,
-            Err(skip) => {
-                eprintln!("{skip}");
-                return;
-            }
-        }
-    };
-}
-pub(crate) use testnet_or_skip;
+pub(crate) use harbormaster_testnet::testnet_or_skip;
 
 /// `harbormaster serve` running in the scanner namespace; killed on drop.
 pub struct Server {
