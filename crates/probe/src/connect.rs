@@ -112,21 +112,7 @@ pub async fn connect_scan(
     let (tx, mut rx) = mpsc::unbounded_channel::<Result<PortResult, String>>();
     let permits = Arc::new(Semaphore::new(concurrency));
     let order = Permutation::new(ports.len() as u64, CookieKey::random());
-    let mut summary = ScanSummary {
-        target,
-        ports: 0,
-        counts: [0; 4],
-        sent: 0,
-        duplicates: 0,
-        rejected: 0,
-        lost_before: 0,
-        tries_limit: MIN_TRIES,
-        srtt: None,
-        elapsed: Duration::ZERO,
-        cancelled: false,
-        error: None,
-        watch: None,
-    };
+    let mut summary = ScanSummary::empty(target);
     let mut record = |msg: Result<PortResult, String>, summary: &mut ScanSummary| match msg {
         Ok(r) => {
             summary.ports += 1;

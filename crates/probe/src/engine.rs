@@ -175,6 +175,27 @@ pub struct ScanSummary {
     pub watch: Option<WatchReport>,
 }
 
+impl ScanSummary {
+    /// The summary of a scan of `target` that has produced nothing yet.
+    pub fn empty(target: IpAddr) -> ScanSummary {
+        ScanSummary {
+            target,
+            ports: 0,
+            counts: [0; 4],
+            sent: 0,
+            duplicates: 0,
+            rejected: 0,
+            lost_before: 0,
+            tries_limit: MIN_TRIES,
+            srtt: None,
+            elapsed: Duration::ZERO,
+            cancelled: false,
+            error: None,
+            watch: None,
+        }
+    }
+}
+
 /// Receives a scan's events, on the engine thread: keep it quick.
 pub type Sink = Box<dyn FnMut(ScanEvent) + Send>;
 

@@ -177,18 +177,7 @@ impl Prober for ConnectProber {
 /// The summary of a scan stopped before it finished.
 pub fn cancelled_summary(target: IpAddr) -> ScanSummary {
     ScanSummary {
-        target,
-        ports: 0,
-        counts: [0; 4],
-        sent: 0,
-        duplicates: 0,
-        rejected: 0,
-        lost_before: 0,
-        tries_limit: 0,
-        srtt: None,
-        elapsed: Duration::ZERO,
         cancelled: true,
-        error: None,
-        watch: None,
+        ..ScanSummary::empty(target)
     }
 }
