@@ -349,6 +349,12 @@ async fn load(state: &AppState, id: &str) -> Result<(StoredScan, Vec<u16>), AppE
             .ok_or(AppError::NotFound)?,
     };
     let mut stored = stored;
+    if live.is_none() && stored.status == Status::Running {
+        // Not running in this process, and its outcome could not be stored (and
+        // is no longer in memory): never show it as running forever.
+        stored.status = Status::Failed;
+        stored.error = Some("the server could not store this test's outcome".into());
+    }
     let ports = match &live {
         Some(l) => {
             let (results, _) = l.subscribe();

@@ -22,6 +22,10 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
 /// stored (a full disk); the oldest goes first.
 const MAX_KEPT: usize = 1024;
 
+/// Most results those scans hold together (about 100 bytes each), so a full
+/// disk cannot make the service's memory grow without bound.
+const MAX_KEPT_RESULTS: usize = 256 * 1024;
+
 /// The tests a visitor can run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TestKind {
@@ -129,6 +133,7 @@ struct Inner {
 struct Kept {
     scans: HashMap<String, StoredScan>,
     order: VecDeque<String>,
+    results: usize,
 }
 
 /// All scans of the service.
@@ -201,13 +206,20 @@ impl Scans {
 
     fn keep(&self, scan: StoredScan) {
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        while kept.order.len() >= MAX_KEPT {
-            if let Some(old) = kept.order.pop_front() {
-                kept.scans.remove(&old);
+        let Kept {
+            scans,
+            order,
+            results,
+        } = &mut *kept;
+        while order.len() >= MAX_KEPT || *results + scan.results.len() > MAX_KEPT_RESULTS {
+            let Some(old) = order.pop_front() else { break };
+            if let Some(old) = scans.remove(&old) {
+                *results -= old.results.len();
             }
         }
-        kept.order.push_back(scan.id.clone());
-        kept.scans.insert(scan.id.clone(), scan);
+        *results += scan.results.len();
+        order.push_back(scan.id.clone());
+        scans.insert(scan.id.clone(), scan);
     }
 
     /// Runs `write` on the blocking pool; a failure comes back as the reason
@@ -497,9 +509,14 @@ impl Scans {
         let now = unix_now();
         {
             let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-            let Kept { scans, order } = &mut *kept;
+            let Kept {
+                scans,
+                order,
+                results,
+            } = &mut *kept;
             scans.retain(|_, s| s.expires >= now);
             order.retain(|id| scans.contains_key(id));
+            *results = scans.values().map(|s| s.results.len()).sum();
         }
         self.db.purge_expired(now)
     }
@@ -719,5 +736,52 @@ mod tests {
         );
         // The limit is released: the visitor may start another test.
         assert!(scans.inner().running_by_ip.is_empty());
+    }
+
+    #[tokio::test]
+    async fn scans_kept_in_memory_are_bounded() {
+        let scans = scans(Db::in_memory().unwrap(), Duration::ZERO);
+        let scan = |id: usize, n: usize| StoredScan {
+            id: format!("{id:032x}"),
+            target: "198.18.0.2".into(),
+            test: "full".into(),
+            ports: "all".into(),
+            mode: "syn".into(),
+            status: Status::Failed,
+            created: 1,
+            finished: Some(2),
+            expires: u64::MAX,
+            watch: None,
+            results: (0..n)
+                .map(|p| StoredResult {
+                    port: p as u16,
+                    state: "stealth".into(),
+                    reason: "no-response".into(),
+                    rtt_ms: None,
+                    tries: 3,
+                    ttl: None,
+                })
+                .collect(),
+            error: Some("full".into()),
+        };
+        for i in 0..MAX_KEPT + 10 {
+            scans.keep(scan(i, 1));
+        }
+        assert!(
+            scans.kept(&format!("{:032x}", 9)).is_none(),
+            "the oldest went"
+        );
+        assert!(scans.kept(&format!("{:032x}", 10)).is_some());
+        // Full scans: only as many as fit the results budget stay.
+        for i in 0..10 {
+            scans.keep(scan(10_000 + i, 65_536));
+        }
+        let kept = scans.kept.lock().unwrap();
+        assert!(kept.results <= MAX_KEPT_RESULTS, "{}", kept.results);
+        assert_eq!(
+            kept.results,
+            kept.scans.values().map(|s| s.results.len()).sum::<usize>()
+        );
+        assert!(kept.scans.contains_key(&format!("{:032x}", 10_009)));
     }
 }
