@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use harbormaster_probe::{Engine, EngineConfig, RawTransport, source_address};
-use harbormaster_web::{AppState, Config, ConnectProber, Db, Prober, SynProber, default_data_dir};
+use harbormaster_web::{
+    AppState, Config, ConnectProber, Db, DbError, Prober, SynProber, default_data_dir,
+};
 
 use crate::Failure;
 use crate::args::{ScanMode, ServeArgs};
@@ -32,11 +34,15 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
         ScanMode::Syn => Some(RawTransport::open().map_err(|e| Failure::Usage(e.to_string()))?),
         ScanMode::Auto => RawTransport::open().ok(),
     };
-    let db = Db::open(&data_dir).map_err(|e| {
-        Failure::Runtime(anyhow::anyhow!(
+    let db = Db::open(&data_dir).map_err(|e| match e {
+        DbError::InUse(dir) => Failure::Usage(format!(
+            "the data directory {} is in use by another harbormaster serve; stop that one or choose another directory with --data-dir",
+            dir.display()
+        )),
+        e => Failure::Runtime(anyhow::anyhow!(
             "{e} (data directory {})",
             data_dir.display()
-        ))
+        )),
     })?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -252,6 +252,9 @@ pub fn scan(s: &StoredScan, ports: &[u16], verdict: Option<&Verdict>) -> Markup 
     html! {
         h1 { (test_label(&s.test)) " of " (s.target) }
         p.small { (ports.len()) " port(s): " (s.ports) " · mode: " (s.mode) " · status: " span #status { (format!("{:?}", s.status).to_lowercase()) } }
+        @if let Some(e) = &s.error {
+            p.error #failure { "The test failed: " (e) }
+        }
         @if running {
             p #progress { "Probing… results appear as they arrive. " noscript { "(This page reloads every 2 seconds.)" } }
         }

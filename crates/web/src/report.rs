@@ -27,6 +27,9 @@ pub fn text(s: &StoredScan, v: &Verdict) -> String {
         "Status:   {}",
         format!("{:?}", s.status).to_lowercase()
     );
+    if let Some(e) = &s.error {
+        let _ = writeln!(out, "Failed:   {e}");
+    }
     let _ = writeln!(out);
     for state in ["open", "closed", "filtered", "stealth"] {
         let ports: Vec<u16> = s
@@ -117,6 +120,7 @@ mod tests {
             expires: 2,
             watch,
             results,
+            error: None,
         }
     }
 

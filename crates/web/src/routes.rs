@@ -339,12 +339,22 @@ async fn load(state: &AppState, id: &str) -> Result<(StoredScan, Vec<u16>), AppE
     let live = state.scans().live(id);
     let db = state.scans().db().clone();
     let key = id.to_string();
-    let stored = tokio::task::spawn_blocking(move || db.load(&key))
-        .await
-        .map_err(|e| AppError::Internal(e.to_string()))?
-        .map_err(|e| AppError::Internal(e.to_string()))?
-        .ok_or(AppError::NotFound)?;
+    // A scan whose outcome could not be stored is served from memory.
+    let stored = match state.scans().kept(id) {
+        Some(kept) => kept,
+        None => tokio::task::spawn_blocking(move || db.load(&key))
+            .await
+            .map_err(|e| AppError::Internal(e.to_string()))?
+            .map_err(|e| AppError::Internal(e.to_string()))?
+            .ok_or(AppError::NotFound)?,
+    };
     let mut stored = stored;
+    if live.is_none() && stored.status == Status::Running {
+        // Not running in this process, and its outcome could not be stored (and
+        // is no longer in memory): never show it as running forever.
+        stored.status = Status::Failed;
+        stored.error = Some("the server could not store this test's outcome".into());
+    }
     let ports = match &live {
         Some(l) => {
             let (results, _) = l.subscribe();

@@ -14,6 +14,18 @@ use crate::config::Config;
 use crate::db::{Db, DbError, Status, StoredResult, StoredScan, StoredWatch, unix_now};
 use crate::prober::{Cancel, ProbeMode, Prober};
 
+/// How often a running scan's new results are committed: a crash loses at most
+/// this much of a scan.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
+
+/// Most finished scans kept in memory because their outcome could not be
+/// stored (a full disk); the oldest goes first.
+const MAX_KEPT: usize = 1024;
+
+/// Most results those scans hold together (about 100 bytes each), so a full
+/// disk cannot make the service's memory grow without bound.
+const MAX_KEPT_RESULTS: usize = 256 * 1024;
+
 /// The tests a visitor can run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TestKind {
@@ -115,6 +127,15 @@ struct Inner {
     shutting_down: bool,
 }
 
+/// Finished scans whose outcome the database would not take, served from
+/// memory instead (until they expire or [`MAX_KEPT`] newer ones push them out).
+#[derive(Default)]
+struct Kept {
+    scans: HashMap<String, StoredScan>,
+    order: VecDeque<String>,
+    results: usize,
+}
+
 /// All scans of the service.
 pub struct Scans {
     db: Db,
@@ -122,6 +143,7 @@ pub struct Scans {
     config: Config,
     inner: Mutex<Inner>,
     idle: Notify,
+    kept: Mutex<Kept>,
 }
 
 impl std::fmt::Debug for Scans {
@@ -147,6 +169,7 @@ impl Scans {
             config,
             inner: Mutex::default(),
             idle: Notify::new(),
+            kept: Mutex::default(),
         }
     }
 
@@ -172,6 +195,56 @@ impl Scans {
     /// A scan in progress.
     pub fn live(&self, id: &str) -> Option<Arc<Live>> {
         self.inner().live.get(id).cloned()
+    }
+
+    /// A finished scan that could not be stored, as it ended (it overrides
+    /// the database's row, which still says "running").
+    pub fn kept(&self, id: &str) -> Option<StoredScan> {
+        let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        kept.scans.get(id).cloned()
+    }
+
+    fn keep(&self, scan: StoredScan) {
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        let Kept {
+            scans,
+            order,
+            results,
+        } = &mut *kept;
+        while order.len() >= MAX_KEPT || *results + scan.results.len() > MAX_KEPT_RESULTS {
+            let Some(old) = order.pop_front() else { break };
+            if let Some(old) = scans.remove(&old) {
+                *results -= old.results.len();
+            }
+        }
+        *results += scan.results.len();
+        order.push_back(scan.id.clone());
+        scans.insert(scan.id.clone(), scan);
+    }
+
+    /// Runs `write` on the blocking pool; a failure comes back as the reason
+    /// shown to the visitor (the detail goes to the log).
+    async fn store(
+        &self,
+        id: &str,
+        write: impl FnOnce(&Db) -> Result<(), DbError> + Send + 'static,
+    ) -> Result<(), String> {
+        let db = self.db.clone();
+        match tokio::task::spawn_blocking(move || write(&db)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                tracing::error!(scan = %id, "storing the scan failed: {e}");
+                Err(if e.is_disk_full() {
+                    "the server's disk is full, so the results could not be saved".into()
+                } else {
+                    "the server could not save the results (storage error)".into()
+                })
+            }
+            Err(e) => {
+                tracing::error!(scan = %id, "storing the scan panicked: {e}");
+                Err("the server could not save the results (internal error)".into())
+            }
+        }
     }
 
     /// Starts `test` against `target` (already checked by the policy), subject to limits.
@@ -240,12 +313,14 @@ impl Scans {
             expires: created + self.config.retention.as_secs(),
             watch: None,
             results: Vec::new(),
+            error: None,
         })?;
         let (tx, rx) = mpsc::unbounded_channel();
         let cancel = match self.prober.start(target, ports.clone(), tx) {
             Ok(c) => c,
             Err(e) => {
-                let _ = self.db.finish(&id, Status::Failed, None, &[]);
+                let why = "the probe engine could not start";
+                let _ = self.db.finish(&id, Status::Failed, Some(why), None, &[]);
                 return Err(e.into());
             }
         };
@@ -265,21 +340,43 @@ impl Scans {
         Ok(live)
     }
 
-    /// Follows one scan to its end and stores it.
+    /// Follows one scan to its end: its results are committed in batches every
+    /// [`FLUSH_EVERY`] while it runs, the rest with its outcome at the end. A
+    /// failed write stops the scan, which ends failed with the reason; if even
+    /// that cannot be stored, the outcome is kept in memory (see [`Scans::kept`]).
     async fn drive(self: Arc<Self>, live: Arc<Live>, mut rx: mpsc::UnboundedReceiver<ScanEvent>) {
         let mut summary: Option<ScanSummary> = None;
-        while let Some(event) = rx.recv().await {
-            match event {
-                ScanEvent::Port(r) => {
-                    live.results
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(r);
-                    let _ = live.events.send(LiveEvent::Port(r));
-                }
-                ScanEvent::Done(s) => {
-                    summary = Some(s);
-                    break;
+        let mut pending: Vec<StoredResult> = Vec::new();
+        let mut storage_error: Option<String> = None;
+        let mut flush = tokio::time::interval(FLUSH_EVERY);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = rx.recv() => match event {
+                    Some(ScanEvent::Port(r)) => {
+                        live.results
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(r);
+                        let _ = live.events.send(LiveEvent::Port(r));
+                        pending.push(StoredResult::from(&r));
+                    }
+                    Some(ScanEvent::Done(s)) => {
+                        summary = Some(s);
+                        break;
+                    }
+                    None => break,
+                },
+                _ = flush.tick(), if !pending.is_empty() && storage_error.is_none() => {
+                    let batch = std::mem::take(&mut pending);
+                    let id = live.id.clone();
+                    let stored = self.store(&live.id, move |db| db.insert_results(&id, &batch));
+                    if let Err(why) = stored.await {
+                        storage_error = Some(why);
+                        if let Some(c) = self.inner().cancels.get(&live.id) {
+                            c.cancel();
+                        }
+                    }
                 }
             }
         }
@@ -288,21 +385,23 @@ impl Scans {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .map(|r| StoredResult {
-                port: r.port,
-                state: r.state.to_string(),
-                reason: r.reason.to_string(),
-                rtt_ms: r.rtt.map(|d| (d.as_secs_f64() * 1e6).round() / 1e3),
-                tries: r.tries,
-                ttl: r.ttl,
-            })
+            .map(StoredResult::from)
             .collect();
         results.sort_by_key(|r| r.port);
-        let status = match &summary {
-            None => Status::Failed,
-            Some(s) if s.error.is_some() => Status::Failed,
-            Some(s) if s.cancelled => Status::Cancelled,
-            Some(_) => Status::Done,
+        let (status, error) = match &summary {
+            _ if storage_error.is_some() => (Status::Failed, storage_error.clone()),
+            None => (
+                Status::Failed,
+                Some("the probe engine stopped before the test finished".to_string()),
+            ),
+            Some(s) if s.error.is_some() => (
+                Status::Failed,
+                s.error
+                    .as_ref()
+                    .map(|e| format!("the probe engine failed: {e}")),
+            ),
+            Some(s) if s.cancelled => (Status::Cancelled, None),
+            Some(_) => (Status::Done, None),
         };
         let watch = summary
             .as_ref()
@@ -313,15 +412,24 @@ impl Scans {
                 unsolicited: w.unsolicited,
                 unsolicited_examples: w.unsolicited_examples.clone(),
             });
-        let db = self.db.clone();
-        let id = live.id.clone();
-        let stored =
-            tokio::task::spawn_blocking(move || db.finish(&id, status, watch.as_ref(), &results))
-                .await;
-        match stored {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(scan = %live.id, "storing the scan failed: {e}"),
-            Err(e) => tracing::error!(scan = %live.id, "storing the scan panicked: {e}"),
+        // After a failed batch, nothing since is known to be stored.
+        let mut rest = if storage_error.is_some() {
+            results.clone()
+        } else {
+            pending
+        };
+        rest.sort_by_key(|r| r.port);
+        let (id, why, w) = (live.id.clone(), error.clone(), watch.clone());
+        let stored = self
+            .store(&live.id, move |db| {
+                db.finish(&id, status, why.as_deref(), w.as_ref(), &rest)
+            })
+            .await;
+        if let Err(why) = stored {
+            self.keep(
+                self.outcome(&live, error.or(Some(why)), watch, results)
+                    .await,
+            );
         }
         {
             let mut inner = self.inner();
@@ -333,6 +441,45 @@ impl Scans {
         }
         let _ = live.events.send(LiveEvent::Done);
         self.idle.notify_waiters();
+    }
+
+    /// A failed scan as it would have been stored: the row written at its
+    /// start (when the database can still be read) with the outcome.
+    async fn outcome(
+        &self,
+        live: &Live,
+        error: Option<String>,
+        watch: Option<StoredWatch>,
+        results: Vec<StoredResult>,
+    ) -> StoredScan {
+        let db = self.db.clone();
+        let id = live.id.clone();
+        let row = tokio::task::spawn_blocking(move || db.load(&id))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten();
+        let now = unix_now();
+        let mut scan = row.unwrap_or_else(|| StoredScan {
+            id: live.id.clone(),
+            target: live.target.to_string(),
+            test: String::new(),
+            ports: live.ports.to_string(),
+            mode: self.prober.mode_for(live.target).as_str().into(),
+            status: Status::Failed,
+            created: now,
+            finished: None,
+            expires: now + self.config.retention.as_secs(),
+            watch: None,
+            results: Vec::new(),
+            error: None,
+        });
+        scan.status = Status::Failed;
+        scan.finished = Some(now);
+        scan.watch = watch;
+        scan.results = results;
+        scan.error = error;
+        scan
     }
 
     /// Cancels every running scan and waits (up to `grace`) until each is stored.
@@ -357,9 +504,34 @@ impl Scans {
         }
     }
 
-    /// Deletes expired scans.
+    /// Deletes expired scans (stored and kept in memory).
     pub fn purge(&self) -> Result<usize, DbError> {
-        self.db.purge_expired(unix_now())
+        let now = unix_now();
+        {
+            let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+            let Kept {
+                scans,
+                order,
+                results,
+            } = &mut *kept;
+            scans.retain(|_, s| s.expires >= now);
+            order.retain(|id| scans.contains_key(id));
+            *results = scans.values().map(|s| s.results.len()).sum();
+        }
+        self.db.purge_expired(now)
+    }
+}
+
+impl From<&PortResult> for StoredResult {
+    fn from(r: &PortResult) -> StoredResult {
+        StoredResult {
+            port: r.port,
+            state: r.state.to_string(),
+            reason: r.reason.to_string(),
+            rtt_ms: r.rtt.map(|d| (d.as_secs_f64() * 1e6).round() / 1e3),
+            tries: r.tries,
+            ttl: r.ttl,
+        }
     }
 }
 
@@ -416,7 +588,11 @@ pub fn verdict(scan: &StoredScan) -> Verdict {
         ),
     }
     if scan.status != Status::Done {
-        untested.push(format!("the test did not finish (it was {:?})", scan.status).to_lowercase());
+        let mut why = format!("the test did not finish (it was {:?})", scan.status).to_lowercase();
+        if let Some(e) = &scan.error {
+            why = format!("{why}: {e}");
+        }
+        untested.push(why);
     }
     if scan.results.is_empty() {
         untested.push("no port was tested".into());
@@ -425,5 +601,187 @@ pub fn verdict(scan: &StoredScan) -> Verdict {
         passed: failures.is_empty() && untested.is_empty(),
         failures,
         untested,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use harbormaster_probe::{Protocol, Reason};
+
+    use super::*;
+
+    /// Reports one stealth port every `every`, until cancelled.
+    struct Slow {
+        every: Duration,
+    }
+
+    impl Prober for Slow {
+        fn mode(&self) -> ProbeMode {
+            ProbeMode::Scripted
+        }
+
+        fn start(
+            &self,
+            target: IpAddr,
+            ports: PortList,
+            events: mpsc::UnboundedSender<ScanEvent>,
+        ) -> Result<Cancel, ProbeError> {
+            let stop = Arc::new(AtomicBool::new(false));
+            let stopped = stop.clone();
+            let every = self.every;
+            tokio::spawn(async move {
+                let mut summary = ScanSummary::empty(target);
+                for &port in ports.ports() {
+                    tokio::time::sleep(every).await;
+                    if stopped.load(Ordering::SeqCst) {
+                        summary.cancelled = true;
+                        break;
+                    }
+                    let _ = events.send(ScanEvent::Port(PortResult {
+                        target,
+                        port,
+                        proto: Protocol::Tcp,
+                        state: PortState::Stealth,
+                        reason: Reason::NoResponse,
+                        rtt: None,
+                        tries: 3,
+                        ttl: None,
+                    }));
+                }
+                let _ = events.send(ScanEvent::Done(summary));
+            });
+            Ok(Cancel::new(move || stop.store(true, Ordering::SeqCst)))
+        }
+    }
+
+    fn scans(db: Db, every: Duration) -> Arc<Scans> {
+        let config = Config {
+            allow_private: true,
+            ..Config::default()
+        };
+        Arc::new(Scans::new(db, Arc::new(Slow { every }), config))
+    }
+
+    async fn wait_until_ended(scans: &Scans, id: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while scans.live(id).is_some() {
+            assert!(Instant::now() < deadline, "the scan never ended");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn results_are_committed_while_the_scan_runs() {
+        let db = Db::in_memory().unwrap();
+        let scans = scans(db.clone(), Duration::from_millis(5));
+        let target: IpAddr = "198.18.0.2".parse().unwrap();
+        let ports = PortList::parse("1-400").unwrap();
+        let live = scans.start(target, TestKind::Custom, ports).unwrap();
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let seen = live.subscribe().0.len();
+        // What the page saw one flush period (and a margin) ago is committed.
+        tokio::time::sleep(FLUSH_EVERY * 2).await;
+        let stored = db.load(&live.id).unwrap().unwrap();
+        assert_eq!(stored.status, Status::Running);
+        assert!(
+            seen > 0 && stored.results.len() >= seen,
+            "{seen} seen, {} stored",
+            stored.results.len()
+        );
+        assert!(stored.results.len() < 400, "the scan is still running");
+        wait_until_ended(&scans, &live.id).await;
+        let stored = db.load(&live.id).unwrap().unwrap();
+        assert_eq!(stored.status, Status::Done);
+        assert_eq!(stored.results.len(), 400);
+        assert!(scans.kept(&live.id).is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_disk_ends_the_scan_failed_and_keeps_it_in_memory() {
+        let db = Db::in_memory().unwrap();
+        let scans = scans(db.clone(), Duration::from_millis(2));
+        let target: IpAddr = "198.18.0.2".parse().unwrap();
+        let live = scans
+            .start(
+                target,
+                TestKind::Service,
+                PortList::parse("0-5000").unwrap(),
+            )
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        db.cap_growth(0);
+        wait_until_ended(&scans, &live.id).await;
+        let kept = scans.kept(&live.id).expect("the outcome is kept in memory");
+        assert_eq!(kept.status, Status::Failed);
+        assert_eq!(
+            kept.error.as_deref(),
+            Some("the server's disk is full, so the results could not be saved")
+        );
+        assert!(
+            !kept.results.is_empty() && kept.results.len() < 5001,
+            "{}",
+            kept.results.len()
+        );
+        assert_eq!(
+            (kept.test.as_str(), kept.mode.as_str()),
+            ("service", "scripted")
+        );
+        assert!(
+            verdict(&kept)
+                .untested
+                .iter()
+                .any(|u| u.contains("disk is full"))
+        );
+        // The limit is released: the visitor may start another test.
+        assert!(scans.inner().running_by_ip.is_empty());
+    }
+
+    #[tokio::test]
+    async fn scans_kept_in_memory_are_bounded() {
+        let scans = scans(Db::in_memory().unwrap(), Duration::ZERO);
+        let scan = |id: usize, n: usize| StoredScan {
+            id: format!("{id:032x}"),
+            target: "198.18.0.2".into(),
+            test: "full".into(),
+            ports: "all".into(),
+            mode: "syn".into(),
+            status: Status::Failed,
+            created: 1,
+            finished: Some(2),
+            expires: u64::MAX,
+            watch: None,
+            results: (0..n)
+                .map(|p| StoredResult {
+                    port: p as u16,
+                    state: "stealth".into(),
+                    reason: "no-response".into(),
+                    rtt_ms: None,
+                    tries: 3,
+                    ttl: None,
+                })
+                .collect(),
+            error: Some("full".into()),
+        };
+        for i in 0..MAX_KEPT + 10 {
+            scans.keep(scan(i, 1));
+        }
+        assert!(
+            scans.kept(&format!("{:032x}", 9)).is_none(),
+            "the oldest went"
+        );
+        assert!(scans.kept(&format!("{:032x}", 10)).is_some());
+        // Full scans: only as many as fit the results budget stay.
+        for i in 0..10 {
+            scans.keep(scan(10_000 + i, 65_536));
+        }
+        let kept = scans.kept.lock().unwrap();
+        assert!(kept.results <= MAX_KEPT_RESULTS, "{}", kept.results);
+        assert_eq!(
+            kept.results,
+            kept.scans.values().map(|s| s.results.len()).sum::<usize>()
+        );
+        assert!(kept.scans.contains_key(&format!("{:032x}", 10_009)));
     }
 }

@@ -24,6 +24,11 @@ pub struct Server {
 impl Server {
     /// Starts the server on 198.18.0.1:8080 with `data_dir` and waits until it answers.
     pub fn start(net: &TestNet, data_dir: &std::path::Path) -> Server {
+        Server::start_with(net, data_dir, &[])
+    }
+
+    /// [`Server::start`] with `extra` arguments.
+    pub fn start_with(net: &TestNet, data_dir: &std::path::Path, extra: &[&str]) -> Server {
         let child = net
             .scanner_command(assert_cmd::cargo::cargo_bin("harbormaster"))
             .args([
@@ -37,6 +42,7 @@ impl Server {
             ])
             .arg("--data-dir")
             .arg(data_dir)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
