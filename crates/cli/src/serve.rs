@@ -26,6 +26,8 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
         retention: Duration::from_secs(u64::from(args.retention_hours) * 3600),
         reverse_dns: !args.no_reverse_dns,
         http_ports: vec![args.listen.port()],
+        ipv6_prefix: args.ipv6_prefix,
+        ..Config::default()
     };
     let raw = match args.mode {
         ScanMode::Connect => None,

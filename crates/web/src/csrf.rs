@@ -30,16 +30,24 @@ pub const MAX_REMEMBERED: usize = 65_536;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
     /// No token in the form.
-    #[error("The form's security token is missing. Reload the start page and press the button again.")]
+    #[error(
+        "The form's security token is missing. Reload the start page and press the button again."
+    )]
     Missing,
     /// Not a token of this server for this address.
-    #[error("The form's security token is not valid for your address (it may be from before a server restart, or your address changed). Reload the start page and press the button again.")]
+    #[error(
+        "The form's security token is not valid for your address (it may be from before a server restart, or your address changed). Reload the start page and press the button again."
+    )]
     Invalid,
     /// Older than [`TOKEN_LIFETIME`].
-    #[error("The form's security token has expired: a consent form is valid for 10 minutes. Reload the start page and press the button again.")]
+    #[error(
+        "The form's security token has expired: a consent form is valid for 10 minutes. Reload the start page and press the button again."
+    )]
     Expired,
     /// Already started a test.
-    #[error("This consent form has already been used to start a test; each form starts one test. Reload the start page to start another.")]
+    #[error(
+        "This consent form has already been used to start a test; each form starts one test. Reload the start page to start another."
+    )]
     Used,
 }
 
@@ -184,7 +192,9 @@ impl CsrfKey {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CrossSite {
     /// `Origin` names another site than the one the request was sent to.
-    #[error("This form was sent from another site ({origin}), not from this server's own pages ({host}). Harbormaster starts a test only when you press the button on its own start page.")]
+    #[error(
+        "This form was sent from another site ({origin}), not from this server's own pages ({host}). Harbormaster starts a test only when you press the button on its own start page."
+    )]
     Origin {
         /// The `Origin` header, shortened.
         origin: String,
@@ -192,7 +202,9 @@ pub enum CrossSite {
         host: String,
     },
     /// `Sec-Fetch-Site` says cross-site or same-site.
-    #[error("Your browser reports that this form was sent from another site (Sec-Fetch-Site: {0}). Harbormaster starts a test only when you press the button on its own start page.")]
+    #[error(
+        "Your browser reports that this form was sent from another site (Sec-Fetch-Site: {0}). Harbormaster starts a test only when you press the button on its own start page."
+    )]
     FetchSite(String),
 }
 
@@ -271,7 +283,13 @@ fn shorten(v: &[u8]) -> String {
     let mut s: String = v
         .iter()
         .take(80)
-        .map(|&b| if (0x20..0x7f).contains(&b) { b as char } else { '?' })
+        .map(|&b| {
+            if (0x20..0x7f).contains(&b) {
+                b as char
+            } else {
+                '?'
+            }
+        })
         .collect();
     if v.len() > 80 {
         s.push('…');
@@ -360,9 +378,18 @@ mod tests {
             vec![],
             vec![("host", "scan.example")],
             vec![("host", "scan.example"), ("origin", "https://scan.example")],
-            vec![("host", "scan.example:443"), ("origin", "https://SCAN.example")],
-            vec![("host", "scan.example:8080"), ("origin", "http://scan.example:8080")],
-            vec![("host", "[2001:db8::1]:8080"), ("origin", "http://[2001:db8::1]:8080")],
+            vec![
+                ("host", "scan.example:443"),
+                ("origin", "https://SCAN.example"),
+            ],
+            vec![
+                ("host", "scan.example:8080"),
+                ("origin", "http://scan.example:8080"),
+            ],
+            vec![
+                ("host", "[2001:db8::1]:8080"),
+                ("origin", "http://[2001:db8::1]:8080"),
+            ],
             vec![("sec-fetch-site", "same-origin")],
             vec![("sec-fetch-site", "none")],
         ];
@@ -372,13 +399,23 @@ mod tests {
         let bad = [
             vec![("host", "scan.example"), ("origin", "https://evil.example")],
             vec![("host", "scan.example"), ("origin", "null")],
-            vec![("host", "scan.example:8080"), ("origin", "http://scan.example")],
+            vec![
+                ("host", "scan.example:8080"),
+                ("origin", "http://scan.example"),
+            ],
             vec![("host", "scan.example"), ("origin", "ftp://scan.example")],
-            vec![("host", "scan.example"), ("origin", "https://scan.example:x")],
+            vec![
+                ("host", "scan.example"),
+                ("origin", "https://scan.example:x"),
+            ],
             vec![("origin", "https://scan.example")],
             vec![("sec-fetch-site", "cross-site")],
             vec![("sec-fetch-site", "same-site")],
-            vec![("host", "scan.example"), ("origin", "https://scan.example"), ("sec-fetch-site", "cross-site")],
+            vec![
+                ("host", "scan.example"),
+                ("origin", "https://scan.example"),
+                ("sec-fetch-site", "cross-site"),
+            ],
         ];
         for h in bad {
             assert!(check_origin(&headers(&h)).is_err(), "{h:?}");

@@ -173,7 +173,10 @@ mod tests {
         let a = ip("198.51.100.1");
         let g1 = s.acquire("x", a).unwrap();
         let _g2 = s.acquire("x", a).unwrap();
-        assert_eq!(s.acquire("x", ip("198.51.100.2")).unwrap_err(), StreamRefusal::PerScan(2));
+        assert_eq!(
+            s.acquire("x", ip("198.51.100.2")).unwrap_err(),
+            StreamRefusal::PerScan(2)
+        );
         let _g3 = s.acquire("y", a).unwrap();
         assert_eq!(s.acquire("z", a).unwrap_err(), StreamRefusal::PerAddress(3));
         drop(g1);

@@ -88,9 +88,10 @@ impl ReverseDns {
         // is not needed.
         opts.cache_size = 0;
         opts.use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
-        let resolver = TokioResolver::builder_with_config(config, TokioConnectionProvider::default())
-            .with_options(opts)
-            .build();
+        let resolver =
+            TokioResolver::builder_with_config(config, TokioConnectionProvider::default())
+                .with_options(opts)
+                .build();
         ReverseDns(Some(Arc::new(Inner {
             resolver,
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
@@ -174,7 +175,10 @@ mod tests {
 
     #[test]
     fn names_are_cleaned() {
-        assert_eq!(clean("host-1.example.net."), Some("host-1.example.net".into()));
+        assert_eq!(
+            clean("host-1.example.net."),
+            Some("host-1.example.net".into())
+        );
         assert_eq!(clean("HOST.Example"), Some("host.example".into()));
         assert_eq!(clean("."), None);
         assert_eq!(clean("198.51.100.1."), None);

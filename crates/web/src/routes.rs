@@ -3,8 +3,8 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::connect_info::{ConnectInfo, Connected};
@@ -21,12 +21,12 @@ use serde::Deserialize;
 use tokio::sync::broadcast;
 
 use crate::AppState;
-use crate::db::{Status, StoredResult, StoredScan};
 use crate::csrf;
+use crate::db::{Status, StoredResult, StoredScan};
+use crate::limits::StreamGuard;
 use crate::limits::limit_key;
 use crate::policy;
 use crate::render::{self, Frame, Offer, Visitor};
-use crate::limits::StreamGuard;
 use crate::scans::{Live, LiveEvent, StartError, TestKind, verdict};
 
 /// The two ends of an HTTP connection: who asked, and which of our addresses they reached.

@@ -11,8 +11,8 @@ use serde::Serialize;
 use tokio::sync::{Notify, broadcast, mpsc};
 
 use crate::config::Config;
-use crate::limits::limit_key;
 use crate::db::{Db, DbError, Status, StoredResult, StoredScan, StoredWatch, unix_now};
+use crate::limits::limit_key;
 use crate::prober::{Cancel, ProbeMode, Prober};
 
 /// The tests a visitor can run.
@@ -115,7 +115,10 @@ impl Live {
     /// Results from index `from` of the sequence on (empty past the end).
     pub fn results_from(&self, from: usize) -> Vec<PortResult> {
         let results = self.results.lock().unwrap_or_else(|p| p.into_inner());
-        results.get(from..).map(<[PortResult]>::to_vec).unwrap_or_default()
+        results
+            .get(from..)
+            .map(<[PortResult]>::to_vec)
+            .unwrap_or_default()
     }
 }
 

@@ -681,10 +681,17 @@ async fn event_streams_carry_ids_and_resume_after_last_event_id() {
     let (full, resumed, from) = (text(full).await, text(resumed).await, text(from).await);
     assert_eq!(event_ids(&full), (0..26).collect::<Vec<_>>(), "{full}");
     // A reconnect gets only what it missed: indexes 10.., nothing before.
-    assert_eq!(event_ids(&resumed), (10..26).collect::<Vec<_>>(), "{resumed}");
+    assert_eq!(
+        event_ids(&resumed),
+        (10..26).collect::<Vec<_>>(),
+        "{resumed}"
+    );
     assert_eq!(event_ids(&from), (20..26).collect::<Vec<_>>(), "{from}");
     for body in [&full, &resumed, &from] {
-        assert!(body.trim_end().ends_with("data: {}"), "ends with done: {body}");
+        assert!(
+            body.trim_end().ends_with("data: {}"),
+            "ends with done: {body}"
+        );
     }
     // The ids are positions in the result sequence: the full stream's port
     // events from index 10 on are exactly the resumed stream's.
@@ -700,7 +707,11 @@ async fn event_streams_carry_ids_and_resume_after_last_event_id() {
     let junk = text(
         send(
             &state,
-            get_with(&format!("/scan/{id2}/events"), VISITOR, &[("last-event-id", "x9")]),
+            get_with(
+                &format!("/scan/{id2}/events"),
+                VISITOR,
+                &[("last-event-id", "x9")],
+            ),
         )
         .await,
     )
@@ -774,7 +785,11 @@ async fn event_streams_are_capped_per_scan_and_per_address_and_freed_on_drop() {
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(text(refused).await.contains("your address"));
     let other = send(&state, get(&events(2), "2001:db8:5:7::1")).await;
-    assert_eq!(other.status(), StatusCode::OK, "another /64 is another visitor");
+    assert_eq!(
+        other.status(),
+        StatusCode::OK,
+        "another /64 is another visitor"
+    );
     drop(other);
     drop(held);
     assert_eq!(state.streams().open(), 0);
@@ -799,7 +814,12 @@ async fn ipv6_visitors_are_limited_per_prefix() {
     let t = token(&state, "2001:db8:1:2::b").await;
     let resp = send(
         &state,
-        post("/scan", "2001:db8:1:2::b", &format!("token={t}&kind=common"), &[]),
+        post(
+            "/scan",
+            "2001:db8:1:2::b",
+            &format!("token={t}&kind=common"),
+            &[],
+        ),
     )
     .await;
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
@@ -839,7 +859,12 @@ async fn ipv6_visitors_are_limited_per_prefix() {
     let t = token(&state, "2001:db8:1:ff::a").await;
     let resp = send(
         &state,
-        post("/scan", "2001:db8:1:ff::a", &format!("token={t}&kind=common"), &[]),
+        post(
+            "/scan",
+            "2001:db8:1:ff::a",
+            &format!("token={t}&kind=common"),
+            &[],
+        ),
     )
     .await;
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
@@ -901,7 +926,12 @@ async fn consent_tokens_expire_after_ten_minutes() {
     let recent = state.csrf().issue_at(ip, now - 9 * 60);
     let resp = send(
         &state,
-        post("/scan", VISITOR, &format!("token={recent}&kind=common"), &[]),
+        post(
+            "/scan",
+            VISITOR,
+            &format!("token={recent}&kind=common"),
+            &[],
+        ),
     )
     .await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
@@ -917,7 +947,11 @@ async fn cross_site_consent_posts_are_refused_with_the_reason() {
         &[("host", "scan.example"), ("origin", "https://evil.example")],
         &[("host", "scan.example"), ("origin", "null")],
         &[("sec-fetch-site", "cross-site")],
-        &[("sec-fetch-site", "same-site"), ("origin", "https://scan.example"), ("host", "scan.example")],
+        &[
+            ("sec-fetch-site", "same-site"),
+            ("origin", "https://scan.example"),
+            ("host", "scan.example"),
+        ],
     ];
     for headers in cross {
         let resp = send(&state, post("/scan", VISITOR, &form, headers)).await;
@@ -927,11 +961,138 @@ async fn cross_site_consent_posts_are_refused_with_the_reason() {
     }
     assert_eq!(prober.starts.load(Ordering::SeqCst), 0);
     // Same-origin posts pass, and so do posts with neither header (curl, old browsers).
-    let same = [("host", "scan.example"), ("origin", "https://scan.example"), ("sec-fetch-site", "same-origin")];
+    let same = [
+        ("host", "scan.example"),
+        ("origin", "https://scan.example"),
+        ("sec-fetch-site", "same-origin"),
+    ];
     let resp = send(&state, post("/scan", VISITOR, &form, &same)).await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{}", text(resp).await);
     let id = resp.headers()[header::LOCATION].to_str().unwrap()[6..].to_string();
     api_scan(&state, &id).await;
     let _ = start(&state, "203.0.113.96", "kind=common").await;
     assert_eq!(prober.starts.load(Ordering::SeqCst), 2);
+}
+
+/// A DNS server on loopback that answers every PTR query with `name`, counting
+/// queries; the test's resolver asks only it.
+async fn ptr_server(name: &'static str) -> (SocketAddr, Arc<AtomicUsize>) {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = sock.local_addr().unwrap();
+    let queries = Arc::new(AtomicUsize::new(0));
+    let count = queries.clone();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 512];
+        loop {
+            let Ok((n, from)) = sock.recv_from(&mut buf).await else {
+                return;
+            };
+            let q = &buf[..n];
+            if q.len() < 12 {
+                continue;
+            }
+            // The question: labels up to the root, then type and class.
+            let mut end = 12;
+            while end < q.len() && q[end] != 0 {
+                end += 1 + q[end] as usize;
+            }
+            if end + 5 > q.len() {
+                continue;
+            }
+            count.fetch_add(1, Ordering::SeqCst);
+            let question = &q[12..end + 5];
+            let mut rdata = Vec::new();
+            for label in name.split('.') {
+                rdata.push(label.len() as u8);
+                rdata.extend_from_slice(label.as_bytes());
+            }
+            rdata.push(0);
+            let mut resp = vec![q[0], q[1], 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+            resp.extend_from_slice(question);
+            resp.extend_from_slice(&[0xc0, 0x0c, 0, 12, 0, 1, 0, 0, 0x0e, 0x10]);
+            resp.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+            resp.extend_from_slice(&rdata);
+            let _ = sock.send_to(&resp, from).await;
+        }
+    });
+    (addr, queries)
+}
+
+fn rdns_config(server: SocketAddr) -> Config {
+    Config {
+        reverse_dns: true,
+        dns_servers: Some(vec![server]),
+        ..config()
+    }
+}
+
+#[tokio::test]
+async fn the_visitors_name_comes_from_the_resolver_and_is_cached() {
+    let (server, queries) = ptr_server("host-50.example.test").await;
+    let state = state_with(Scripted::new(|_| PortState::Stealth), rdns_config(server));
+    let page = text(send(&state, get("/", VISITOR)).await).await;
+    assert!(page.contains("host-50.example.test"), "{page}");
+    let again = text(send(&state, get("/", VISITOR)).await).await;
+    assert!(again.contains("host-50.example.test"));
+    assert_eq!(
+        queries.load(Ordering::SeqCst),
+        1,
+        "the second visit is cached"
+    );
+    // No lookup at all when the operator turns it off.
+    let state = state_with(
+        Scripted::new(|_| PortState::Stealth),
+        Config {
+            reverse_dns: false,
+            ..rdns_config(server)
+        },
+    );
+    let page = text(send(&state, get("/", "203.0.113.51")).await).await;
+    assert!(!page.contains("host-50.example.test"));
+    assert_eq!(queries.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_name_server_slows_no_other_request() {
+    // Bound but never read: every query goes unanswered.
+    let hole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let state = state_with(
+        Scripted::new(|_| PortState::Stealth),
+        rdns_config(hole.local_addr().unwrap()),
+    );
+    let began = std::time::Instant::now();
+    let homes: Vec<_> = (0..50)
+        .map(|i| {
+            let state = state.clone();
+            tokio::spawn(async move {
+                let resp = send(&state, get("/", &format!("203.0.113.{}", 100 + i))).await;
+                assert_eq!(resp.status(), StatusCode::OK);
+                text(resp).await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let api_began = std::time::Instant::now();
+    let resp = send(&state, get("/api/ports/22", VISITOR)).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let api = api_began.elapsed();
+    assert!(api < Duration::from_millis(250), "the API took {api:?}");
+    for h in homes {
+        let page = h.await.unwrap();
+        assert!(page.contains("consent") || page.contains("token"));
+    }
+    let all = began.elapsed();
+    assert!(
+        all < Duration::from_millis(1500 + 1000),
+        "50 home pages with a silent name server took {all:?}"
+    );
+    // The failure is remembered: the same visitor does not wait again.
+    let again = std::time::Instant::now();
+    let _ = text(send(&state, get("/", "203.0.113.100")).await).await;
+    assert!(
+        again.elapsed() < Duration::from_millis(200),
+        "{:?}",
+        again.elapsed()
+    );
+    drop(hole);
 }
