@@ -55,9 +55,11 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
                     },
                     source_address,
                 );
-                Arc::new(SynProber::new(engine, config.http_ports.clone()))
+                Arc::new(
+                    SynProber::new(engine, config.http_ports.clone()).connect_rate(args.max_rate),
+                )
             }
-            None => Arc::new(ConnectProber),
+            None => Arc::new(ConnectProber::new(Some(args.max_rate))),
         };
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
