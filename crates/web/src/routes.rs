@@ -451,26 +451,53 @@ struct Cursor {
     rx: broadcast::Receiver<LiveEvent>,
     next: usize,
     pending: VecDeque<Event>,
-    ended: bool,
+    /// The scan has ended: send what is left, then `done`.
+    scan_ended: bool,
+    done_sent: bool,
     _slot: StreamGuard,
 }
 
+/// Stored results read into a stream at a time, so a stream of a full scan
+/// holds a batch, not the whole replay, while its client reads.
+const STREAM_BATCH: usize = 256;
+
 impl Cursor {
-    /// Queues every stored result from `next` on. The scan's result sequence
-    /// is the source of truth, so a receiver that lagged loses nothing.
-    fn catch_up(&mut self) {
-        let results = self.live.results_from(self.next);
+    /// Queues up to [`STREAM_BATCH`] stored results from `next` on; false when
+    /// there were none. The scan's result sequence is the source of truth, so
+    /// a receiver that lagged loses nothing.
+    fn fill(&mut self) -> bool {
+        let results = self.live.results_range(self.next, STREAM_BATCH);
         for r in &results {
             self.pending.push_back(port_event(self.next, r));
             self.next += 1;
         }
+        !results.is_empty()
     }
 
-    fn finish(&mut self) {
-        self.catch_up();
-        self.pending
-            .push_back(Event::default().event("done").data("{}"));
-        self.ended = true;
+    /// The next event, waiting for the scan when everything stored is sent.
+    async fn next_event(&mut self) -> Option<Event> {
+        loop {
+            if let Some(e) = self.pending.pop_front() {
+                return Some(e);
+            }
+            if self.fill() {
+                continue;
+            }
+            if self.done_sent {
+                return None;
+            }
+            if self.scan_ended {
+                self.done_sent = true;
+                return Some(Event::default().event("done").data("{}"));
+            }
+            match self.rx.recv().await {
+                // New results (or missed notices): they are read from the sequence.
+                Ok(LiveEvent::Port(_)) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Ok(LiveEvent::Done) | Err(broadcast::error::RecvError::Closed) => {
+                    self.scan_ended = true
+                }
+            }
+        }
     }
 }
 
@@ -543,31 +570,16 @@ pub async fn events(
         rx,
         next: resume_index(&headers, q.from.as_deref()),
         pending: VecDeque::new(),
-        ended: false,
+        scan_ended: false,
+        done_sent: false,
         _slot: slot,
     };
     // The scan may have ended between looking it up and subscribing; then its
     // `Done` was sent before we listened, and it is no longer live.
-    if state.scans().live(&id).is_none() {
-        cursor.finish();
-    } else {
-        cursor.catch_up();
-    }
+    cursor.scan_ended = state.scans().live(&id).is_none();
     let stream = futures_util::stream::unfold(cursor, |mut c| async move {
-        loop {
-            if let Some(e) = c.pending.pop_front() {
-                return Some((Ok::<_, Infallible>(e), c));
-            }
-            if c.ended {
-                return None;
-            }
-            match c.rx.recv().await {
-                Ok(LiveEvent::Port(_)) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                    c.catch_up()
-                }
-                Ok(LiveEvent::Done) | Err(broadcast::error::RecvError::Closed) => c.finish(),
-            }
-        }
+        let e = c.next_event().await?;
+        Some((Ok::<_, Infallible>(e), c))
     });
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())

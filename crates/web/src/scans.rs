@@ -106,17 +106,19 @@ impl Live {
         (results.clone(), self.events.subscribe())
     }
 
-    /// A receiver of what follows; with [`Live::results_from`] a stream reads
+    /// A receiver of what follows; with [`Live::results_range`] a stream reads
     /// the results themselves from the stored sequence, so it misses none.
     pub fn events_receiver(&self) -> broadcast::Receiver<LiveEvent> {
         self.events.subscribe()
     }
 
-    /// Results from index `from` of the sequence on (empty past the end).
-    pub fn results_from(&self, from: usize) -> Vec<PortResult> {
+    /// At most `max` results from index `from` of the sequence on (empty
+    /// past the end).
+    pub fn results_range(&self, from: usize, max: usize) -> Vec<PortResult> {
         let results = self.results.lock().unwrap_or_else(|p| p.into_inner());
+        let end = from.saturating_add(max).min(results.len());
         results
-            .get(from..)
+            .get(from..end)
             .map(<[PortResult]>::to_vec)
             .unwrap_or_default()
     }
