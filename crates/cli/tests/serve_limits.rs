@@ -1,8 +1,9 @@
-//! `--max-rate` holds in connect mode: two visitors' tests running at once
-//! share one budget. The real server runs in the scanner namespace with
-//! `--mode connect --max-rate 200`; two visitor addresses (198.18.0.2 and .3)
-//! start a service test each, and an nftables counter in the visitor's
-//! namespace counts every SYN that arrives. Needs root; skipped otherwise.
+//! Limits of the real server in connect mode, in namespaces. `--max-rate`
+//! holds for two visitors' tests at once: two visitor addresses (198.18.0.2
+//! and .3) start a service test each under `--max-rate 200`, and an nftables
+//! counter in the visitor's namespace counts every SYN that arrives. Live
+//! event streams are capped per test, and a client that hangs up frees its
+//! slot. Needs root; skipped otherwise.
 
 mod common;
 
@@ -24,6 +25,65 @@ impl Drop for Server {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// `harbormaster serve --mode connect --max-rate RATE` in the scanner
+/// namespace, answering once this returns.
+fn serve(net: &TestNet, dir: &std::path::Path, rate: &str) -> Server {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    let server = Server(
+        net.scanner_command(assert_cmd::cargo::cargo_bin("harbormaster"))
+            .args([
+                "serve",
+                "--listen",
+                LISTEN,
+                "--allow-private",
+                "--no-reverse-dns",
+                "--mode",
+                "connect",
+                "--max-rate",
+                rate,
+            ])
+            .arg("--data-dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start harbormaster serve"),
+    );
+    let up = Instant::now() + Duration::from_secs(20);
+    while get(net, Ipv4Addr::new(198, 18, 0, 2), "/").is_err() {
+        assert!(Instant::now() < up, "server did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server
+}
+
+/// Opens `GET path` from `src` and reads the response head; the connection
+/// stays open (a live event stream) until the stream is dropped.
+fn open(net: &TestNet, src: Ipv4Addr, path: &str) -> (String, std::net::TcpStream) {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 198.18.0.1:8080\r\n\r\n");
+    TestNet::spawn_in(&net.target_ns, move || {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.bind(&SocketAddr::from((src, 0)).into()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.connect(&LISTEN.parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        let mut stream: std::net::TcpStream = s.into();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
+            if stream.read(&mut byte).unwrap() == 0 {
+                break;
+            }
+            head.push(byte[0]);
+        }
+        (String::from_utf8_lossy(&head).into_owned(), stream)
+    })
+    .join()
+    .unwrap()
 }
 
 /// One HTTP/1.1 request from `src` (an address of the visitor's namespace).
@@ -135,35 +195,9 @@ fn max_rate_holds_for_two_connect_mode_tests_together() {
     assert!(nft.wait().unwrap().success(), "nft counter rules");
 
     let dir = std::env::temp_dir().join(format!("hm-serve-rate-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let _server = Server(
-        net.scanner_command(assert_cmd::cargo::cargo_bin("harbormaster"))
-            .args([
-                "serve",
-                "--listen",
-                LISTEN,
-                "--allow-private",
-                "--no-reverse-dns",
-                "--mode",
-                "connect",
-                "--max-rate",
-                "200",
-            ])
-            .arg("--data-dir")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start harbormaster serve"),
-    );
+    let _server = serve(&net, &dir, "200");
     let a = Ipv4Addr::new(198, 18, 0, 2);
     let b = Ipv4Addr::new(198, 18, 0, 3);
-    let up = Instant::now() + Duration::from_secs(20);
-    while get(&net, a, "/").is_err() {
-        assert!(Instant::now() < up, "server did not come up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
     let (n0, t0) = (syns(&net), Instant::now());
     let id_a = start_service_test(&net, a);
     let id_b = start_service_test(&net, b);
@@ -198,6 +232,51 @@ fn max_rate_holds_for_two_connect_mode_tests_together() {
         ra < 1056 && rb < 1056,
         "both tests still running at 200/s: {ra} {rb}"
     );
+    drop(_server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn live_streams_are_capped_and_a_client_that_hangs_up_frees_its_slot() {
+    let net = testnet_or_skip!(&TargetSpec::default());
+    let dir = std::env::temp_dir().join(format!("hm-serve-streams-{}", std::process::id()));
+    // 20 attempts/s: the service test runs for about 50 s, longer than this test.
+    let _server = serve(&net, &dir, "20");
+    let a = Ipv4Addr::new(198, 18, 0, 2);
+    let id = start_service_test(&net, a);
+    let path = format!("/scan/{id}/events");
+    let mut held: Vec<_> = (0..4)
+        .map(|_| {
+            let (head, s) = open(&net, a, &path);
+            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+            assert!(head.contains("text/event-stream"), "{head}");
+            s
+        })
+        .collect();
+    let (head, _) = open(&net, a, &path);
+    assert!(head.starts_with("HTTP/1.1 429"), "the fifth stream: {head}");
+    assert!(head.to_ascii_lowercase().contains("retry-after:"), "{head}");
+    // Hang up one stream: the server notices at its next write and frees the slot.
+    let hung_up = Instant::now();
+    drop(held.remove(0));
+    loop {
+        let (head, s) = open(&net, a, &path);
+        if head.starts_with("HTTP/1.1 200") {
+            held.push(s);
+            break;
+        }
+        assert!(head.starts_with("HTTP/1.1 429"), "{head}");
+        assert!(
+            hung_up.elapsed() < Duration::from_secs(5),
+            "the slot was not freed within 5 s of the hang-up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "a hung-up stream's slot was free again after {:?}",
+        hung_up.elapsed()
+    );
+    drop(held);
     drop(_server);
     let _ = std::fs::remove_dir_all(&dir);
 }
