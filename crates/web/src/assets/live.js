@@ -2,8 +2,9 @@
 // then reload to show the verdict. Without JavaScript the page refreshes itself.
 // The stream starts after the results this page already shows (?from=), and a
 // dropped connection resumes where it left off (the browser sends Last-Event-ID).
-// When the server refuses a stream (too many open), the page falls back to
-// reloading itself every few seconds, as it does without JavaScript.
+// When the server refuses a stream (too many open: a 429 with Retry-After: 10),
+// the page falls back to reloading itself, as it does without JavaScript, at
+// the pace the server asked for.
 (function () {
   var grid = document.getElementById('grid');
   if (!grid || grid.dataset.running !== 'true' || !window.EventSource) return;
@@ -24,7 +25,7 @@
     // CONNECTING: the browser retries by itself, with Last-Event-ID.
     // CLOSED: refused (e.g. 429) or not a stream: reload like the no-JS page.
     if (es.readyState === EventSource.CLOSED) {
-      setTimeout(function () { location.reload(); }, 3000);
+      setTimeout(function () { location.reload(); }, 10000);
     }
   };
 })();
