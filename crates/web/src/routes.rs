@@ -614,3 +614,31 @@ pub async fn script() -> Response {
 pub async fn not_found() -> AppError {
     AppError::NotFound
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resume_points_come_from_last_event_id_or_from() {
+        let with = |id: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("last-event-id", HeaderValue::from_str(id).unwrap());
+            h
+        };
+        let none = HeaderMap::new();
+        assert_eq!(resume_index(&none, None), 0);
+        assert_eq!(resume_index(&with("41"), None), 42);
+        assert_eq!(resume_index(&with(" 41 "), None), 42);
+        assert_eq!(resume_index(&none, Some("7")), 7);
+        // A reconnect of a page that started at ?from=7 resumes after its last id.
+        assert_eq!(resume_index(&with("41"), Some("7")), 42);
+        assert_eq!(resume_index(&with("3"), Some("7")), 7);
+        for bad in ["", "-1", "1e3", "0x10", "99999999999", "4 2"] {
+            assert_eq!(resume_index(&with(bad), None), 0, "{bad:?}");
+            assert_eq!(resume_index(&none, Some(bad)), 0, "{bad:?}");
+        }
+        // The largest id a stream can have still resumes (no overflow).
+        assert_eq!(resume_index(&with("9999999999"), None), 10_000_000_000);
+    }
+}
