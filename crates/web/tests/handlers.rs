@@ -1083,7 +1083,7 @@ async fn a_silent_name_server_slows_no_other_request() {
     }
     let all = began.elapsed();
     assert!(
-        all < Duration::from_millis(1500 + 1000),
+        all < Duration::from_millis(1500 + 1500),
         "50 home pages with a silent name server took {all:?}"
     );
     // The failure is remembered: the same visitor does not wait again.
