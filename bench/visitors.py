@@ -27,7 +27,7 @@ import time
 import urllib.parse
 
 SERVICE_PORTS = range(0, 1056)
-TOKEN_RE = re.compile(r'name="token" value="([0-9a-f]{48})"')
+TOKEN_RE = re.compile(r'name="token" value="([0-9a-f]{64})"')
 
 
 def request(ip, server, port, method, path, body=None, headers=None, timeout=30):

@@ -105,7 +105,7 @@ pub struct ServeArgs {
     /// Tests running at once, all visitors together (at most 256 in SYN mode).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub max_concurrent: u32,
-    /// Probe packets per second, shared fairly by all running tests.
+    /// Probe packets per second, shared fairly by all running tests (in connect mode, connection attempts; IPv6 visitors of a SYN-mode server share a connect-mode budget of the same size).
     #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_rate: u32,
     /// Hours a finished test is kept before it is deleted.
@@ -117,6 +117,9 @@ pub struct ServeArgs {
     /// Do not look up visitors' reverse-DNS names.
     #[arg(long)]
     pub no_reverse_dns: bool,
+    /// IPv6 visitors count as one per prefix of this length for every limit, 32-128.
+    #[arg(long, default_value_t = 64, value_parser = parse_ipv6_prefix)]
+    pub ipv6_prefix: u8,
 }
 
 /// How to probe.
@@ -175,6 +178,16 @@ pub enum ExportFormat {
     Json,
     /// RFC 4180 CSV with a header row; lists joined with "; ".
     Csv,
+}
+
+/// Parses an IPv6 prefix length for the limits, naming the valid range when it is not one.
+pub fn parse_ipv6_prefix(s: &str) -> Result<u8, String> {
+    match s.trim().parse::<u8>() {
+        Ok(n) if (32..=128).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{s:?} is not a usable prefix length: give a whole number from 32 to 128 (64 counts each /64 as one visitor)"
+        )),
+    }
 }
 
 /// Parses a port number, naming the valid range when it is not one.

@@ -28,6 +28,8 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
         retention: Duration::from_secs(u64::from(args.retention_hours) * 3600),
         reverse_dns: !args.no_reverse_dns,
         http_ports: vec![args.listen.port()],
+        ipv6_prefix: args.ipv6_prefix,
+        ..Config::default()
     };
     let raw = match args.mode {
         ScanMode::Connect => None,
@@ -59,9 +61,11 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
                     },
                     source_address,
                 );
-                Arc::new(SynProber::new(engine, config.http_ports.clone()))
+                Arc::new(
+                    SynProber::new(engine, config.http_ports.clone()).connect_rate(args.max_rate),
+                )
             }
-            None => Arc::new(ConnectProber),
+            None => Arc::new(ConnectProber::new(Some(args.max_rate))),
         };
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await

@@ -118,12 +118,12 @@ struct BrowserRun {
     elapsed: Duration,
 }
 
-/// `ip netns exec NS node run.mjs URL OUTDIR`, bounded by [`BROWSER_DEADLINE`].
-fn run_browser(ns: &str, url: &str, outdir: &Path) -> BrowserRun {
+/// `ip netns exec NS node SCRIPT URL OUTDIR`, bounded by [`BROWSER_DEADLINE`].
+fn run_browser(ns: &str, script: &str, url: &str, outdir: &Path) -> BrowserRun {
     let started = Instant::now();
     let mut child = Command::new("ip")
         .args(["netns", "exec", ns, "node"])
-        .arg(browser_dir().join("run.mjs"))
+        .arg(browser_dir().join(script))
         .arg(url)
         .arg(outdir)
         .current_dir(browser_dir())
@@ -194,7 +194,7 @@ fn a_visitor_in_chromium_runs_the_common_test_and_sees_the_truth() {
     std::fs::create_dir_all(&shots).unwrap();
     let server = Server::start(&net, &data);
 
-    let run = run_browser(&net.target_ns, SERVER, &shots);
+    let run = run_browser(&net.target_ns, "run.mjs", SERVER, &shots);
     eprintln!(
         "browser: {} in {:.1} s\n--- stdout\n{}--- stderr\n{}---",
         if run.ok { "ok" } else { "FAILED" },
@@ -268,6 +268,109 @@ fn a_visitor_in_chromium_runs_the_common_test_and_sees_the_truth() {
 
     let (status, stderr) = server.terminate();
     assert!(status.success(), "{stderr}");
+    drop(net);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `harbormaster serve --mode syn --max-rate 20` in the scanner namespace (a
+/// service test then runs for about a minute); killed on drop.
+struct SlowServer(std::process::Child);
+
+impl Drop for SlowServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_tab_over_the_stream_cap_falls_back_to_reloading() {
+    prerequisites_or_skip!();
+    let net = testnet_or_skip!(&TargetSpec::default());
+    let dir = tempdir("browser-streams");
+    let data = dir.join("data");
+    let shots = dir.join("out");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&shots).unwrap();
+    let _server = SlowServer(
+        net.scanner_command(assert_cmd::cargo::cargo_bin("harbormaster"))
+            .args([
+                "serve",
+                "--listen",
+                "198.18.0.1:8080",
+                "--allow-private",
+                "--no-reverse-dns",
+                "--mode",
+                "syn",
+                "--max-rate",
+                "20",
+            ])
+            .arg("--data-dir")
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start harbormaster serve"),
+    );
+    let up = Instant::now() + Duration::from_secs(20);
+    while !visit(&net, |a| a.get(SERVER).call().is_ok()) {
+        assert!(Instant::now() < up, "server did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let scan_url = visit(&net, |a| {
+        let page = body(a.get(SERVER).call().unwrap());
+        let at = page.find("name=\"token\" value=\"").expect("consent form") + 20;
+        let token = page[at..].split('"').next().unwrap().to_string();
+        let resp = a
+            .post(&format!("{SERVER}/scan"))
+            .send_form([("token", token.as_str()), ("kind", "service")])
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 303);
+        format!("{SERVER}{}", resp.headers()["location"].to_str().unwrap())
+    });
+
+    let run = run_browser(&net.target_ns, "streams.mjs", &scan_url, &shots);
+    eprintln!(
+        "browser: {} in {:.1} s\n--- stdout\n{}--- stderr\n{}---",
+        if run.ok { "ok" } else { "FAILED" },
+        run.elapsed.as_secs_f64(),
+        run.stdout,
+        run.stderr
+    );
+    assert!(run.ok, "streams.mjs failed:\n{}", run.stderr);
+    let line = run
+        .stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON line from streams.mjs: {}", run.stdout));
+    let v: Value = serde_json::from_str(line).unwrap();
+    let tabs = v["tabs"].as_array().unwrap();
+    assert_eq!(tabs.len(), 5, "{v}");
+    for (i, t) in tabs[..4].iter().enumerate() {
+        // A live tab keeps its one stream and fills in place, without reloading.
+        assert_eq!(t["events"], serde_json::json!([200]), "tab {i}: {v}");
+        assert_eq!(t["loads"], 1, "tab {i}: {v}");
+        assert_eq!(t["errors"], serde_json::json!([]), "tab {i}: {v}");
+    }
+    // The fifth tab was refused, and reloaded itself (and was refused again,
+    // the four others still holding their slots).
+    let fifth = &tabs[4];
+    let statuses: Vec<u64> = fifth["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    assert!(
+        statuses.len() >= 2 && statuses.iter().all(|s| *s == 429),
+        "{v}"
+    );
+    assert!(fifth["loads"].as_u64().unwrap() >= 2, "{v}");
+    assert_eq!(fifth["errors"], serde_json::json!([]), "{v}");
+    // And it shows the results so far, rendered by the server.
+    assert!(fifth["filled"].as_u64().unwrap() > 0, "{v}");
+    drop(_server);
     drop(net);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -183,6 +183,13 @@ fn bad_input_is_a_one_line_usage_error() {
     assert!(usage_error(&["search", "   "]).contains("empty search"));
     assert!(usage_error(&["db", "export", "--format", "xml"]).contains("json, csv"));
     assert!(usage_error(&["frobnicate"]).contains("frobnicate"));
+    for bad in ["31", "129", "x"] {
+        let e = usage_error(&["serve", "--ipv6-prefix", bad]);
+        assert!(
+            e.contains("--ipv6-prefix") && e.contains("32 to 128"),
+            "{e}"
+        );
+    }
 }
 
 #[test]

@@ -106,6 +106,37 @@ fn connect_scan_of_loopback_finds_a_listener() {
     assert_eq!(line["port"].to_string(), port);
 }
 
+/// Loopback: `--rate` caps a connect scan (every attempt is paced).
+#[test]
+fn connect_scan_keeps_to_its_rate() {
+    let started = std::time::Instant::now();
+    let out = hm()
+        .args([
+            "scan",
+            "127.0.0.1",
+            "-p",
+            "1-150",
+            "--mode",
+            "connect",
+            "--rate",
+            "100",
+            "--tries",
+            "1",
+            "--format",
+            "ndjson",
+        ])
+        .output()
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout.trim_ascii().split(|b| *b == b'\n').count(), 150);
+    // 150 attempts at 100/s (a burst of 1): at least 1.49 s.
+    assert!(
+        elapsed >= std::time::Duration::from_millis(1450),
+        "{elapsed:?}"
+    );
+}
+
 fn spec() -> TargetSpec {
     TargetSpec {
         open: vec![22, 80, 443, 3000, 4000],

@@ -20,7 +20,7 @@ fn consent(net: &TestNet, form: Vec<(&'static str, String)>) -> Result<String, (
             "the page shows the visitor's address"
         );
         let at = page.find("name=\"token\" value=\"").expect("consent form") + 20;
-        let token = page[at..at + 48].to_string();
+        let token = page[at..].split('"').next().unwrap().to_string();
         let mut fields: Vec<(&str, String)> = vec![("token", token)];
         fields.extend(form);
         let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();

@@ -14,13 +14,14 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Socket, Type};
 use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
 
 use crate::cookie::CookieKey;
 use crate::engine::{MIN_TRIES, ScanSummary, TRIES_PER_BLOCK};
 use crate::permute::Permutation;
 use crate::result::{PortResult, PortState, Reason, Transport as Proto};
 use crate::spec::PortList;
-use crate::timing::{RateLimiter, RttEstimator, needed_tries};
+use crate::timing::{RateBudget, RttEstimator, needed_tries};
 
 /// How long a local shortage may last before the scan gives up.
 const LOCAL_ERROR_PATIENCE: Duration = Duration::from_secs(30);
@@ -39,8 +40,11 @@ pub struct ConnectConfig {
     pub min_timeout: Duration,
     /// Longest timeout.
     pub max_timeout: Duration,
-    /// Cap on connection attempts per second.
+    /// Cap on connection attempts per second of this scan.
     pub rate: Option<u32>,
+    /// A cap shared with other scans (the service's `--max-rate`): every
+    /// connection attempt of every scan holding a clone takes from it.
+    pub budget: Option<RateBudget>,
 }
 
 impl Default for ConnectConfig {
@@ -52,13 +56,15 @@ impl Default for ConnectConfig {
             min_timeout: Duration::from_millis(20),
             max_timeout: Duration::from_secs(3),
             rate: None,
+            budget: None,
         }
     }
 }
 
 struct Shared {
     rtt: RttEstimator,
-    rate: Option<RateLimiter>,
+    /// This scan's own cap, then the shared one; an attempt waits for both.
+    pacers: Vec<RateBudget>,
     answers: u64,
     lost_before: u64,
     decided: u64,
@@ -102,7 +108,12 @@ pub async fn connect_scan(
             config.min_timeout,
             config.max_timeout,
         ),
-        rate: config.rate.map(RateLimiter::new),
+        pacers: config
+            .rate
+            .map(RateBudget::new)
+            .into_iter()
+            .chain(config.budget.clone())
+            .collect(),
         answers: 0,
         lost_before: 0,
         decided: 0,
@@ -113,6 +124,9 @@ pub async fn connect_scan(
     let permits = Arc::new(Semaphore::new(concurrency));
     let order = Permutation::new(ports.len() as u64, CookieKey::random());
     let mut summary = ScanSummary::empty(target);
+    // Probes run as tasks of this set, so dropping the scan (a cancelled
+    // visitor) aborts them: none is left waiting for a slot and sending later.
+    let mut tasks = JoinSet::new();
     let mut record = |msg: Result<PortResult, String>, summary: &mut ScanSummary| match msg {
         Ok(r) => {
             summary.ports += 1;
@@ -132,12 +146,13 @@ pub async fn connect_scan(
         while let Ok(msg) = rx.try_recv() {
             record(msg, &mut summary);
         }
+        while tasks.try_join_next().is_some() {}
         if summary.error.is_some() {
             break;
         }
         let tx = tx.clone();
         let shared = shared.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             let result = probe_port(target, port, &shared).await;
             let _ = tx.send(result);
             drop(permit);
@@ -164,18 +179,20 @@ async fn probe_port(
     let mut tries: u8 = 0;
     let mut shortage_since: Option<Instant> = None;
     loop {
-        let (timeout, wait) = {
-            let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
-            let wait = match &mut s.rate {
-                Some(r) => (r.take(Instant::now(), 1) == 0).then(|| r.wait()),
-                None => None,
-            };
-            (s.rtt.rto(), wait)
-        };
-        if let Some(w) = wait {
-            tokio::time::sleep(w.max(Duration::from_micros(100))).await;
-            continue;
+        let pacers = shared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pacers
+            .clone();
+        // Every attempt (a first try, a retry, a retry after a local shortage)
+        // is one SYN on the wire, so every one takes a slot.
+        let now = Instant::now();
+        if let Some(at) = pacers.iter().map(|p| p.reserve(now)).max()
+            && at > now
+        {
+            tokio::time::sleep_until(at.into()).await;
         }
+        let timeout = shared.lock().unwrap_or_else(|p| p.into_inner()).rtt.rto();
         let sent = Instant::now();
         let outcome = attempt(addr, timeout).await;
         let reason = match outcome {
@@ -328,6 +345,85 @@ mod tests {
     fn concurrency_is_bounded() {
         let c = default_concurrency();
         assert!((1..=8192).contains(&c), "{c}");
+    }
+
+    /// Loopback only: two scans sharing a budget of 200 attempts per second
+    /// take, together, as long as 200 per second allows, and both progress.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn scans_sharing_a_budget_keep_to_it_together() {
+        let budget = RateBudget::new(200);
+        let config = ConnectConfig {
+            tries: Some(1),
+            concurrency: Some(64),
+            budget: Some(budget),
+            ..ConnectConfig::default()
+        };
+        let started = Instant::now();
+        let scan = |range: std::ops::RangeInclusive<u16>| {
+            let config = config.clone();
+            async move {
+                let ports = PortList::from_ports(range.collect());
+                let s = connect_scan("127.0.0.1".parse().unwrap(), &ports, config, |_| {}).await;
+                (s, started.elapsed())
+            }
+        };
+        let ((a, a_end), (b, b_end)) = tokio::join!(scan(1..=150), scan(151..=300));
+        let total = a.sent + b.sent;
+        assert_eq!((a.ports, b.ports), (150, 150));
+        assert!(total >= 300, "{total}");
+        let elapsed = a_end.max(b_end);
+        // 300 attempts at 200/s: at least ~1.5 s (minus the 2-attempt burst).
+        let rate = total as f64 / elapsed.as_secs_f64();
+        assert!(
+            rate <= 200.0 * 1.05,
+            "{total} attempts in {elapsed:?} = {rate:.0}/s"
+        );
+        assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+        // Neither scan waited for the other to finish.
+        let first = a_end.min(b_end);
+        assert!(
+            first.as_secs_f64() > 0.8 * elapsed.as_secs_f64(),
+            "{a_end:?} {b_end:?}"
+        );
+    }
+
+    /// Loopback only: a scan's own rate caps it too.
+    #[tokio::test]
+    async fn a_scans_own_rate_caps_it() {
+        let ports = PortList::from_ports((1..=100).collect());
+        let started = Instant::now();
+        let s = connect_scan(
+            "127.0.0.1".parse().unwrap(),
+            &ports,
+            ConnectConfig {
+                tries: Some(1),
+                rate: Some(250),
+                ..ConnectConfig::default()
+            },
+            |_| {},
+        )
+        .await;
+        let elapsed = started.elapsed();
+        assert_eq!(s.ports, 100);
+        assert!(elapsed >= Duration::from_millis(380), "{elapsed:?}");
+    }
+
+    /// Dropping a scan stops its probes: nothing waits for a slot and sends later.
+    #[tokio::test]
+    async fn a_dropped_scan_sends_nothing_more() {
+        let budget = RateBudget::new(50);
+        let ports = PortList::from_ports((1..=100).collect());
+        let config = ConnectConfig {
+            tries: Some(1),
+            budget: Some(budget.clone()),
+            ..ConnectConfig::default()
+        };
+        let scan = connect_scan("127.0.0.1".parse().unwrap(), &ports, config, |_| {});
+        let _ = tokio::time::timeout(Duration::from_millis(200), scan).await;
+        // The aborted probes' reservations are spent, but none of them is
+        // still running: a new reservation is not pushed behind 100 sleepers.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(budget.holders(), 1, "every probe task is gone");
     }
 
     /// Loopback only: a listener is open, a just-closed port is closed.

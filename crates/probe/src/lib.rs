@@ -37,6 +37,7 @@ pub use raw::{RawTransport, raw_sockets_allowed, source_address};
 pub use result::{PortResult, PortState, Reason, Transport as Protocol};
 pub use spec::{COMMON_PORTS, PortList, SERVICE_PORTS, SpecError, compress_ranges};
 pub use target::{MAX_TARGET_ADDRESSES, TargetError, resolve};
+pub use timing::RateBudget;
 pub use transport::{RecvBatch, SendBatch, Transport};
 
 mod result;

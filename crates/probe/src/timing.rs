@@ -177,6 +177,74 @@ impl RateLimiter {
     }
 }
 
+/// A rate cap shared by any number of scans (clone it into each): at most
+/// `rate` sends per second in total, with bursts of about 1 % of a second's
+/// worth (at least 1, at most 256).
+///
+/// Each sender reserves its own send time ([`RateBudget::reserve`]) and sleeps
+/// until then, so waiting senders do not poll, and slots go out in the order
+/// they were asked for: scans that keep equally many sends waiting get equal
+/// shares. This is the generic cell-rate algorithm: a "theoretical arrival
+/// time" advances by `1/rate` per send and may run at most the burst ahead of
+/// the clock.
+#[derive(Debug, Clone)]
+pub struct RateBudget(std::sync::Arc<std::sync::Mutex<Pacer>>);
+
+#[derive(Debug)]
+struct Pacer {
+    rate: u32,
+    interval: Duration,
+    tolerance: Duration,
+    tat: Option<Instant>,
+}
+
+impl RateBudget {
+    /// A budget of `rate` sends per second (0 counts as 1).
+    pub fn new(rate: u32) -> RateBudget {
+        let rate = rate.max(1);
+        let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
+        let burst = (rate / 100).clamp(1, 256);
+        RateBudget(std::sync::Arc::new(std::sync::Mutex::new(Pacer {
+            rate,
+            interval,
+            tolerance: interval * (burst - 1),
+            tat: None,
+        })))
+    }
+
+    /// Sends per second.
+    pub fn rate(&self) -> u32 {
+        self.pacer().rate
+    }
+
+    fn pacer(&self) -> std::sync::MutexGuard<'_, Pacer> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reserves one send at `now`; returns when it may happen (`now` or later).
+    pub fn reserve(&self, now: Instant) -> Instant {
+        let mut p = self.pacer();
+        let tat = p.tat.unwrap_or(now).max(now);
+        let at = tat.checked_sub(p.tolerance).unwrap_or(now).max(now);
+        p.tat = Some(tat + p.interval);
+        at
+    }
+
+    /// How many clones of this budget exist (tests: who still holds it).
+    #[cfg(test)]
+    pub(crate) fn holders(&self) -> usize {
+        std::sync::Arc::strong_count(&self.0)
+    }
+
+    /// Waits for one send slot.
+    pub async fn acquire(&self) {
+        let at = self.reserve(Instant::now());
+        if at > Instant::now() {
+            tokio::time::sleep_until(at.into()).await;
+        }
+    }
+}
+
 /// How many tries a port must stay silent before it is called stealth.
 ///
 /// With a round-trip loss probability `p` per try, a port that does answer stays
@@ -251,6 +319,42 @@ mod tests {
             granted += r.take(t0 + Duration::from_millis(ms), 1000);
         }
         assert!((990..=1011).contains(&granted), "{granted}");
+    }
+
+    #[test]
+    fn a_shared_budget_paces_all_its_users() {
+        let budget = RateBudget::new(200);
+        let other = budget.clone();
+        let t0 = Instant::now();
+        // 1,000 reservations at once from two users: spaced 5 ms apart after a
+        // burst of 2, in the order asked, whoever asks.
+        let slots: Vec<Instant> = (0..1000)
+            .map(|i| {
+                if i % 2 == 0 {
+                    budget.reserve(t0)
+                } else {
+                    other.reserve(t0)
+                }
+            })
+            .collect();
+        assert!(slots.windows(2).all(|w| w[0] <= w[1]));
+        let in_first_second = slots
+            .iter()
+            .filter(|s| **s < t0 + Duration::from_secs(1))
+            .count();
+        assert!((200..=202).contains(&in_first_second), "{in_first_second}");
+        let last = *slots.last().unwrap() - t0;
+        assert!(
+            last >= Duration::from_millis(4980) && last <= Duration::from_secs(5),
+            "{last:?}"
+        );
+        // After a pause the budget does not hoard: only the burst is free.
+        let later = t0 + Duration::from_secs(60);
+        let burst: Vec<Instant> = (0..4).map(|_| budget.reserve(later)).collect();
+        assert_eq!(burst[0], later);
+        assert_eq!(burst[1], later);
+        assert!(burst[2] > later);
+        assert_eq!(RateBudget::new(0).rate(), 1);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Operator settings of the service.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -30,6 +31,15 @@ pub struct Config {
     /// TCP ports the service itself listens on: traffic on them is the visitor's
     /// own HTTP connection, never "unsolicited".
     pub http_ports: Vec<u16>,
+    /// IPv6 visitors are counted per prefix of this many bits for every limit
+    /// (a host usually has a whole /64); 32..=128.
+    pub ipv6_prefix: u8,
+    /// Live event streams one scan may have open at once.
+    pub streams_per_scan: usize,
+    /// Live event streams one visitor (IPv6: one prefix) may have open at once.
+    pub streams_per_address: usize,
+    /// Name servers for reverse DNS; `None` reads /etc/resolv.conf.
+    pub dns_servers: Option<Vec<SocketAddr>>,
 }
 
 impl Default for Config {
@@ -45,6 +55,10 @@ impl Default for Config {
             retention: Duration::from_secs(24 * 3600),
             reverse_dns: true,
             http_ports: Vec::new(),
+            ipv6_prefix: 64,
+            streams_per_scan: 4,
+            streams_per_address: 8,
+            dns_servers: None,
         }
     }
 }

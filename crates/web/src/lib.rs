@@ -11,8 +11,10 @@
 mod config;
 mod csrf;
 mod db;
+mod limits;
 mod policy;
 mod prober;
+mod rdns;
 mod render;
 mod report;
 mod routes;
@@ -28,8 +30,10 @@ use axum::routing::{get, post};
 pub use config::{Config, default_data_dir};
 pub use csrf::CsrfKey;
 pub use db::{Db, DbError, Status, StoredScan};
+pub use limits::{StreamGuard, StreamRefusal, StreamSlots, limit_key};
 pub use policy::{Refusal, is_private};
 pub use prober::{Cancel, ConnectProber, ProbeMode, Prober, SynProber, cancelled_summary};
+pub use rdns::ReverseDns;
 pub use routes::ConnInfo;
 pub use scans::{Scans, TestKind, Verdict};
 
@@ -43,17 +47,27 @@ struct Inner {
     scans: Arc<Scans>,
     csrf: CsrfKey,
     own: Vec<std::net::IpAddr>,
+    streams: Arc<StreamSlots>,
+    rdns: ReverseDns,
 }
 
 impl AppState {
     /// State over a database and a prober.
     pub fn new(config: Config, db: Db, prober: Arc<dyn Prober>) -> AppState {
         let scans = Arc::new(Scans::new(db, prober, config.clone()));
+        let streams = StreamSlots::new(config.streams_per_scan, config.streams_per_address);
+        let rdns = if config.reverse_dns {
+            ReverseDns::new(config.dns_servers.as_deref())
+        } else {
+            ReverseDns::off()
+        };
         AppState(Arc::new(Inner {
             config,
             scans,
             csrf: CsrfKey::random(),
             own: policy::interface_addresses(),
+            streams,
+            rdns,
         }))
     }
 
@@ -75,6 +89,16 @@ impl AppState {
     /// The CSRF key.
     pub fn csrf(&self) -> &CsrfKey {
         &self.0.csrf
+    }
+
+    /// The open live event streams.
+    pub fn streams(&self) -> &Arc<StreamSlots> {
+        &self.0.streams
+    }
+
+    /// The reverse-DNS resolver.
+    pub fn rdns(&self) -> &ReverseDns {
+        &self.0.rdns
     }
 }
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use harbormaster_probe::{
-    ConnectConfig, Engine, PortList, ProbeError, ScanEvent, ScanRequest, ScanSummary, Watch,
-    connect_scan,
+    ConnectConfig, Engine, PortList, ProbeError, RateBudget, ScanEvent, ScanRequest, ScanSummary,
+    Watch, connect_scan,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -77,6 +77,8 @@ pub trait Prober: Send + Sync + 'static {
 pub struct SynProber {
     engine: Arc<Engine>,
     http_ports: Vec<u16>,
+    /// For visitors the engine cannot probe (IPv6).
+    connect: ConnectProber,
 }
 
 impl SynProber {
@@ -85,7 +87,15 @@ impl SynProber {
         SynProber {
             engine: Arc::new(engine),
             http_ports,
+            connect: ConnectProber::new(None),
         }
+    }
+
+    /// Caps the connect-mode fallback (IPv6 visitors) at `rate` attempts per
+    /// second, shared by all of them.
+    pub fn connect_rate(mut self, rate: u32) -> SynProber {
+        self.connect = ConnectProber::new(Some(rate));
+        self
     }
 }
 
@@ -109,7 +119,7 @@ impl Prober for SynProber {
         events: mpsc::UnboundedSender<ScanEvent>,
     ) -> Result<Cancel, ProbeError> {
         if !self.engine.supports(target) {
-            return ConnectProber.start(target, ports, events);
+            return self.connect.start(target, ports, events);
         }
         let handle = self.engine.submit(
             ScanRequest {
@@ -131,8 +141,21 @@ impl Prober for SynProber {
     }
 }
 
-/// connect() probing on the tokio runtime.
-pub struct ConnectProber;
+/// connect() probing on the tokio runtime; every visitor's scan takes its
+/// connection attempts from one shared budget.
+pub struct ConnectProber {
+    budget: Option<RateBudget>,
+}
+
+impl ConnectProber {
+    /// A prober keeping all scans together under `max_rate` attempts per
+    /// second (`None`: no cap).
+    pub fn new(max_rate: Option<u32>) -> ConnectProber {
+        ConnectProber {
+            budget: max_rate.map(RateBudget::new),
+        }
+    }
+}
 
 impl Prober for ConnectProber {
     fn mode(&self) -> ProbeMode {
@@ -147,6 +170,7 @@ impl Prober for ConnectProber {
     ) -> Result<Cancel, ProbeError> {
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let stop = std::sync::Mutex::new(Some(stop_tx));
+        let budget = self.budget.clone();
         tokio::spawn(async move {
             let forward = events.clone();
             let scan = connect_scan(
@@ -154,6 +178,7 @@ impl Prober for ConnectProber {
                 &ports,
                 ConnectConfig {
                     concurrency: Some(256),
+                    budget,
                     ..ConnectConfig::default()
                 },
                 move |r| {

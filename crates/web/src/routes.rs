@@ -1,8 +1,10 @@
 //! HTTP handlers. Every error becomes a page (or, under `/api`, a JSON body)
 //! through [`AppError`], which logs internal detail and never shows it.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::connect_info::{ConnectInfo, Connected};
@@ -12,18 +14,20 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::serve::IncomingStream;
-use futures_util::StreamExt;
 use harbormaster_knowledge::{Proto, port_page};
 use harbormaster_probe::{COMMON_PORTS, PortList, PortResult, SERVICE_PORTS};
 use maud::{Markup, html};
 use serde::Deserialize;
-use tokio_stream::wrappers::BroadcastStream;
+use tokio::sync::broadcast;
 
 use crate::AppState;
+use crate::csrf;
 use crate::db::{Status, StoredResult, StoredScan};
+use crate::limits::StreamGuard;
+use crate::limits::limit_key;
 use crate::policy;
 use crate::render::{self, Frame, Offer, Visitor};
-use crate::scans::{LiveEvent, StartError, TestKind, verdict};
+use crate::scans::{Live, LiveEvent, StartError, TestKind, verdict};
 
 /// The two ends of an HTTP connection: who asked, and which of our addresses they reached.
 #[derive(Debug, Clone, Copy)]
@@ -159,11 +163,7 @@ pub async fn home(
     headers: HeaderMap,
 ) -> Html<String> {
     let (ip, check) = visitor(&state, &conn, &headers);
-    let rdns = if state.config().reverse_dns {
-        reverse_dns(ip).await
-    } else {
-        None
-    };
+    let rdns = state.rdns().name(ip).await;
     let token = state.csrf().issue(ip);
     let v = Visitor {
         ip: ip.to_string(),
@@ -179,14 +179,6 @@ pub async fn home(
         allow_full: state.config().allow_full,
     };
     html_page("Probe your connection", None, render::home(&v, &offer))
-}
-
-async fn reverse_dns(ip: IpAddr) -> Option<String> {
-    let lookup = tokio::task::spawn_blocking(move || dns_lookup::lookup_addr(&ip).ok());
-    match tokio::time::timeout(Duration::from_secs(2), lookup).await {
-        Ok(Ok(Some(name))) if name.parse::<IpAddr>().is_err() => Some(name),
-        _ => None,
-    }
 }
 
 fn parse_port(text: &str) -> Result<u16, String> {
@@ -256,16 +248,12 @@ pub async fn start_scan(
     let Form(form) = form.map_err(|_| {
         AppError::BadRequest("Start a test with the form on the start page.".into())
     })?;
+    csrf::check_origin(&headers).map_err(|e| AppError::Forbidden(e.to_string()))?;
     let (target, check) = visitor(&state, &conn, &headers);
-    let token_ok = form
-        .token
-        .as_deref()
-        .is_some_and(|t| state.csrf().verify(target, t));
-    if !token_ok {
-        return Err(AppError::Forbidden(
-            "The form's security token is missing, expired or not for your address. Reload the start page and press the button again.".into(),
-        ));
-    }
+    let token = state
+        .csrf()
+        .check(target, form.token.as_deref())
+        .map_err(|e| AppError::Forbidden(e.to_string()))?;
     check.map_err(|r| {
         AppError::Forbidden(format!(
             "{r}. Harbormaster probes only the public address a visit comes from."
@@ -312,7 +300,16 @@ pub async fn start_scan(
             )));
         }
     };
-    match state.scans().start(target, test, ports) {
+    state
+        .csrf()
+        .consume(token)
+        .map_err(|e| AppError::Forbidden(e.to_string()))?;
+    let started = state.scans().start(target, test, ports);
+    if started.is_err() {
+        // No test started: the consent is still unspent.
+        state.csrf().release(token);
+    }
+    match started {
         Ok(live) => Ok(Redirect::to(&format!("/scan/{}", live.id))),
         Err(StartError::Limited {
             why,
@@ -451,41 +448,149 @@ pub async fn api_scan(
     }
 }
 
-/// `GET /scan/{id}/events`: results as Server-Sent Events (`port`, then `done`).
+/// Query of the event stream: `from` is the index of the first result the
+/// page has not shown yet (it renders the ones before).
+#[derive(Debug, Deserialize)]
+pub struct EventsQuery {
+    from: Option<String>,
+}
+
+/// An event stream's position: results `next..` of the scan are still to send.
+struct Cursor {
+    live: Arc<Live>,
+    rx: broadcast::Receiver<LiveEvent>,
+    next: usize,
+    pending: VecDeque<Event>,
+    /// The scan has ended: send what is left, then `done`.
+    scan_ended: bool,
+    done_sent: bool,
+    _slot: StreamGuard,
+}
+
+/// Stored results read into a stream at a time, so a stream of a full scan
+/// holds a batch, not the whole replay, while its client reads.
+const STREAM_BATCH: usize = 256;
+
+impl Cursor {
+    /// Queues up to [`STREAM_BATCH`] stored results from `next` on; false when
+    /// there were none. The scan's result sequence is the source of truth, so
+    /// a receiver that lagged loses nothing.
+    fn fill(&mut self) -> bool {
+        let results = self.live.results_range(self.next, STREAM_BATCH);
+        for r in &results {
+            self.pending.push_back(port_event(self.next, r));
+            self.next += 1;
+        }
+        !results.is_empty()
+    }
+
+    /// The next event, waiting for the scan when everything stored is sent.
+    async fn next_event(&mut self) -> Option<Event> {
+        loop {
+            if let Some(e) = self.pending.pop_front() {
+                return Some(e);
+            }
+            if self.fill() {
+                continue;
+            }
+            if self.done_sent {
+                return None;
+            }
+            if self.scan_ended {
+                self.done_sent = true;
+                return Some(Event::default().event("done").data("{}"));
+            }
+            match self.rx.recv().await {
+                // New results (or missed notices): they are read from the sequence.
+                Ok(LiveEvent::Port(_)) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Ok(LiveEvent::Done) | Err(broadcast::error::RecvError::Closed) => {
+                    self.scan_ended = true
+                }
+            }
+        }
+    }
+}
+
+fn port_event(index: usize, r: &PortResult) -> Event {
+    Event::default()
+        .event("port")
+        .id(index.to_string())
+        .data(format!(
+            "{{\"port\":{},\"state\":\"{}\",\"reason\":\"{}\"}}",
+            r.port, r.state, r.reason
+        ))
+}
+
+/// The first result index a client still needs: after its `Last-Event-ID`
+/// (a reconnect), else `?from=` (a fresh page), else 0. Bad values count as absent.
+fn resume_index(headers: &HeaderMap, from: Option<&str>) -> usize {
+    let parse = |s: &str| -> Option<usize> {
+        let t = s.trim();
+        (!t.is_empty() && t.len() <= 10 && t.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| t.parse().ok())
+            .flatten()
+    };
+    let last = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse)
+        .map(|n| n + 1);
+    let from = from.and_then(parse);
+    last.max(from).unwrap_or(0)
+}
+
+/// `GET /scan/{id}/events`: results as Server-Sent Events (`port` with the
+/// result's index as its id, then `done`), from where the client left off.
+/// Streams are capped per scan and per visitor; beyond that the answer is 429
+/// and the page falls back to reloading itself.
 pub async fn events(
     State(state): State<AppState>,
+    ConnectInfo(conn): ConnectInfo<ConnInfo>,
+    headers: HeaderMap,
     Path(id): Path<String>,
+    Query(q): Query<EventsQuery>,
 ) -> Result<Response, AppError> {
     if !valid_id(&id) {
         return Err(AppError::NotFound);
     }
-    let port_event = |r: &PortResult| -> Result<Event, Infallible> {
-        Ok(Event::default().event("port").data(format!(
-            "{{\"port\":{},\"state\":\"{}\",\"reason\":\"{}\"}}",
-            r.port, r.state, r.reason
-        )))
+    let done_now = || {
+        let done = futures_util::stream::iter([Ok::<_, Infallible>(
+            Event::default().event("done").data("{}"),
+        )]);
+        Sse::new(done).into_response()
     };
     let Some(live) = state.scans().live(&id) else {
         // Finished (or unknown): tell the page to reload.
         load(&state, &id).await?;
-        let done = futures_util::stream::iter([Ok::<_, Infallible>(
-            Event::default().event("done").data("{}"),
-        )]);
-        return Ok(Sse::new(done).into_response());
+        return Ok(done_now());
     };
-    let (snapshot, rx) = live.subscribe();
-    drop(live);
-    let initial: Vec<Result<Event, Infallible>> = snapshot.iter().map(port_event).collect();
-    let rest = BroadcastStream::new(rx).filter_map(move |e| {
-        let out = match e {
-            Ok(LiveEvent::Port(r)) => Some(port_event(&r)),
-            Ok(LiveEvent::Done) => Some(Ok(Event::default().event("done").data("{}"))),
-            // A lagging page catches up when it reloads at `done`.
-            Err(_) => None,
-        };
-        std::future::ready(out)
+    let (ip, _) = visitor(&state, &conn, &headers);
+    let key = limit_key(ip, state.config().ipv6_prefix);
+    let slot = state
+        .streams()
+        .acquire(&id, key)
+        .map_err(|why| AppError::TooMany {
+            why: why.to_string(),
+            retry_after: Duration::from_secs(10),
+            running: None,
+        })?;
+    let rx = live.events_receiver();
+    let mut cursor = Cursor {
+        live,
+        rx,
+        next: resume_index(&headers, q.from.as_deref()),
+        pending: VecDeque::new(),
+        scan_ended: false,
+        done_sent: false,
+        _slot: slot,
+    };
+    // The scan may have ended between looking it up and subscribing; then its
+    // `Done` was sent before we listened, and it is no longer live.
+    cursor.scan_ended = state.scans().live(&id).is_none();
+    let stream = futures_util::stream::unfold(cursor, |mut c| async move {
+        let e = c.next_event().await?;
+        Some((Ok::<_, Infallible>(e), c))
     });
-    let stream = futures_util::stream::iter(initial).chain(rest);
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response())
@@ -518,4 +623,32 @@ pub async fn script() -> Response {
 /// Anything else.
 pub async fn not_found() -> AppError {
     AppError::NotFound
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resume_points_come_from_last_event_id_or_from() {
+        let with = |id: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("last-event-id", HeaderValue::from_str(id).unwrap());
+            h
+        };
+        let none = HeaderMap::new();
+        assert_eq!(resume_index(&none, None), 0);
+        assert_eq!(resume_index(&with("41"), None), 42);
+        assert_eq!(resume_index(&with(" 41 "), None), 42);
+        assert_eq!(resume_index(&none, Some("7")), 7);
+        // A reconnect of a page that started at ?from=7 resumes after its last id.
+        assert_eq!(resume_index(&with("41"), Some("7")), 42);
+        assert_eq!(resume_index(&with("3"), Some("7")), 7);
+        for bad in ["", "-1", "1e3", "0x10", "99999999999", "4 2"] {
+            assert_eq!(resume_index(&with(bad), None), 0, "{bad:?}");
+            assert_eq!(resume_index(&none, Some(bad)), 0, "{bad:?}");
+        }
+        // The largest id a stream can have still resumes (no overflow).
+        assert_eq!(resume_index(&with("9999999999"), None), 10_000_000_000);
+    }
 }

@@ -12,6 +12,7 @@ use tokio::sync::{Notify, broadcast, mpsc};
 
 use crate::config::Config;
 use crate::db::{Db, DbError, Status, StoredResult, StoredScan, StoredWatch, unix_now};
+use crate::limits::limit_key;
 use crate::prober::{Cancel, ProbeMode, Prober};
 
 /// How often a running scan's new results are committed: a crash loses at most
@@ -115,6 +116,23 @@ impl Live {
     pub fn subscribe(&self) -> (Vec<PortResult>, broadcast::Receiver<LiveEvent>) {
         let results = self.results.lock().unwrap_or_else(|p| p.into_inner());
         (results.clone(), self.events.subscribe())
+    }
+
+    /// A receiver of what follows; with [`Live::results_range`] a stream reads
+    /// the results themselves from the stored sequence, so it misses none.
+    pub fn events_receiver(&self) -> broadcast::Receiver<LiveEvent> {
+        self.events.subscribe()
+    }
+
+    /// At most `max` results from index `from` of the sequence on (empty
+    /// past the end).
+    pub fn results_range(&self, from: usize, max: usize) -> Vec<PortResult> {
+        let results = self.results.lock().unwrap_or_else(|p| p.into_inner());
+        let end = from.saturating_add(max).min(results.len());
+        results
+            .get(from..end)
+            .map(<[PortResult]>::to_vec)
+            .unwrap_or_default()
     }
 }
 
@@ -262,7 +280,9 @@ impl Scans {
                 running: None,
             });
         }
-        if let Some(id) = inner.running_by_ip.get(&target) {
+        // One visitor for the limits: IPv6 counted per prefix.
+        let key = limit_key(target, self.config.ipv6_prefix);
+        if let Some(id) = inner.running_by_ip.get(&key) {
             return Err(StartError::Limited {
                 why: "a test of your address is already running; one at a time".into(),
                 retry_after: Duration::from_secs(10),
@@ -271,7 +291,7 @@ impl Scans {
         }
         let now = Instant::now();
         let hour = Duration::from_secs(3600);
-        let history = inner.history.entry(target).or_default();
+        let history = inner.history.entry(key).or_default();
         while history
             .front()
             .is_some_and(|t| now.duration_since(*t) >= hour)
@@ -331,8 +351,8 @@ impl Scans {
             results: Mutex::new(Vec::new()),
             events: broadcast::channel(4096).0,
         });
-        inner.history.entry(target).or_default().push_back(now);
-        inner.running_by_ip.insert(target, id.clone());
+        inner.history.entry(key).or_default().push_back(now);
+        inner.running_by_ip.insert(key, id.clone());
         inner.cancels.insert(id.clone(), cancel);
         inner.live.insert(id, live.clone());
         drop(inner);
@@ -435,8 +455,9 @@ impl Scans {
             let mut inner = self.inner();
             inner.live.remove(&live.id);
             inner.cancels.remove(&live.id);
-            if inner.running_by_ip.get(&live.target) == Some(&live.id) {
-                inner.running_by_ip.remove(&live.target);
+            let key = limit_key(live.target, self.config.ipv6_prefix);
+            if inner.running_by_ip.get(&key) == Some(&live.id) {
+                inner.running_by_ip.remove(&key);
             }
         }
         let _ = live.events.send(LiveEvent::Done);

@@ -189,7 +189,7 @@ async fn text(resp: Response<Body>) -> String {
 async fn token(state: &AppState, peer: &str) -> String {
     let page = text(send(state, get("/", peer)).await).await;
     let at = page.find("name=\"token\" value=\"").expect("consent form") + 20;
-    page[at..at + 48].to_string()
+    page[at..at + 64].to_string()
 }
 
 /// Posts the consent form; returns the scan id from the redirect.
@@ -213,7 +213,9 @@ async fn api_scan(state: &AppState, id: &str) -> serde_json::Value {
         let resp = send(state, get(&format!("/api/scans/{id}"), VISITOR)).await;
         assert_eq!(resp.status(), StatusCode::OK);
         let v: serde_json::Value = serde_json::from_str(&text(resp).await).unwrap();
-        if v["scan"]["status"] != "running" {
+        // Stored first, then its running slot is released: wait for both, so
+        // a next start does not race the release.
+        if v["scan"]["status"] != "running" && state.scans().live(id).is_none() {
             return v;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -640,4 +642,457 @@ async fn any_of_the_servers_own_addresses_is_refused() {
     // The request reaches SERVER's address but comes from another of our own.
     let page = text(send(&state, get("/", &own.to_string())).await).await;
     assert!(page.contains("own address"), "{own}");
+}
+
+/// `GET path` from `peer` with extra headers.
+fn get_with(path: &str, peer: &str, extra: &[(&str, &str)]) -> Request<Body> {
+    let mut r = get(path, peer);
+    for (k, v) in extra {
+        r.headers_mut().insert(
+            axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    r
+}
+
+/// The `id:` values of the `port` events of an SSE body, in order.
+fn event_ids(body: &str) -> Vec<usize> {
+    body.split("\n\n")
+        .filter(|e| e.contains("event: port"))
+        .map(|e| {
+            let line = e.lines().find(|l| l.starts_with("id: ")).expect("an id");
+            line[4..].parse().unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn event_streams_carry_ids_and_resume_after_last_event_id() {
+    let slow = slow(Duration::from_millis(20), |_| PortState::Closed);
+    let state = state_with(slow, config());
+    let id = start(&state, VISITOR, "kind=common").await;
+    let path = format!("/scan/{id}/events");
+    let (full, resumed, from) = tokio::join!(
+        send(&state, get(&path, VISITOR)),
+        send(&state, get_with(&path, VISITOR, &[("last-event-id", "9")])),
+        send(&state, get(&format!("{path}?from=20"), VISITOR)),
+    );
+    let (full, resumed, from) = (text(full).await, text(resumed).await, text(from).await);
+    assert_eq!(event_ids(&full), (0..26).collect::<Vec<_>>(), "{full}");
+    // A reconnect gets only what it missed: indexes 10.., nothing before.
+    assert_eq!(
+        event_ids(&resumed),
+        (10..26).collect::<Vec<_>>(),
+        "{resumed}"
+    );
+    assert_eq!(event_ids(&from), (20..26).collect::<Vec<_>>(), "{from}");
+    for body in [&full, &resumed, &from] {
+        assert!(
+            body.trim_end().ends_with("data: {}"),
+            "ends with done: {body}"
+        );
+    }
+    // The ids are positions in the result sequence: the full stream's port
+    // events from index 10 on are exactly the resumed stream's.
+    let tail = |b: &str| -> Vec<String> {
+        b.split("\n\n")
+            .filter(|e| e.contains("event: port"))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(tail(&full)[10..], tail(&resumed)[..]);
+    // Nonsense ids start from the beginning rather than failing.
+    let id2 = start(&state, "203.0.113.70", "kind=common").await;
+    let junk = text(
+        send(
+            &state,
+            get_with(
+                &format!("/scan/{id2}/events"),
+                VISITOR,
+                &[("last-event-id", "x9")],
+            ),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(event_ids(&junk).first(), Some(&0));
+}
+
+#[tokio::test]
+async fn a_lagging_stream_resumes_from_the_stored_results() {
+    // 65,536 results arrive at once, far more than the broadcast buffer holds,
+    // while the stream is not read: it must still deliver every one, once.
+    let state = state_with(
+        Scripted::new(|_| PortState::Closed),
+        Config {
+            allow_full: true,
+            ..config()
+        },
+    );
+    let t = token(&state, VISITOR).await;
+    let resp = send(
+        &state,
+        post("/scan", VISITOR, &format!("token={t}&kind=full"), &[]),
+    )
+    .await;
+    let id = resp.headers()[header::LOCATION].to_str().unwrap()[6..].to_string();
+    let stream = send(&state, get(&format!("/scan/{id}/events"), VISITOR)).await;
+    api_scan(&state, &id).await;
+    let ids = event_ids(&text(stream).await);
+    assert_eq!(ids, (0..65_536).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn event_streams_are_capped_per_scan_and_per_address_and_freed_on_drop() {
+    let slow = slow(Duration::from_millis(50), |_| PortState::Stealth);
+    let state = state_with(slow, config());
+    let scans = [
+        start(&state, "203.0.113.80", "kind=service").await,
+        start(&state, "203.0.113.81", "kind=service").await,
+        start(&state, "203.0.113.82", "kind=service").await,
+    ];
+    let events = |i: usize| format!("/scan/{}/events", scans[i]);
+    // Four streams of one scan, from four addresses: the fifth is refused.
+    let mut held = Vec::new();
+    for n in 0..4 {
+        let r = send(&state, get(&events(0), &format!("198.51.100.{n}"))).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        held.push(r);
+    }
+    let refused = send(&state, get(&events(0), "198.51.100.9")).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().contains_key(header::RETRY_AFTER));
+    assert!(text(refused).await.contains("live views"));
+    // A client that goes away frees its slot.
+    drop(held.pop());
+    assert_eq!(state.streams().open(), 3);
+    let again = send(&state, get(&events(0), "198.51.100.9")).await;
+    assert_eq!(again.status(), StatusCode::OK);
+    held.push(again);
+    drop(held);
+    assert_eq!(state.streams().open(), 0);
+    // Eight streams per visitor, IPv6 counted per /64: addresses of one /64
+    // together get eight, over two scans; the ninth, on a third scan, is refused.
+    let mut held = Vec::new();
+    for n in 0..8 {
+        let peer = format!("2001:db8:5:6::{:x}", n + 1);
+        let r = send(&state, get(&events(n / 4), &peer)).await;
+        assert_eq!(r.status(), StatusCode::OK, "{peer}");
+        held.push(r);
+    }
+    let refused = send(&state, get(&events(2), "2001:db8:5:6:ffff::1")).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(text(refused).await.contains("your address"));
+    let other = send(&state, get(&events(2), "2001:db8:5:7::1")).await;
+    assert_eq!(
+        other.status(),
+        StatusCode::OK,
+        "another /64 is another visitor"
+    );
+    drop(other);
+    drop(held);
+    assert_eq!(state.streams().open(), 0);
+    // A finished scan's stream is a single `done`, whatever the caps.
+    state.scans().shutdown(Duration::from_secs(5)).await;
+    let body = text(send(&state, get(&events(0), "198.51.100.1")).await).await;
+    assert_eq!(body.trim(), "event: done\ndata: {}");
+}
+
+#[tokio::test]
+async fn ipv6_visitors_are_limited_per_prefix() {
+    let slow = slow(Duration::from_millis(30), |_| PortState::Stealth);
+    let state = state_with(
+        slow.clone(),
+        Config {
+            scans_per_hour: 2,
+            ..config()
+        },
+    );
+    let first = start(&state, "2001:db8:1:2::a", "kind=common").await;
+    // Another address of the same /64 cannot take a second running slot.
+    let t = token(&state, "2001:db8:1:2::b").await;
+    let resp = send(
+        &state,
+        post(
+            "/scan",
+            "2001:db8:1:2::b",
+            &format!("token={t}&kind=common"),
+            &[],
+        ),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(text(resp).await.contains(&first));
+    // A different /64 can.
+    let _ = start(&state, "2001:db8:1:3::a", "kind=port&port=22").await;
+    api_scan(&state, &first).await;
+    // The hourly budget is the /64's: a second one from a third address, then refused.
+    let second = start(&state, "2001:db8:1:2::c", "kind=port&port=80").await;
+    api_scan(&state, &second).await;
+    let t = token(&state, "2001:db8:1:2:ffff:ffff:ffff:ffff").await;
+    let resp = send(
+        &state,
+        post(
+            "/scan",
+            "2001:db8:1:2:ffff:ffff:ffff:ffff",
+            &format!("token={t}&kind=port&port=81"),
+            &[],
+        ),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(text(resp).await.contains("in the last hour"));
+    assert_eq!(slow.starts.load(Ordering::SeqCst), 3);
+
+    // A shorter prefix joins more addresses into one visitor.
+    let state = state_with(
+        Scripted::new(|_| PortState::Stealth),
+        Config {
+            scans_per_hour: 1,
+            ipv6_prefix: 48,
+            ..config()
+        },
+    );
+    let id = start(&state, "2001:db8:1:2::a", "kind=port&port=22").await;
+    api_scan(&state, &id).await;
+    let t = token(&state, "2001:db8:1:ff::a").await;
+    let resp = send(
+        &state,
+        post(
+            "/scan",
+            "2001:db8:1:ff::a",
+            &format!("token={t}&kind=common"),
+            &[],
+        ),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    // IPv4 stays per address.
+    let _ = start(&state, "203.0.113.90", "kind=port&port=22").await;
+    let _ = start(&state, "203.0.113.91", "kind=port&port=22").await;
+}
+
+#[tokio::test]
+async fn a_consent_token_starts_one_test_only() {
+    let prober = Scripted::new(|_| PortState::Stealth);
+    let state = state_with(prober.clone(), config());
+    let t = token(&state, VISITOR).await;
+    let form = format!("token={t}&kind=port&port=22");
+    let resp = send(&state, post("/scan", VISITOR, &form, &[])).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let id = resp.headers()[header::LOCATION].to_str().unwrap()[6..].to_string();
+    api_scan(&state, &id).await;
+    let replay = send(&state, post("/scan", VISITOR, &form, &[])).await;
+    assert_eq!(replay.status(), StatusCode::FORBIDDEN);
+    assert!(text(replay).await.contains("already been used"));
+    assert_eq!(prober.starts.load(Ordering::SeqCst), 1);
+    // A post refused by a limit does not use the token up.
+    let state = state_with(
+        slow(Duration::from_millis(20), |_| PortState::Stealth),
+        Config {
+            max_concurrent: 1,
+            ..config()
+        },
+    );
+    let running = start(&state, "203.0.113.95", "kind=common").await;
+    let t = token(&state, VISITOR).await;
+    let form = format!("token={t}&kind=port&port=22");
+    let resp = send(&state, post("/scan", VISITOR, &form, &[])).await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    api_scan(&state, &running).await;
+    let resp = send(&state, post("/scan", VISITOR, &form, &[])).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn consent_tokens_expire_after_ten_minutes() {
+    let prober = Scripted::new(|_| PortState::Stealth);
+    let state = state_with(prober.clone(), config());
+    let ip: IpAddr = VISITOR.parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let old = state.csrf().issue_at(ip, now - 11 * 60);
+    let resp = send(
+        &state,
+        post("/scan", VISITOR, &format!("token={old}&kind=common"), &[]),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert!(text(resp).await.contains("expired"));
+    assert_eq!(prober.starts.load(Ordering::SeqCst), 0);
+    let recent = state.csrf().issue_at(ip, now - 9 * 60);
+    let resp = send(
+        &state,
+        post(
+            "/scan",
+            VISITOR,
+            &format!("token={recent}&kind=common"),
+            &[],
+        ),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn cross_site_consent_posts_are_refused_with_the_reason() {
+    let prober = Scripted::new(|_| PortState::Stealth);
+    let state = state_with(prober.clone(), config());
+    let t = token(&state, VISITOR).await;
+    let form = format!("token={t}&kind=port&port=22");
+    let cross: [&[(&str, &str)]; 4] = [
+        &[("host", "scan.example"), ("origin", "https://evil.example")],
+        &[("host", "scan.example"), ("origin", "null")],
+        &[("sec-fetch-site", "cross-site")],
+        &[
+            ("sec-fetch-site", "same-site"),
+            ("origin", "https://scan.example"),
+            ("host", "scan.example"),
+        ],
+    ];
+    for headers in cross {
+        let resp = send(&state, post("/scan", VISITOR, &form, headers)).await;
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{headers:?}");
+        let page = text(resp).await;
+        assert!(page.contains("another site"), "{headers:?}: {page}");
+    }
+    assert_eq!(prober.starts.load(Ordering::SeqCst), 0);
+    // Same-origin posts pass, and so do posts with neither header (curl, old browsers).
+    let same = [
+        ("host", "scan.example"),
+        ("origin", "https://scan.example"),
+        ("sec-fetch-site", "same-origin"),
+    ];
+    let resp = send(&state, post("/scan", VISITOR, &form, &same)).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{}", text(resp).await);
+    let id = resp.headers()[header::LOCATION].to_str().unwrap()[6..].to_string();
+    api_scan(&state, &id).await;
+    let _ = start(&state, "203.0.113.96", "kind=common").await;
+    assert_eq!(prober.starts.load(Ordering::SeqCst), 2);
+}
+
+/// A DNS server on loopback that answers every PTR query with `name`, counting
+/// queries; the test's resolver asks only it.
+async fn ptr_server(name: &'static str) -> (SocketAddr, Arc<AtomicUsize>) {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = sock.local_addr().unwrap();
+    let queries = Arc::new(AtomicUsize::new(0));
+    let count = queries.clone();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 512];
+        loop {
+            let Ok((n, from)) = sock.recv_from(&mut buf).await else {
+                return;
+            };
+            let q = &buf[..n];
+            if q.len() < 12 {
+                continue;
+            }
+            // The question: labels up to the root, then type and class.
+            let mut end = 12;
+            while end < q.len() && q[end] != 0 {
+                end += 1 + q[end] as usize;
+            }
+            if end + 5 > q.len() {
+                continue;
+            }
+            count.fetch_add(1, Ordering::SeqCst);
+            let question = &q[12..end + 5];
+            let mut rdata = Vec::new();
+            for label in name.split('.') {
+                rdata.push(label.len() as u8);
+                rdata.extend_from_slice(label.as_bytes());
+            }
+            rdata.push(0);
+            let mut resp = vec![q[0], q[1], 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+            resp.extend_from_slice(question);
+            resp.extend_from_slice(&[0xc0, 0x0c, 0, 12, 0, 1, 0, 0, 0x0e, 0x10]);
+            resp.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+            resp.extend_from_slice(&rdata);
+            let _ = sock.send_to(&resp, from).await;
+        }
+    });
+    (addr, queries)
+}
+
+fn rdns_config(server: SocketAddr) -> Config {
+    Config {
+        reverse_dns: true,
+        dns_servers: Some(vec![server]),
+        ..config()
+    }
+}
+
+#[tokio::test]
+async fn the_visitors_name_comes_from_the_resolver_and_is_cached() {
+    let (server, queries) = ptr_server("host-50.example.test").await;
+    let state = state_with(Scripted::new(|_| PortState::Stealth), rdns_config(server));
+    let page = text(send(&state, get("/", VISITOR)).await).await;
+    assert!(page.contains("host-50.example.test"), "{page}");
+    let again = text(send(&state, get("/", VISITOR)).await).await;
+    assert!(again.contains("host-50.example.test"));
+    assert_eq!(
+        queries.load(Ordering::SeqCst),
+        1,
+        "the second visit is cached"
+    );
+    // No lookup at all when the operator turns it off.
+    let state = state_with(
+        Scripted::new(|_| PortState::Stealth),
+        Config {
+            reverse_dns: false,
+            ..rdns_config(server)
+        },
+    );
+    let page = text(send(&state, get("/", "203.0.113.51")).await).await;
+    assert!(!page.contains("host-50.example.test"));
+    assert_eq!(queries.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_name_server_slows_no_other_request() {
+    // Bound but never read: every query goes unanswered.
+    let hole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let state = state_with(
+        Scripted::new(|_| PortState::Stealth),
+        rdns_config(hole.local_addr().unwrap()),
+    );
+    let began = std::time::Instant::now();
+    let homes: Vec<_> = (0..50)
+        .map(|i| {
+            let state = state.clone();
+            tokio::spawn(async move {
+                let resp = send(&state, get("/", &format!("203.0.113.{}", 100 + i))).await;
+                assert_eq!(resp.status(), StatusCode::OK);
+                text(resp).await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let api_began = std::time::Instant::now();
+    let resp = send(&state, get("/api/ports/22", VISITOR)).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let api = api_began.elapsed();
+    assert!(api < Duration::from_millis(250), "the API took {api:?}");
+    for h in homes {
+        let page = h.await.unwrap();
+        assert!(page.contains("consent") || page.contains("token"));
+    }
+    let all = began.elapsed();
+    assert!(
+        all < Duration::from_millis(1500 + 1500),
+        "50 home pages with a silent name server took {all:?}"
+    );
+    // The failure is remembered: the same visitor does not wait again.
+    let again = std::time::Instant::now();
+    let _ = text(send(&state, get("/", "203.0.113.100")).await).await;
+    assert!(
+        again.elapsed() < Duration::from_millis(200),
+        "{:?}",
+        again.elapsed()
+    );
+    drop(hole);
 }
