@@ -291,7 +291,10 @@ impl Scans {
         }
         let now = Instant::now();
         let hour = Duration::from_secs(3600);
-        let history = inner.history.entry(key).or_default();
+        // Only a started test creates an entry (below): refused requests must
+        // not grow the map.
+        let mut no_history = VecDeque::new();
+        let history = inner.history.get_mut(&key).unwrap_or(&mut no_history);
         while history
             .front()
             .is_some_and(|t| now.duration_since(*t) >= hour)
@@ -525,9 +528,19 @@ impl Scans {
         }
     }
 
+    /// Forgets hourly budgets whose last test is an hour older than `now`, so
+    /// the map holds only visitors of the last hour.
+    fn forget_spent_budgets(&self, now: Instant) {
+        let hour = Duration::from_secs(3600);
+        self.inner()
+            .history
+            .retain(|_, h| h.back().is_some_and(|t| now.duration_since(*t) < hour));
+    }
+
     /// Deletes expired scans (stored and kept in memory).
     pub fn purge(&self) -> Result<usize, DbError> {
         let now = unix_now();
+        self.forget_spent_budgets(Instant::now());
         {
             let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
             let Kept {
@@ -804,5 +817,54 @@ mod tests {
             kept.scans.values().map(|s| s.results.len()).sum::<usize>()
         );
         assert!(kept.scans.contains_key(&format!("{:032x}", 10_009)));
+    }
+}
+
+#[cfg(test)]
+mod history_tests {
+    use super::*;
+
+    /// Never answers; the scan runs until cancelled.
+    struct Forever;
+
+    impl Prober for Forever {
+        fn mode(&self) -> ProbeMode {
+            ProbeMode::Scripted
+        }
+
+        fn start(
+            &self,
+            _target: IpAddr,
+            _ports: PortList,
+            _events: mpsc::UnboundedSender<ScanEvent>,
+        ) -> Result<Cancel, ProbeError> {
+            Ok(Cancel::new(|| {}))
+        }
+    }
+
+    #[tokio::test]
+    async fn refused_starts_leave_no_history_and_purge_forgets_spent_budgets() {
+        let config = Config {
+            max_concurrent: 1,
+            ..Config::default()
+        };
+        let scans = Arc::new(Scans::new(
+            Db::in_memory().unwrap(),
+            Arc::new(Forever),
+            config,
+        ));
+        let ports = || PortList::parse("80").unwrap();
+        scans
+            .start("198.18.0.2".parse().unwrap(), TestKind::Custom, ports())
+            .unwrap();
+        for i in 0..100u8 {
+            let ip = IpAddr::from([198, 18, 1, i]);
+            assert!(scans.start(ip, TestKind::Custom, ports()).is_err());
+        }
+        assert_eq!(scans.inner().history.len(), 1, "only the started test");
+        scans.purge().unwrap();
+        assert_eq!(scans.inner().history.len(), 1, "a budget in use is kept");
+        scans.forget_spent_budgets(Instant::now() + Duration::from_secs(3601));
+        assert!(scans.inner().history.is_empty(), "a spent budget is gone");
     }
 }
