@@ -435,8 +435,11 @@ fn parse_csv(text: &str) -> Result<Vec<(CsvRow, Vec<&'static str>)>> {
     Ok(out)
 }
 
+/// npm's rows: (port, proto) → (name, description).
+type NpmRows = BTreeMap<(u16, &'static str), (String, String)>;
+
 /// Parses npm's JSON into (port, proto) → (name, description), TCP and UDP only.
-fn parse_npm(upstream: &str) -> Result<BTreeMap<(u16, &'static str), (String, String)>> {
+fn parse_npm(upstream: &str) -> Result<NpmRows> {
     let value: serde_json::Value =
         serde_json::from_str(upstream).context("npm file is not valid JSON")?;
     let object = value
