@@ -118,8 +118,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 None => search(&query),
             };
             let mut hits = hits.map_err(|e| Failure::Usage(e.to_string()))?;
-            if a.limit > 0 {
-                hits.truncate(a.limit);
+            let listing = a.tag.is_some() && a.words.is_empty();
+            let limit = a.limit.unwrap_or(if listing { 0 } else { 20 });
+            if limit > 0 {
+                hits.truncate(limit);
             }
             if a.json {
                 serde_json::to_writer_pretty(&mut out, &hits).map_err(io::Error::from)?;

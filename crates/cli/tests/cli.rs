@@ -243,8 +243,19 @@ fn nameless_assignments_print_no_invented_name() {
 
 #[test]
 fn search_by_tag() {
-    let all = stdout_of(&["search", "--tag", "printing", "-n", "0"]);
+    let all = stdout_of(&["search", "--tag", "printing"]);
     assert!(all.lines().any(|l| l.starts_with("9100/tcp")), "{all}");
+    // A tag listing is not cut at the default 20 results.
+    let legacy = stdout_of(&["search", "--tag", "legacy", "--json"]);
+    let legacy: Value = serde_json::from_str(&legacy).unwrap();
+    let tagged = harbormaster_knowledge::entries()
+        .filter(|e| e.curated.is_some_and(|c| c.tags.contains(&"legacy")))
+        .count();
+    assert!(
+        tagged > 20,
+        "only {tagged} legacy entries: the check needs more than 20"
+    );
+    assert_eq!(legacy.as_array().unwrap().len(), tagged);
     let v: Value = serde_json::from_str(&stdout_of(&[
         "search",
         "--tag",
