@@ -138,6 +138,7 @@ const HOSTS: &[(&str, &str)] = &[
     ("etcd.io", "etcd project"),
     ("prometheus.io", "Prometheus project"),
     ("www.postgresql.org", "PostgreSQL project"),
+    ("firebirdsql.org", "Firebird project"),
     ("www.openssh.com", "OpenSSH project"),
     ("www.openldap.org", "OpenLDAP project"),
     ("www.postfix.org", "Postfix project"),
