@@ -28,6 +28,10 @@ const HOSTS: &[(&str, &str)] = &[
     ("www.iana.org", "IANA, the registry itself"),
     ("datatracker.ietf.org", "IETF, drafts and RFCs"),
     ("www.itu.int", "ITU-T recommendations"),
+    (
+        "pubs.opengroup.org",
+        "The Open Group, publisher of POSIX and the Single UNIX Specification",
+    ),
     ("docs.oasis-open.org", "OASIS standards (MQTT, AMQP 1.0, …)"),
     (
         "www.omg.org",
