@@ -18,6 +18,8 @@ command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 # nmap's ndiff, to check that our XML output is readable by nmap tooling.
 command -v ndiff >/dev/null 2>&1 || need+=(ndiff)
+# Debian's /etc/services, compared with the knowledge base (crates/knowledge/tests/debian_services.rs).
+[ -f /etc/services ] || need+=(netbase)
 
 # playwright-core is (re)installed from the lock file when it is missing or the
 # lock file changed since the last install (npm ci writes node_modules/.package-lock.json).

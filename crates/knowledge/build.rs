@@ -18,6 +18,19 @@ const MIN_SECURITY: usize = 150;
 const MIN_CLOSE: usize = 100;
 const MAX_TITLE: usize = 80;
 const MAX_PURPOSE: usize = 160;
+/// Whether every curated table must carry `tags` and `reviewed`. The keys are
+/// being added to the data files on several branches at once; while this is
+/// false a table without them still builds (and its page says it has no review
+/// date). Flip to true once every file has them.
+const REQUIRE_REVIEWED: bool = false;
+
+include!("src/tags.rs");
+
+/// The `tags`/`reviewed` rules, shared with the library's unit tests.
+#[allow(dead_code)]
+mod schema {
+    include!("src/schema.rs");
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,12 +73,22 @@ struct CuratedToml {
     related: Vec<String>,
     references: Vec<String>,
     malware: Vec<String>,
+    /// Filter tags from [`TAGS`]; `None` when the key is absent.
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+    /// The month the entry was last fact-checked, `YYYY-MM`.
+    #[serde(default)]
+    reviewed: Option<String>,
 }
 
 struct IanaRow {
     status: &'static str,
     name: String,
     description: String,
+    aliases: Vec<String>,
+    others: Vec<String>,
+    reference: String,
+    unauthorized: String,
 }
 
 fn main() {
@@ -74,6 +97,8 @@ fn main() {
     let ports_dir = root.join("ports");
     println!("cargo::rerun-if-changed={}", tsv_path.display());
     println!("cargo::rerun-if-changed={}", ports_dir.display());
+    println!("cargo::rerun-if-changed=src/tags.rs");
+    println!("cargo::rerun-if-changed=src/schema.rs");
 
     let iana = read_iana(&tsv_path);
     let curated = read_curated(&ports_dir);
@@ -106,10 +131,17 @@ fn main() {
     )
     .unwrap();
     for key @ (port, proto) in &keys {
-        let (status, name, description) = match iana.get(key) {
-            Some(r) => (r.status, r.name.as_str(), r.description.as_str()),
-            None => ("unassigned", "", ""),
+        let empty = IanaRow {
+            status: "unassigned",
+            name: String::new(),
+            description: String::new(),
+            aliases: Vec::new(),
+            others: Vec::new(),
+            reference: String::new(),
+            unauthorized: String::new(),
         };
+        let r = iana.get(key).unwrap_or(&empty);
+        let (status, name, description) = (r.status, r.name.as_str(), r.description.as_str());
         let status = match status {
             "assigned" => "Registration::Assigned",
             "reserved" => "Registration::Reserved",
@@ -121,8 +153,12 @@ fn main() {
         };
         writeln!(
             out,
-            "    Entry {{ port: {port}, proto: {}, registration: {status}, iana_name: {name:?}, iana_description: {description:?}, curated: {curated} }},",
-            proto_expr(*proto)
+            "    Entry {{ port: {port}, proto: {}, registration: {status}, iana_name: {name:?}, iana_description: {description:?}, curated: {curated}, iana_aliases: &{:?}, iana_other_names: &{:?}, iana_reference: {:?}, iana_unauthorized_use: {:?} }},",
+            proto_expr(*proto),
+            r.aliases,
+            r.others,
+            r.reference,
+            r.unauthorized,
         )
         .unwrap();
     }
@@ -138,7 +174,17 @@ fn main() {
     for key in &keys {
         let (iana_name, iana_desc) = iana
             .get(key)
-            .map(|r| (r.name.to_lowercase(), r.description.to_lowercase()))
+            .map(|r| {
+                let names: Vec<&str> = std::iter::once(r.name.as_str())
+                    .chain(r.aliases.iter().map(String::as_str))
+                    .chain(r.others.iter().map(String::as_str))
+                    .filter(|n| !n.is_empty())
+                    .collect();
+                (
+                    names.join("\n").to_lowercase(),
+                    r.description.to_lowercase(),
+                )
+            })
             .unwrap_or_default();
         let c = curated_index.get(key).map(|&i| &curated[i].data);
         let lower = |f: fn(&CuratedToml) -> String| c.map(f).unwrap_or_default().to_lowercase();
@@ -182,9 +228,16 @@ fn read_iana(path: &Path) -> BTreeMap<(u16, u8), IanaRow> {
         }
         let fail = |why: &str| -> ! { panic!("{}:{}: {why}: {line:?}", path.display(), n + 1) };
         let f: Vec<&str> = line.split('\t').collect();
-        if f.len() != 5 {
-            fail("expected 5 tab-separated fields");
+        if f.len() != 9 {
+            fail("expected 9 tab-separated fields");
         }
+        let list = |s: &str| -> Vec<String> {
+            if s.is_empty() {
+                Vec::new()
+            } else {
+                s.split(", ").map(str::to_string).collect()
+            }
+        };
         let port: u16 = f[0].parse().unwrap_or_else(|_| fail("bad port"));
         let proto = match f[1] {
             "tcp" => 0,
@@ -208,6 +261,10 @@ fn read_iana(path: &Path) -> BTreeMap<(u16, u8), IanaRow> {
                 status,
                 name: f[3].to_string(),
                 description: f[4].to_string(),
+                aliases: list(f[5]),
+                others: list(f[6]),
+                reference: f[7].to_string(),
+                unauthorized: f[8].to_string(),
             },
         );
     }
@@ -345,8 +402,16 @@ fn validate(label: &str, port: u16, proto: u8, e: &CuratedToml) {
             fail(format!("{field} has an empty item"));
         }
     }
-    if e.names.is_empty() || e.protocols.is_empty() {
-        fail("names and protocols must not be empty".into());
+    // `names` may be empty: a port IANA gives no service name to (57, "any private
+    // terminal access") has none, and the project does not invent one.
+    if e.protocols.is_empty() {
+        fail("protocols must not be empty".into());
+    }
+    if let Err(why) = schema::check_tags(e.tags.as_deref(), REQUIRE_REVIEWED) {
+        fail(why);
+    }
+    if let Err(why) = schema::check_reviewed(e.reviewed.as_deref(), REQUIRE_REVIEWED) {
+        fail(why);
     }
     let mut seen = BTreeSet::new();
     for r in &e.related {
@@ -401,7 +466,7 @@ fn write_curated(out: &mut String, entry: &CuratedEntry) {
         .collect();
     writeln!(
         out,
-        "    Curated {{ port: {port}, proto: {}, both: {both}, title: {:?}, names: {}, protocols: {}, purpose: {:?}, description: {:?}, security: {:?}, close: {:?}, related: &[{}], references: {}, malware: {} }},",
+        "    Curated {{ port: {port}, proto: {}, both: {both}, title: {:?}, names: {}, protocols: {}, purpose: {:?}, description: {:?}, security: {:?}, close: {:?}, related: &[{}], references: {}, malware: {}, tags: {}, reviewed: {:?} }},",
         proto_expr(proto),
         c.title,
         list(&c.names),
@@ -413,6 +478,8 @@ fn write_curated(out: &mut String, entry: &CuratedEntry) {
         related.join(", "),
         list(&c.references),
         list(&c.malware),
+        list(c.tags.as_deref().unwrap_or_default()),
+        c.reviewed,
     )
     .unwrap();
 }

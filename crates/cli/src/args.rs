@@ -150,14 +150,19 @@ pub enum OutputFormat {
 #[derive(Debug, Args)]
 pub struct SearchArgs {
     /// Words to look for (all must match), e.g. `netbus` or `remote desktop`.
-    #[arg(required = true, num_args = 1..)]
+    #[arg(required_unless_present = "tag", num_args = 1..)]
     pub words: Vec<String>,
-    /// Show at most this many results (0 shows all).
-    #[arg(long, short = 'n', default_value_t = 20)]
-    pub limit: usize,
+    /// Show at most this many results (0 shows all). Default: 20, or all when
+    /// listing a tag without words.
+    #[arg(long, short = 'n')]
+    pub limit: Option<usize>,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Only entries with this tag (e.g. `ics`, `remote-access`); alone, lists
+    /// every entry that has it.
+    #[arg(long)]
+    pub tag: Option<String>,
 }
 
 /// `harbormaster db …`.

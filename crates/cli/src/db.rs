@@ -84,6 +84,12 @@ pub fn export(out: &mut impl Write, format: ExportFormat) -> io::Result<()> {
                     }),
                     text(|c| c.references.join("; ")),
                     text(|c| c.malware.join("; ")),
+                    e.iana_aliases.join("; "),
+                    e.iana_other_names.join("; "),
+                    e.iana_reference.unwrap_or_default().to_string(),
+                    e.iana_unauthorized_use.unwrap_or_default().to_string(),
+                    text(|c| c.tags.join("; ")),
+                    text(|c| c.reviewed.unwrap_or_default().to_string()),
                 ])
                 .map_err(csv_io)?;
             }
@@ -94,7 +100,7 @@ pub fn export(out: &mut impl Write, format: ExportFormat) -> io::Result<()> {
 }
 
 /// The CSV header, in column order.
-pub const CSV_COLUMNS: [&str; 17] = [
+pub const CSV_COLUMNS: [&str; 23] = [
     "port",
     "proto",
     "class",
@@ -112,6 +118,12 @@ pub const CSV_COLUMNS: [&str; 17] = [
     "related",
     "references",
     "malware",
+    "iana_aliases",
+    "iana_other_names",
+    "iana_reference",
+    "iana_unauthorized_use",
+    "tags",
+    "reviewed",
 ];
 
 /// Unwraps the I/O error inside a CSV error (a closed pipe must stay recognisable).

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use clap::error::ErrorKind;
-use harbormaster_knowledge::{Proto, port_page, search};
+use harbormaster_knowledge::{Proto, port_page, search, search_tagged};
 
 use crate::args::{Cli, Command, DbCommand};
 
@@ -113,15 +113,26 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Search(a) => {
             let query = a.words.join(" ");
-            let mut hits = search(&query).map_err(|e| Failure::Usage(e.to_string()))?;
-            if a.limit > 0 {
-                hits.truncate(a.limit);
+            let hits = match &a.tag {
+                Some(tag) => search_tagged(&query, tag),
+                None => search(&query),
+            };
+            let mut hits = hits.map_err(|e| Failure::Usage(e.to_string()))?;
+            let listing = a.tag.is_some() && a.words.is_empty();
+            let limit = a.limit.unwrap_or(if listing { 0 } else { 20 });
+            if limit > 0 {
+                hits.truncate(limit);
             }
             if a.json {
                 serde_json::to_writer_pretty(&mut out, &hits).map_err(io::Error::from)?;
                 writeln!(out)?;
             } else {
-                page::write_search_results(&mut out, &query, &hits)?;
+                let what = match &a.tag {
+                    Some(tag) if query.is_empty() => format!("tag {tag:?}"),
+                    Some(tag) => format!("{query:?} with tag {tag:?}"),
+                    None => format!("{query:?}"),
+                };
+                page::write_search_results(&mut out, &what, &hits)?;
             }
         }
         Command::Db {

@@ -29,9 +29,15 @@ pub fn write_port_page(out: &mut impl Write, port: u16, protos: &[Proto]) -> io:
 }
 
 fn write_section(out: &mut impl Write, info: PortInfo) -> io::Result<()> {
-    let heading = match info.curated {
-        Some(c) => format!("{} · {} · {}", info.port_ref(), info.name(), c.title),
-        None => format!("{} · {}", info.port_ref(), info.name()),
+    // An assignment IANA gives no name is headed by its title alone: no label of
+    // ours is dressed up as IANA's.
+    let name = info.name();
+    let heading = match (info.curated, info.registration, name) {
+        (Some(c), Registration::Assigned, "unnamed") => {
+            format!("{} · {}", info.port_ref(), c.title)
+        }
+        (Some(c), _, _) => format!("{} · {name} · {}", info.port_ref(), c.title),
+        (None, _, _) => format!("{} · {name}", info.port_ref()),
     };
     writeln!(out, "{heading}")?;
     writeln!(out, "{}", "─".repeat(heading.chars().count().min(WIDTH)))?;
@@ -42,9 +48,34 @@ fn write_section(out: &mut impl Write, info: PortInfo) -> io::Result<()> {
         (Registration::Reserved, _, _) => "reserved".to_string(),
         (Registration::Assigned, Some(n), Some(d)) => format!("{n}: {d}"),
         (Registration::Assigned, Some(n), None) => n.to_string(),
-        (Registration::Assigned, None, d) => d.unwrap_or("assigned").to_string(),
+        (Registration::Assigned, None, Some(d)) => format!("no service name: {d}"),
+        (Registration::Assigned, None, None) => "assigned, no service name".to_string(),
     };
     field(out, "IANA", &iana)?;
+    if !info.iana_aliases.is_empty() {
+        let n = info.iana_name.unwrap_or_default();
+        field(
+            out,
+            "IANA aliases",
+            &format!(
+                "{} (historic or duplicate names of {n}; IANA says not to use them for service discovery)",
+                info.iana_aliases.join(", ")
+            ),
+        )?;
+    }
+    if !info.iana_other_names.is_empty() {
+        field(out, "IANA also", &info.iana_other_names.join(", "))?;
+    }
+    if let Some(r) = info.iana_reference {
+        field(out, "IANA ref", r)?;
+    }
+    if let Some(u) = info.iana_unauthorized_use {
+        field(
+            out,
+            "Unauthorized",
+            &format!("IANA records unauthorized use: {u}"),
+        )?;
+    }
     let Some(c) = info.curated else {
         field(out, "Summary", info.summary())?;
         writeln!(out)?;
@@ -59,9 +90,30 @@ fn write_section(out: &mut impl Write, info: PortInfo) -> io::Result<()> {
     };
     field(out, "Purpose", c.purpose)?;
     field(out, "Protocols", &c.protocols.join(", "))?;
-    if c.names.len() > 1 {
-        field(out, "Also known as", &c.names[1..].join(", "))?;
+    // Curated names IANA does not list are what people call the service; they
+    // are labelled as such so they are never read as IANA's.
+    let ours: Vec<&str> = c
+        .names
+        .iter()
+        .copied()
+        .filter(|n| *n != name && !info.is_iana_name(n))
+        .collect();
+    if !ours.is_empty() {
+        field(
+            out,
+            "Also called",
+            &format!("{} (not IANA names)", ours.join(", ")),
+        )?;
     }
+    if !c.tags.is_empty() {
+        field(out, "Tags", &c.tags.join(", "))?;
+    }
+    field(
+        out,
+        "Reviewed",
+        c.reviewed
+            .unwrap_or("no review date yet (entry predates review dates)"),
+    )?;
     writeln!(out)?;
     paragraphs(out, "What runs here", c.description)?;
     paragraphs(out, "Why exposure matters", c.security)?;
@@ -135,7 +187,7 @@ pub fn write_search_results(
     hits: &[SearchHit],
 ) -> io::Result<()> {
     if hits.is_empty() {
-        return writeln!(out, "No port matches {query:?}.");
+        return writeln!(out, "No port matches {query}.");
     }
     for h in hits {
         let port = h.info.port_ref().to_string();

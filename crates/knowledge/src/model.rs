@@ -132,7 +132,10 @@ pub struct Curated {
     pub both: bool,
     /// Human-readable name of the service.
     pub title: &'static str,
-    /// Service names and aliases, the IANA keyword first when there is one.
+    /// Service names and aliases, the IANA keyword first when there is one. May
+    /// be empty: where IANA gives no name the project does not invent one. Names
+    /// here that IANA does not list are the project's labels (see
+    /// [`PortInfo::iana_names`] for IANA's own).
     pub names: &'static [&'static str],
     /// Application protocols spoken on the port.
     pub protocols: &'static [&'static str],
@@ -150,6 +153,11 @@ pub struct Curated {
     pub references: &'static [&'static str],
     /// Malware historically recorded using the port.
     pub malware: &'static [&'static str],
+    /// Filter tags from [`crate::TAGS`], e.g. `ics`, `remote-access`.
+    pub tags: &'static [&'static str],
+    /// The month the entry was last fact-checked, `YYYY-MM`; `None` for an entry
+    /// not yet re-checked since review dates were introduced.
+    pub reviewed: Option<&'static str>,
 }
 
 /// Everything known about one port/transport pair.
@@ -169,6 +177,19 @@ pub struct PortInfo {
     pub iana_description: Option<&'static str>,
     /// The curated entry, when there is one.
     pub curated: Option<&'static Curated>,
+    /// Historic aliases IANA lists for the same registration (`sql*net` beside
+    /// `sql-net`), or duplicates it says not to use for discovery (`www` beside
+    /// `http`).
+    pub iana_aliases: &'static [&'static str],
+    /// Other service names IANA registers on the same port and transport: a
+    /// second assignment (`shilp` beside `nfs` on 2049) or a use IANA records
+    /// without assigning it (`cddbp` on 888).
+    pub iana_other_names: &'static [&'static str],
+    /// IANA's reference for the registration, as IANA writes it (`[RFC959]`).
+    pub iana_reference: Option<&'static str>,
+    /// IANA's "Unauthorized Use Reported" note for the port, when it records one
+    /// (`Known Unauthorized Use on port 6003`); several notes are joined by ` / `.
+    pub iana_unauthorized_use: Option<&'static str>,
 }
 
 impl PortInfo {
@@ -181,20 +202,57 @@ impl PortInfo {
             iana_name: None,
             iana_description: None,
             curated: None,
+            iana_aliases: &[],
+            iana_other_names: &[],
+            iana_reference: None,
+            iana_unauthorized_use: None,
         }
     }
 
-    /// The best short name: the first curated name, else the IANA keyword, else
-    /// "reserved" or "unassigned".
+    /// Whether IANA lists `name` for this port and transport (current name,
+    /// historic alias or other registration). Case-insensitive, as service names are.
+    pub fn is_iana_name(&self, name: &str) -> bool {
+        self.iana_names().any(|n| n.eq_ignore_ascii_case(name))
+    }
+
+    /// Every service name IANA lists here: the current name, then historic
+    /// aliases, then other registrations.
+    pub fn iana_names(&self) -> impl Iterator<Item = &'static str> + use<> {
+        self.iana_name
+            .into_iter()
+            .chain(self.iana_aliases.iter().copied())
+            .chain(self.iana_other_names.iter().copied())
+    }
+
+    /// The best short name. Where IANA names the port: the first curated name if
+    /// IANA lists it as a current name here (631 `ipp` rather than `ipps`), else
+    /// IANA's current name (never a historic alias such as `sql*net`). Where IANA
+    /// gives none: the first curated name (what people call an unregistered
+    /// service), else "reserved", "unassigned" or, for an assignment without a
+    /// name (57, "any private terminal access"), "unnamed".
     pub fn name(&self) -> &'static str {
-        if let Some(n) = self.curated.and_then(|c| c.names.first()) {
+        let first = self.curated.and_then(|c| c.names.first()).copied();
+        if let Some(n) = self.iana_name {
+            return match first {
+                Some(f)
+                    if f.eq_ignore_ascii_case(n)
+                        || self
+                            .iana_other_names
+                            .iter()
+                            .any(|o| o.eq_ignore_ascii_case(f)) =>
+                {
+                    f
+                }
+                _ => n,
+            };
+        }
+        if let Some(n) = first {
             return n;
         }
-        match (self.iana_name, self.registration) {
-            (Some(n), _) => n,
-            (None, Registration::Reserved) => "reserved",
-            (None, Registration::Unassigned) => "unassigned",
-            (None, Registration::Assigned) => "assigned",
+        match self.registration {
+            Registration::Reserved => "reserved",
+            Registration::Unassigned => "unassigned",
+            Registration::Assigned => "unnamed",
         }
     }
 
@@ -229,6 +287,10 @@ pub(crate) struct Entry {
     pub(crate) iana_name: &'static str,
     pub(crate) iana_description: &'static str,
     pub(crate) curated: Option<u16>,
+    pub(crate) iana_aliases: &'static [&'static str],
+    pub(crate) iana_other_names: &'static [&'static str],
+    pub(crate) iana_reference: &'static str,
+    pub(crate) iana_unauthorized_use: &'static str,
 }
 
 impl Entry {
@@ -242,6 +304,10 @@ impl Entry {
             iana_name: non_empty(self.iana_name),
             iana_description: non_empty(self.iana_description),
             curated: self.curated.map(|i| &CURATED[usize::from(i)]),
+            iana_aliases: self.iana_aliases,
+            iana_other_names: self.iana_other_names,
+            iana_reference: non_empty(self.iana_reference),
+            iana_unauthorized_use: non_empty(self.iana_unauthorized_use),
         }
     }
 }

@@ -1,0 +1,133 @@
+//! The IANA layer: ranges resolve, current names win over historic aliases, and
+//! aliases, second registrations, references and unauthorized-use notes come through.
+
+use harbormaster_knowledge::{Proto, Registration, entries, lookup};
+
+fn both(port: u16) -> [harbormaster_knowledge::PortInfo; 2] {
+    [lookup(port, Proto::Tcp), lookup(port, Proto::Udp)]
+}
+
+#[test]
+fn range_registrations_are_assigned() {
+    for port in 6000..=6063 {
+        for info in both(port) {
+            assert_eq!(info.registration, Registration::Assigned, "{port}");
+            assert_eq!(info.iana_name, Some("x11"), "{port}");
+        }
+    }
+    for port in 6665..=6669 {
+        let info = lookup(port, Proto::Tcp);
+        assert_eq!(
+            (info.registration, info.iana_name),
+            (Registration::Assigned, Some("ircu"))
+        );
+        assert_eq!(
+            lookup(port, Proto::Udp).registration,
+            Registration::Reserved
+        );
+    }
+    for port in 27000..=27009 {
+        assert!(both(port).iter().all(|i| i.iana_name == Some("flex-lm")));
+    }
+    assert_eq!(lookup(7300, Proto::Tcp).iana_name, Some("swx"));
+    assert_eq!(lookup(4299, Proto::Udp).iana_name, Some("vrml-multi-use"));
+    assert_eq!(lookup(6400, Proto::Udp).iana_name, Some("boe-cms"));
+}
+
+#[test]
+fn current_names_first_historic_aliases_kept() {
+    for (port, current, alias) in [
+        (66, "sql-net", "sql*net"),
+        (210, "z39-50", "z39.50"),
+        (429, "ocs-amu", "ocs_amu"),
+        (2222, "EtherNet-IP-1", "EtherNet/IP-1"),
+        (44818, "EtherNet-IP-2", "EtherNet/IP-2"),
+        (3050, "gds-db", "gds_db"),
+        (6444, "sge-qmaster", "sge_qmaster"),
+        (6445, "sge-execd", "sge_execd"),
+    ] {
+        for info in both(port) {
+            assert_eq!(info.iana_name, Some(current), "{port}");
+            assert_eq!(info.iana_aliases, [alias], "{port}");
+            assert_eq!(info.name(), current, "{port}: page name");
+            assert!(info.is_iana_name(alias));
+        }
+    }
+    // The description no longer carries IANA's "replacement for" phrase.
+    assert_eq!(
+        lookup(66, Proto::Tcp).iana_description,
+        Some("Oracle SQL*NET")
+    );
+    // `www` is a duplicate IANA says not to use for discovery.
+    let http = lookup(80, Proto::Udp);
+    assert_eq!(http.iana_name, Some("http"));
+    assert_eq!(http.iana_aliases, ["www", "www-http"]);
+    // No pair anywhere is named by a row IANA marks as a historic alias.
+    for e in entries() {
+        assert!(
+            !e.iana_aliases.iter().any(|a| Some(*a) == e.iana_name),
+            "{}",
+            e.port_ref()
+        );
+    }
+}
+
+#[test]
+fn second_registrations_are_listed() {
+    for (port, proto, current, other) in [
+        (2049, Proto::Tcp, "nfs", "shilp"),
+        (3000, Proto::Tcp, "hbci", "remoteware-cl"),
+        (9100, Proto::Tcp, "pdl-datastream", "hp-pdl-datastr"),
+        (888, Proto::Tcp, "accessbuilder", "cddbp"),
+        (1701, Proto::Udp, "l2tp", "l2f"),
+        (42, Proto::Tcp, "nameserver", "name"),
+    ] {
+        let info = lookup(port, proto);
+        assert_eq!(info.iana_name, Some(current), "{port}");
+        assert!(info.iana_other_names.contains(&other), "{port}: {info:?}");
+    }
+}
+
+#[test]
+fn references_and_unauthorized_use_come_through() {
+    assert_eq!(lookup(21, Proto::Tcp).iana_reference, Some("[RFC959]"));
+    assert_eq!(
+        lookup(6003, Proto::Tcp).iana_unauthorized_use,
+        Some("Known Unauthorized Use on port 6003")
+    );
+    // The x11 range note names 6003 only; its neighbours do not get it.
+    assert_eq!(lookup(6002, Proto::Tcp).iana_unauthorized_use, None);
+    assert!(
+        lookup(79, Proto::Tcp)
+            .iana_unauthorized_use
+            .is_some_and(|u| u.contains("RFC4146"))
+    );
+    // An unassigned port with a note is listed, still unassigned.
+    let p100 = lookup(100, Proto::Tcp);
+    assert_eq!(p100.registration, Registration::Unassigned);
+    assert_eq!(
+        p100.iana_unauthorized_use,
+        Some("Known Unauthorized Use on 100")
+    );
+    let notes = entries()
+        .filter(|e| e.iana_unauthorized_use.is_some())
+        .count();
+    assert!(
+        notes > 300,
+        "only {notes} pairs carry an unauthorized-use note"
+    );
+}
+
+/// Rows IANA marks de-registered or removed are not assignments.
+#[test]
+fn deregistered_rows_are_unassigned() {
+    assert_eq!(
+        lookup(2905, Proto::Udp).registration,
+        Registration::Unassigned
+    );
+    assert_eq!(lookup(2905, Proto::Tcp).iana_name, Some("m3ua"));
+    assert_eq!(
+        lookup(1895, Proto::Tcp).registration,
+        Registration::Unassigned
+    );
+}
