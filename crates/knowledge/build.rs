@@ -18,11 +18,10 @@ const MIN_SECURITY: usize = 150;
 const MIN_CLOSE: usize = 100;
 const MAX_TITLE: usize = 80;
 const MAX_PURPOSE: usize = 160;
-/// Whether every curated table must carry `tags` and `reviewed`. The keys are
-/// being added to the data files on several branches at once; while this is
-/// false a table without them still builds (and its page says it has no review
-/// date). Flip to true once every file has them.
-const REQUIRE_REVIEWED: bool = false;
+/// Whether every curated table must carry `tags` and `reviewed` (it must: a
+/// page without a review date is not one people can trust). Kept as a switch
+/// for the day the schema gains another key that files adopt gradually.
+const REQUIRE_REVIEWED: bool = true;
 
 include!("src/tags.rs");
 

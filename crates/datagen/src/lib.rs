@@ -226,7 +226,12 @@ pub fn generate(iana_csv: &str, npm_json: &str) -> Result<Generated> {
                     .iter()
                     .position(|r| r.name == *name && r.description == *description)
                 {
-                    Some(i) => from_csv(rows, Some(i), unauthorized),
+                    Some(i) => {
+                        let i = primary_override(port, proto)
+                            .and_then(|n| rows.iter().position(|r| r.name == n))
+                            .unwrap_or(i);
+                        from_csv(rows, Some(i), unauthorized)
+                    }
                     None => {
                         let csv = csv_summary(rows);
                         let npm_says = if name.is_empty() {
@@ -288,6 +293,45 @@ pub fn generate(iana_csv: &str, npm_json: &str) -> Result<Generated> {
         tsv: out,
         differences,
     })
+}
+
+/// Pairs where IANA lists several current names and npm's one-name-per-port
+/// data kept a later, lesser one, with why the other is the port's name. npm's
+/// choice among equally valid rows is an artefact of its format, not newer data,
+/// so here the registry's own record decides.
+const PRIMARY_OVERRIDES: &[(u16, &str, &str, &str)] = &[
+    (
+        4444,
+        "*",
+        "krb524",
+        "IANA's note on both rows: krb524 was assigned the port, nv-video used it without an assignment",
+    ),
+    (
+        631,
+        "tcp",
+        "ipp",
+        "the port's assignment is IPP (RFC 8011); ipps was added later for IPP over HTTPS on the same port",
+    ),
+    (
+        3478,
+        "*",
+        "stun",
+        "the port was assigned to STUN (RFC 8489); turn and stun-behavior share it",
+    ),
+    (
+        5349,
+        "*",
+        "stuns",
+        "the port was assigned to STUN over TLS/DTLS; turns and stun-behaviors share it",
+    ),
+];
+
+/// The name [`PRIMARY_OVERRIDES`] gives `port`/`proto`, if any.
+fn primary_override(port: u16, proto: &str) -> Option<&'static str> {
+    PRIMARY_OVERRIDES
+        .iter()
+        .find(|(p, t, _, _)| *p == port && (*t == "*" || *t == proto))
+        .map(|(_, _, name, _)| *name)
 }
 
 /// The row for a pair from IANA's CSV rows. `agreed` is the row npm kept, when

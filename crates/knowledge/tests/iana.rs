@@ -131,3 +131,42 @@ fn deregistered_rows_are_unassigned() {
         Registration::Unassigned
     );
 }
+
+/// A curated entry's first name is what pages and search show as its service
+/// name: it must be one of IANA's current names for the pair whenever IANA has
+/// one (the primary or a second registration such as 999's `garcon`), never a
+/// historic alias (`sql*net` for `sql-net`) or a label of ours.
+#[test]
+fn curated_names_start_with_a_current_iana_name() {
+    let mut wrong = Vec::new();
+    for info in entries() {
+        let (Some(curated), Some(current)) = (info.curated, info.iana_name) else {
+            continue;
+        };
+        let first = curated.names.first().copied();
+        let ok = first.is_some_and(|f| f == current || info.iana_other_names.contains(&f));
+        if !ok {
+            wrong.push(format!(
+                "{}/{}: names start with {first:?}; IANA's current names are {current:?} {:?}",
+                info.port, info.proto, info.iana_other_names
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} entries:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn several_current_names_keep_the_assignment_first() {
+    for (port, name) in [(4444, "krb524"), (3478, "stun"), (5349, "stuns")] {
+        for info in both(port) {
+            assert_eq!(info.iana_name, Some(name), "{port}/{}", info.proto);
+        }
+    }
+    assert_eq!(lookup(631, Proto::Tcp).iana_name, Some("ipp"));
+    assert!(lookup(631, Proto::Tcp).iana_other_names.contains(&"ipps"));
+}

@@ -17,10 +17,16 @@ use harbormaster_knowledge::curated;
 const MAX_KNOWN_RFC: u32 = 9700;
 
 /// Cited RFC numbers above [`MAX_KNOWN_RFC`], each reviewed.
-const LATER_RFCS: &[(u32, &str)] = &[(
-    9887,
-    "TACACS+ over TLS 1.3 (cited by 300/tcp). Beyond the offline-known range, so unconfirmed here; consistent with the tacacss registration on 300 that the 2026 registry data adds. Confirm online.",
-)];
+const LATER_RFCS: &[(u32, &str)] = &[
+    (
+        9887,
+        "TACACS+ over TLS 1.3 (cited by 300/tcp): RFC Editor page and datatracker history read in the stored copies (published 2025-12-09, Proposed Standard).",
+    ),
+    (
+        10087,
+        "EPP Transport over QUIC (cited by 700/udp): RFC Editor text read in the stored copies (November 2026, Standards Track).",
+    ),
+];
 
 /// Hosts whose pages count as official documentation, and why.
 const HOSTS: &[(&str, &str)] = &[
