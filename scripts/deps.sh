@@ -18,6 +18,8 @@ command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 # nmap's ndiff, to check that our XML output is readable by nmap tooling.
 command -v ndiff >/dev/null 2>&1 || need+=(ndiff)
+# nginx, the reverse proxy in front of `serve` in crates/cli/tests/proxy.rs.
+[ -x /usr/sbin/nginx ] || need+=(nginx)
 
 # playwright-core is (re)installed from the lock file when it is missing or the
 # lock file changed since the last install (npm ci writes node_modules/.package-lock.json).
@@ -39,7 +41,16 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  # Packages with a service (nginx) must not start it on the host: the tests run
+  # their own instances in namespaces. policy-rc.d exit 101 = "do not start".
+  made_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    made_policy=1
+  fi
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  [ "$made_policy" -eq 0 ] || rm -f /usr/sbin/policy-rc.d
 fi
 if [ "$npm_ci" -eq 1 ]; then
   echo "deps: installing playwright-core (npm ci in crates/cli/tests/browser)" >&2

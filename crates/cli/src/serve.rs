@@ -26,6 +26,7 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
         retention: Duration::from_secs(u64::from(args.retention_hours) * 3600),
         reverse_dns: !args.no_reverse_dns,
         http_ports: vec![args.listen.port()],
+        proxy_header: args.proxy_header.into(),
     };
     let raw = match args.mode {
         ScanMode::Connect => None,

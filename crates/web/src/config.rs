@@ -5,12 +5,14 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::ProxyHeader;
+
 /// Everything the operator can set. `Default` is what `harbormaster serve` uses.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Where the SQLite database lives.
     pub data_dir: PathBuf,
-    /// Peers whose `Forwarded`/`X-Forwarded-For` headers are believed.
+    /// Peers whose forwarding header ([`Config::proxy_header`]) is believed.
     pub trusted_proxies: Vec<IpNet>,
     /// Allow probing private, CGNAT, benchmarking and documentation ranges (LAN
     /// deployments and tests).
@@ -30,6 +32,8 @@ pub struct Config {
     /// TCP ports the service itself listens on: traffic on them is the visitor's
     /// own HTTP connection, never "unsolicited".
     pub http_ports: Vec<u16>,
+    /// The one forwarding header read from a trusted proxy (`--proxy-header`).
+    pub proxy_header: ProxyHeader,
 }
 
 impl Default for Config {
@@ -45,6 +49,7 @@ impl Default for Config {
             retention: Duration::from_secs(24 * 3600),
             reverse_dns: true,
             http_ports: Vec::new(),
+            proxy_header: ProxyHeader::default(),
         }
     }
 }

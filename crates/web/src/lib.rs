@@ -11,6 +11,7 @@
 mod config;
 mod csrf;
 mod db;
+mod forwarding;
 mod policy;
 mod prober;
 mod render;
@@ -28,7 +29,7 @@ use axum::routing::{get, post};
 pub use config::{Config, default_data_dir};
 pub use csrf::CsrfKey;
 pub use db::{Db, DbError, Status, StoredScan};
-pub use policy::{Refusal, is_private};
+pub use policy::{ChainError, Embedding, OwnAddresses, ProxyHeader, Refusal, is_private};
 pub use prober::{Cancel, ConnectProber, ProbeMode, Prober, SynProber, cancelled_summary};
 pub use routes::ConnInfo;
 pub use scans::{Scans, TestKind, Verdict};
@@ -42,7 +43,7 @@ struct Inner {
     config: Config,
     scans: Arc<Scans>,
     csrf: CsrfKey,
-    own: Vec<std::net::IpAddr>,
+    own: policy::OwnAddresses,
 }
 
 impl AppState {
@@ -53,13 +54,14 @@ impl AppState {
             config,
             scans,
             csrf: CsrfKey::random(),
-            own: policy::interface_addresses(),
+            own: policy::OwnAddresses::default(),
         }))
     }
 
-    /// The server's own addresses (every interface), which are never probed.
-    pub fn own_addresses(&self) -> &[std::net::IpAddr] {
-        &self.0.own
+    /// The server's own addresses (every interface, read at most a
+    /// second ago), which are never probed.
+    pub fn own_addresses(&self) -> Arc<[std::net::IpAddr]> {
+        self.0.own.current()
     }
 
     /// The settings.
