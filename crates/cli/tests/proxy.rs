@@ -294,7 +294,7 @@ fn spoofed_headers_through_nginx_never_reach_the_victim_or_the_proxy() {
     expect(&d, "all forwarding headers at once", o, false);
     // Issue 8, item 2: a byte outside ASCII made the chain unreadable, and the
     // server fell back to probing nginx.
-    let mut bad = format!("{victim}").into_bytes();
+    let mut bad = victim.clone().into_bytes();
     bad.push(0xe9);
     let o = attempt(
         &d,
