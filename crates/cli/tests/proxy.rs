@@ -93,6 +93,7 @@ impl Deployment {
         };
         let dir = tempdir(&format!("proxy-{name}"));
         let trusted = format!("{}/32", proxy.ip);
+        let trusted6 = format!("{}/128", proxy.ip6);
         let server = Server::start_in_lan(
             &lan,
             "server",
@@ -106,6 +107,8 @@ impl Deployment {
                 "1000",
                 "--trusted-proxy",
                 &trusted,
+                "--trusted-proxy",
+                &trusted6,
                 "--proxy-header",
                 header,
             ],
@@ -212,9 +215,14 @@ fn h(name: &'static str, value: &str) -> (&'static str, Vec<u8>) {
 
 /// The attempt ended in a probe of the attacker, or in a refusal (`refused`).
 fn expect(d: &Deployment, what: &str, outcome: Outcome, refused: bool) {
+    expect_target(d, what, outcome, refused, &d.ip("attacker"))
+}
+
+/// The attempt ended in a probe of `attacker`, or in a refusal (`refused`).
+fn expect_target(d: &Deployment, what: &str, outcome: Outcome, refused: bool, attacker: &str) {
     match (outcome, refused) {
         (Outcome::Probed(target, _), false) => {
-            assert_eq!(target, d.ip("attacker"), "{what}: probed someone else")
+            assert_eq!(target, attacker, "{what}: probed someone else")
         }
         (Outcome::Refused(_), true) => {}
         (o, _) => panic!(
@@ -482,5 +490,47 @@ fn forwarded_mode_with_an_appending_nginx() {
         let headers = vec![h("forwarded", &spoof), h("x-forwarded-for", &victim)];
         let o = attempt(&d, "attacker", &d.url(80), &headers, "kind=port&port=22");
         expect(&d, &format!("Forwarded: {spoof} (appended)"), o, false);
+    }
+}
+
+#[test]
+fn ipv6_spoofs_through_nginx_never_reach_the_victim_or_the_proxy() {
+    let Some(d) = Deployment::start("ipv6", "x-forwarded-for", |proxy, server| {
+        nginx_standard(proxy, server).replace(
+            &format!("listen {proxy}:80;"),
+            &format!("listen {proxy}:80;\n    listen [fd00:20::2]:80;"),
+        )
+    }) else {
+        return;
+    };
+    let (victim6, proxy6) = (d.lan.host("victim").ip6, d.lan.host("proxy").ip6);
+    let attacker6 = d.lan.host("attacker").ip6.to_string();
+    assert_eq!(
+        proxy6.to_string(),
+        "fd00:20::2",
+        "the address nginx listens on"
+    );
+    let base = format!("http://[{proxy6}]:80");
+    let form = "kind=port&port=22";
+    for (what, headers) in [
+        (
+            "Forwarded: for=\"[victim]\"",
+            vec![h("forwarded", &format!("for=\"[{victim6}]\""))],
+        ),
+        (
+            "X-Real-IP: victim",
+            vec![h("x-real-ip", &victim6.to_string())],
+        ),
+        (
+            "X-Forwarded-For: victim, proxy",
+            vec![h("x-forwarded-for", &format!("{victim6}, {proxy6}"))],
+        ),
+        (
+            "X-Forwarded-For: mapped IPv4 victim",
+            vec![h("x-forwarded-for", &format!("::ffff:{}", d.ip("victim")))],
+        ),
+    ] {
+        let o = attempt(&d, "attacker", &base, &headers, form);
+        expect_target(&d, what, o, false, &attacker6);
     }
 }
