@@ -196,9 +196,17 @@ pub fn parse_forwarded_element(element: &str) -> Option<Node> {
             return None;
         }
         let is_for = name.eq_ignore_ascii_case("for");
-        // A bare IPv6 address is not a token (`:`), but is unambiguous.
-        let value = unquote(value)
-            .or_else(|| (is_for && value.parse::<Ipv6Addr>().is_ok()).then_some(value))?;
+        // A bare IPv6 address is not a token (`:`), but is unambiguous. The
+        // other parameters (`by`, `host`, `proto`) are never used, so their
+        // values need only be free of stray quotes.
+        let value = unquote(value).or_else(|| {
+            let bare = if is_for {
+                value.parse::<Ipv6Addr>().is_ok()
+            } else {
+                !value.is_empty() && !value.contains('"')
+            };
+            bare.then_some(value)
+        })?;
         if is_for {
             if node.is_some() {
                 return None;
@@ -464,6 +472,16 @@ mod tests {
         assert_eq!(fwd(&["for=198.51.100.7:80"]), Err(ChainError::Unparseable));
         assert_eq!(fwd(&["for=\"198.51.100.7\""]), Ok(ip("198.51.100.7")));
         assert_eq!(fwd(&["for=2001:db8::7"]), Ok(ip("2001:db8::7")));
+        // What `by=$server_addr;host=$http_host` gives in an nginx config.
+        assert_eq!(
+            fwd(&["for=198.51.100.7;by=2001:db8::1;host=example.org:8443"]),
+            Ok(ip("198.51.100.7"))
+        );
+        assert_eq!(
+            fwd(&["for=198.51.100.7;by=\"x"]),
+            Err(ChainError::Unparseable)
+        );
+        assert_eq!(fwd(&["for=198.51.100.7;by="]), Err(ChainError::Unparseable));
         // No `for`, two `for`s, broken quoting, bad names: not an element we can use.
         assert_eq!(fwd(&["proto=https"]), Err(ChainError::Unparseable));
         assert_eq!(
