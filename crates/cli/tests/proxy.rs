@@ -6,6 +6,11 @@
 //! connections); every spoofing variant must leave both at zero and end in a
 //! refusal or in a probe of the attacker itself. Needs root; skipped (with the
 //! reason) otherwise, and a failure as root under HARBORMASTER_REQUIRE_NETNS=1.
+//!
+//! Against the server as it was before issue 8 was fixed, the first case
+//! (`Forwarded: for=<victim>`) probed the victim (1 SYN and 3 pings), the
+//! non-ASCII and passthrough cases probed nginx (4 packets each, 28 in all),
+//! and the address added after start-up was not refused.
 
 mod common;
 
