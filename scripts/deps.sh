@@ -3,7 +3,8 @@
 # Network-namespace tests need iproute2 (`ip`) and nftables (`nft`); the
 # browser test (crates/cli/tests/browser.rs) also needs Debian's Chromium
 # (/usr/bin/chromium), Node.js with npm, and playwright-core from
-# crates/cli/tests/browser/package-lock.json; the XML test uses nmap's ndiff. These tests run only as root and
+# crates/cli/tests/browser/package-lock.json; the XML test uses nmap's ndiff; the reverse-proxy
+# test (crates/cli/tests/proxy.rs) runs Debian's nginx. These tests run only as root and
 # say they were skipped otherwise, so without root this script just reports
 # what is missing.
 set -euo pipefail

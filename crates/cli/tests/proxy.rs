@@ -295,6 +295,10 @@ fn spoofed_headers_through_nginx_never_reach_the_victim_or_the_proxy() {
             false,
         );
     }
+    // Two X-Forwarded-For lines of the client's, then nginx's entry.
+    let two = vec![h("x-forwarded-for", &victim), h("x-forwarded-for", &victim)];
+    let o = attempt(&d, "attacker", &std, &two, form);
+    expect(&d, "two X-Forwarded-For lines", o, false);
     // Every forwarding header at once.
     let all = vec![
         h("forwarded", &format!("for={victim};proto=https")),
