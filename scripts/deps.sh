@@ -3,7 +3,8 @@
 # Network-namespace tests need iproute2 (`ip`) and nftables (`nft`); the
 # browser test (crates/cli/tests/browser.rs) also needs Debian's Chromium
 # (/usr/bin/chromium), Node.js with npm, and playwright-core from
-# crates/cli/tests/browser/package-lock.json; the XML test uses nmap's ndiff. These tests run only as root and
+# crates/cli/tests/browser/package-lock.json; the XML test uses nmap's ndiff; the reverse-proxy
+# test (crates/cli/tests/proxy.rs) runs Debian's nginx. These tests run only as root and
 # say they were skipped otherwise, so without root this script just reports
 # what is missing.
 set -euo pipefail
@@ -20,6 +21,8 @@ command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v ndiff >/dev/null 2>&1 || need+=(ndiff)
 # Debian's /etc/services, compared with the knowledge base (crates/knowledge/tests/debian_services.rs).
 [ -f /etc/services ] || need+=(netbase)
+# nginx, the reverse proxy in front of `serve` in crates/cli/tests/proxy.rs.
+[ -x /usr/sbin/nginx ] || need+=(nginx)
 
 # playwright-core is (re)installed from the lock file when it is missing or the
 # lock file changed since the last install (npm ci writes node_modules/.package-lock.json).
@@ -41,7 +44,16 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  # Packages with a service (nginx) must not start it on the host: the tests run
+  # their own instances in namespaces. policy-rc.d exit 101 = "do not start".
+  made_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    made_policy=1
+  fi
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  [ "$made_policy" -eq 0 ] || rm -f /usr/sbin/policy-rc.d
 fi
 if [ "$npm_ci" -eq 1 ]; then
   echo "deps: installing playwright-core (npm ci in crates/cli/tests/browser)" >&2

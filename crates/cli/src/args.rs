@@ -87,7 +87,7 @@ pub struct ServeArgs {
     /// Where scan results are stored (default: $XDG_DATA_HOME/harbormaster or ~/.local/share/harbormaster).
     #[arg(long)]
     pub data_dir: Option<std::path::PathBuf>,
-    /// A reverse proxy whose Forwarded / X-Forwarded-For headers are believed (repeatable), e.g. 10.0.0.0/8.
+    /// A reverse proxy whose --proxy-header is believed (repeatable), e.g. 10.0.0.0/8.
     #[arg(long = "trusted-proxy", value_name = "CIDR")]
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Also probe visitors from private, shared and reserved ranges (LAN deployments, tests).
@@ -120,6 +120,30 @@ pub struct ServeArgs {
     /// IPv6 visitors count as one per prefix of this length for every limit, 32-128.
     #[arg(long, default_value_t = 64, value_parser = parse_ipv6_prefix)]
     pub ipv6_prefix: u8,
+    /// The one header the --trusted-proxy writes the client's address into; every other forwarding header is ignored.
+    #[arg(long, value_enum, default_value_t = ProxyHeaderArg::XForwardedFor)]
+    pub proxy_header: ProxyHeaderArg,
+}
+
+/// Which forwarding header a trusted proxy writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProxyHeaderArg {
+    /// X-Forwarded-For (nginx $proxy_add_x_forwarded_for, Caddy, most proxies).
+    XForwardedFor,
+    /// RFC 7239 Forwarded: for=...
+    Forwarded,
+    /// X-Real-IP (a single address the proxy sets).
+    XRealIp,
+}
+
+impl From<ProxyHeaderArg> for harbormaster_web::ProxyHeader {
+    fn from(a: ProxyHeaderArg) -> Self {
+        match a {
+            ProxyHeaderArg::XForwardedFor => harbormaster_web::ProxyHeader::XForwardedFor,
+            ProxyHeaderArg::Forwarded => harbormaster_web::ProxyHeader::Forwarded,
+            ProxyHeaderArg::XRealIp => harbormaster_web::ProxyHeader::XRealIp,
+        }
+    }
 }
 
 /// How to probe.

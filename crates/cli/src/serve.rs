@@ -29,6 +29,7 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
         reverse_dns: !args.no_reverse_dns,
         http_ports: vec![args.listen.port()],
         ipv6_prefix: args.ipv6_prefix,
+        proxy_header: args.proxy_header.into(),
         ..Config::default()
     };
     let raw = match args.mode {

@@ -316,3 +316,12 @@ fn help_and_version_succeed() {
     assert!(stdout_of(&["--help"]).contains("port"));
     assert!(stdout_of(&["--version"]).starts_with("harbormaster "));
 }
+
+#[test]
+fn serve_names_the_valid_proxy_headers() {
+    let err = usage_error(&["serve", "--proxy-header", "x-client-ip"]);
+    assert!(
+        err.contains("x-client-ip") && err.contains("x-forwarded-for, forwarded, x-real-ip"),
+        "{err}"
+    );
+}

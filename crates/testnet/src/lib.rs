@@ -11,6 +11,9 @@
 //! netfilter hook could drop it, so a drop there would not be a loss to them.
 //! Everything is removed on drop, also when a test fails.
 //!
+//! [`Lan`] builds more hosts on one bridge (server, proxy, attacker, victim, …)
+//! and [`Nginx`] runs a real nginx on one of them.
+//!
 //! Needs root and the `ip` and `nft` commands. [`TestNet::create`] returns
 //! [`Skip`] with the reason when they are missing; with the environment
 //! variable `HARBORMASTER_REQUIRE_NETNS=1` (set by `scripts/test.sh` when run as
@@ -22,6 +25,9 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use nix::sched::{CloneFlags, setns};
+
+mod lan;
+pub use lan::{Host, Lan, NGINX, Nginx};
 
 /// The scanner's address inside its namespace.
 pub const SCANNER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -130,6 +136,26 @@ pub struct TestNet {
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// Whether a missing prerequisite must fail the test (`HARBORMASTER_REQUIRE_NETNS=1`).
+fn required() -> bool {
+    std::env::var("HARBORMASTER_REQUIRE_NETNS").is_ok_and(|v| v == "1")
+}
+
+/// Root and the `ip` and `nft` commands, or why not.
+fn prerequisites() -> Result<(), String> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return Err("network-namespace tests need root (CI runs them as root)".into());
+    }
+    for tool in ["ip", "nft"] {
+        if Command::new(tool).arg("-V").output().is_err() {
+            return Err(format!(
+                "`{tool}` is not installed (scripts/deps.sh installs it)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn run(args: &[&str]) -> Result<(), String> {
     run_stdin(args, "")
 }
@@ -187,22 +213,14 @@ pub fn in_namespace<R: Send>(ns: &str, f: impl FnOnce() -> R + Send) -> R {
 impl TestNet {
     /// Creates the namespaces and the target described by `spec`.
     pub fn create(spec: &TargetSpec) -> Result<TestNet, Skip> {
-        let required = std::env::var("HARBORMASTER_REQUIRE_NETNS").is_ok_and(|v| v == "1");
         let skip = |why: String| -> Result<TestNet, Skip> {
-            if required {
+            if required() {
                 panic!("HARBORMASTER_REQUIRE_NETNS=1 but test hosts cannot be created: {why}");
             }
             Err(Skip(why))
         };
-        if !nix::unistd::Uid::effective().is_root() {
-            return skip("network-namespace tests need root (CI runs them as root)".into());
-        }
-        for tool in ["ip", "nft"] {
-            if Command::new(tool).arg("-V").output().is_err() {
-                return skip(format!(
-                    "`{tool}` is not installed (scripts/deps.sh installs it)"
-                ));
-            }
+        if let Err(why) = prerequisites() {
+            return skip(why);
         }
         let id = format!(
             "{}x{}",

@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::ProxyHeader;
+
 /// Everything the operator can set. `Default` is what `harbormaster serve` uses.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Where the SQLite database lives.
     pub data_dir: PathBuf,
-    /// Peers whose `Forwarded`/`X-Forwarded-For` headers are believed.
+    /// Peers whose forwarding header ([`Config::proxy_header`]) is believed.
     pub trusted_proxies: Vec<IpNet>,
     /// Allow probing private, CGNAT, benchmarking and documentation ranges (LAN
     /// deployments and tests).
@@ -40,6 +42,8 @@ pub struct Config {
     pub streams_per_address: usize,
     /// Name servers for reverse DNS; `None` reads /etc/resolv.conf.
     pub dns_servers: Option<Vec<SocketAddr>>,
+    /// The one forwarding header read from a trusted proxy (`--proxy-header`).
+    pub proxy_header: ProxyHeader,
 }
 
 impl Default for Config {
@@ -59,6 +63,7 @@ impl Default for Config {
             streams_per_scan: 4,
             streams_per_address: 8,
             dns_servers: None,
+            proxy_header: ProxyHeader::default(),
         }
     }
 }

@@ -11,6 +11,7 @@
 mod config;
 mod csrf;
 mod db;
+mod forwarding;
 mod limits;
 mod policy;
 mod prober;
@@ -31,7 +32,7 @@ pub use config::{Config, default_data_dir};
 pub use csrf::CsrfKey;
 pub use db::{Db, DbError, Status, StoredScan};
 pub use limits::{StreamGuard, StreamRefusal, StreamSlots, limit_key};
-pub use policy::{Refusal, is_private};
+pub use policy::{ChainError, Embedding, OwnAddresses, ProxyHeader, Refusal, is_private};
 pub use prober::{Cancel, ConnectProber, ProbeMode, Prober, SynProber, cancelled_summary};
 pub use rdns::ReverseDns;
 pub use routes::ConnInfo;
@@ -46,9 +47,9 @@ struct Inner {
     config: Config,
     scans: Arc<Scans>,
     csrf: CsrfKey,
-    own: Vec<std::net::IpAddr>,
     streams: Arc<StreamSlots>,
     rdns: ReverseDns,
+    own: policy::OwnAddresses,
 }
 
 impl AppState {
@@ -65,15 +66,16 @@ impl AppState {
             config,
             scans,
             csrf: CsrfKey::random(),
-            own: policy::interface_addresses(),
             streams,
             rdns,
+            own: policy::OwnAddresses::default(),
         }))
     }
 
-    /// The server's own addresses (every interface), which are never probed.
-    pub fn own_addresses(&self) -> &[std::net::IpAddr] {
-        &self.0.own
+    /// The server's own addresses (every interface, read at most a
+    /// second ago), which are never probed.
+    pub fn own_addresses(&self) -> Arc<[std::net::IpAddr]> {
+        self.0.own.current()
     }
 
     /// The settings.

@@ -143,17 +143,31 @@ fn html_page(title: &str, refresh: Option<u32>, body: Markup) -> Html<String> {
     Html(render::page(Frame { title, refresh }, body).into_string())
 }
 
-/// The address this request would probe, and why it can't be, if so.
+/// The address this request would probe (`None` when a trusted proxy named
+/// no usable client), and why it can't be, if so.
 fn visitor(
     state: &AppState,
     conn: &ConnInfo,
     headers: &HeaderMap,
-) -> (IpAddr, Result<(), policy::Refusal>) {
-    let target = policy::target(conn.peer.ip(), headers, &state.config().trusted_proxies);
+) -> (Option<IpAddr>, Result<(), policy::Refusal>) {
+    let cfg = state.config();
+    let target = match policy::target(
+        conn.peer.ip(),
+        headers,
+        &cfg.trusted_proxies,
+        cfg.proxy_header,
+    ) {
+        Ok(t) => t,
+        Err(refusal) => return (None, Err(refusal)),
+    };
     let mut own = state.own_addresses().to_vec();
     own.push(conn.local.ip());
-    let check = policy::check(target, &own, state.config().allow_private);
-    (target, check)
+    let check = policy::check(target, &own, cfg.allow_private);
+    (Some(target), check)
+}
+
+fn refusal_message(r: policy::Refusal) -> String {
+    format!("{r}. Harbormaster probes only the public address a visit comes from.")
 }
 
 /// `GET /`.
@@ -163,18 +177,19 @@ pub async fn home(
     headers: HeaderMap,
 ) -> Html<String> {
     let (ip, check) = visitor(&state, &conn, &headers);
-    let rdns = state.rdns().name(ip).await;
-    let token = state.csrf().issue(ip);
+    let rdns = match ip {
+        Some(ip) => state.rdns().name(ip).await,
+        None => None,
+    };
+    let token = ip.map(|ip| state.csrf().issue(ip)).unwrap_or_default();
     let v = Visitor {
-        ip: ip.to_string(),
+        ip: ip.map_or_else(|| "not known".to_string(), |ip| ip.to_string()),
         rdns,
         token: &token,
-        refusal: check.err().map(|r| {
-            format!("{r}. Harbormaster probes only the public address a visit comes from.")
-        }),
+        refusal: check.err().map(refusal_message),
     };
     let offer = Offer {
-        mode: state.scans().mode_for(ip),
+        mode: state.scans().mode_for(ip.unwrap_or(conn.peer.ip())),
         custom_cap: state.config().custom_cap,
         allow_full: state.config().allow_full,
     };
@@ -213,7 +228,9 @@ pub async fn port(
 ) -> Result<Html<String>, AppError> {
     let n = parse_port(&n).map_err(AppError::BadRequest)?;
     let (ip, check) = visitor(&state, &conn, &headers);
-    let token = check.is_ok().then(|| state.csrf().issue(ip));
+    let token = ip
+        .filter(|_| check.is_ok())
+        .map(|ip| state.csrf().issue(ip));
     Ok(html_page(
         &format!("Port {n}"),
         None,
@@ -250,15 +267,15 @@ pub async fn start_scan(
     })?;
     csrf::check_origin(&headers).map_err(|e| AppError::Forbidden(e.to_string()))?;
     let (target, check) = visitor(&state, &conn, &headers);
+    let Some(target) = target else {
+        let why = check.err().map(refusal_message).unwrap_or_default();
+        return Err(AppError::Forbidden(why));
+    };
     let token = state
         .csrf()
         .check(target, form.token.as_deref())
         .map_err(|e| AppError::Forbidden(e.to_string()))?;
-    check.map_err(|r| {
-        AppError::Forbidden(format!(
-            "{r}. Harbormaster probes only the public address a visit comes from."
-        ))
-    })?;
+    check.map_err(|r| AppError::Forbidden(refusal_message(r)))?;
     let cfg = state.config();
     let (test, ports) = match form.kind.as_deref().unwrap_or("") {
         "common" => (
@@ -564,8 +581,10 @@ pub async fn events(
         load(&state, &id).await?;
         return Ok(done_now());
     };
+    // Without a readable client (a misconfigured proxy) every such stream
+    // counts against the peer, so they share one visitor's cap.
     let (ip, _) = visitor(&state, &conn, &headers);
-    let key = limit_key(ip, state.config().ipv6_prefix);
+    let key = limit_key(ip.unwrap_or(conn.peer.ip()), state.config().ipv6_prefix);
     let slot = state
         .streams()
         .acquire(&id, key)

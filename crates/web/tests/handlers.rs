@@ -1096,3 +1096,152 @@ async fn a_silent_name_server_slows_no_other_request() {
     );
     drop(hole);
 }
+
+/// A state behind a trusted proxy at 10.0.0.5 that writes `header`.
+fn behind_proxy(header: harbormaster_web::ProxyHeader) -> (AppState, Arc<Scripted>) {
+    let prober = Scripted::new(|_| PortState::Stealth);
+    let state = state_with(
+        prober.clone(),
+        Config {
+            trusted_proxies: vec!["10.0.0.0/8".parse().unwrap()],
+            proxy_header: header,
+            ..config()
+        },
+    );
+    (state, prober)
+}
+
+const PROXY: &str = "10.0.0.5";
+
+/// Extra request headers, as raw bytes (values may be non-ASCII).
+type Headers<'a> = &'a [(&'a str, &'a [u8])];
+
+fn with_headers(mut r: Request<Body>, headers: Headers) -> Request<Body> {
+    for (k, v) in headers {
+        r.headers_mut().append(
+            axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            axum::http::HeaderValue::from_bytes(v).unwrap(),
+        );
+    }
+    r
+}
+
+#[tokio::test]
+async fn behind_a_proxy_only_the_chosen_header_names_the_client() {
+    use harbormaster_web::ProxyHeader;
+    // Issue 8, item 1: nginx appends to X-Forwarded-For and passes the client's
+    // own Forwarded header through; the client 198.51.100.11 must not be able
+    // to have 198.51.100.12 probed.
+    let (state, prober) = behind_proxy(ProxyHeader::XForwardedFor);
+    let spoof: Headers = &[
+        ("forwarded", b"for=198.51.100.12"),
+        ("x-real-ip", b"198.51.100.12"),
+        ("x-forwarded-for", b"198.51.100.11"),
+    ];
+    let page = text(send(&state, with_headers(get("/", PROXY), spoof)).await).await;
+    assert!(page.contains("198.51.100.11") && !page.contains("198.51.100.12"));
+    let at = page.find("name=\"token\" value=\"").expect("consent form") + 20;
+    let t = page[at..at + 64].to_string();
+    let r = with_headers(
+        post("/scan", PROXY, &format!("token={t}&kind=port&port=22"), &[]),
+        spoof,
+    );
+    let resp = send(&state, r).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let id = resp.headers()[header::LOCATION].to_str().unwrap()[6..].to_string();
+    assert_eq!(
+        api_scan(&state, &id).await["scan"]["target"],
+        "198.51.100.11"
+    );
+    assert_eq!(prober.starts.load(Ordering::SeqCst), 1);
+
+    // With X-Real-IP chosen, X-Forwarded-For is the one ignored.
+    let (state, _) = behind_proxy(ProxyHeader::XRealIp);
+    let page = text(send(&state, with_headers(get("/", PROXY), spoof)).await).await;
+    assert!(page.contains("198.51.100.12") && !page.contains("198.51.100.11"));
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_without_a_usable_client_gets_a_refusal_page_not_a_probe() {
+    use harbormaster_web::ProxyHeader;
+    let cases: &[(ProxyHeader, Headers, &str)] = &[
+        (ProxyHeader::XForwardedFor, &[], "missing"),
+        (
+            ProxyHeader::XForwardedFor,
+            &[("forwarded", b"for=198.51.100.12")],
+            "missing",
+        ),
+        (
+            ProxyHeader::XForwardedFor,
+            &[("x-forwarded-for", b"198.51.100.\xe9")],
+            "not printable ASCII",
+        ),
+        (
+            ProxyHeader::XForwardedFor,
+            &[("x-forwarded-for", b"198.51.100.12, garbage")],
+            "not an IP address",
+        ),
+        (
+            ProxyHeader::XForwardedFor,
+            &[("x-forwarded-for", b"10.0.0.5")],
+            "trusted proxies",
+        ),
+        (
+            ProxyHeader::Forwarded,
+            &[("forwarded", b"for=10.0.0.5")],
+            "trusted proxies",
+        ),
+        (
+            ProxyHeader::Forwarded,
+            &[("forwarded", b"for=unknown")],
+            "unknown",
+        ),
+        (
+            ProxyHeader::Forwarded,
+            &[("forwarded", b"for=_hidden")],
+            "obfuscated",
+        ),
+    ];
+    for (header, headers, why) in cases {
+        let (state, prober) = behind_proxy(*header);
+        let resp = send(&state, with_headers(get("/", PROXY), headers)).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let page = text(resp).await;
+        assert!(
+            page.contains("This address cannot be tested") && page.contains(why),
+            "{header:?} {headers:?}: {page}"
+        );
+        assert!(!page.contains(PROXY), "the proxy is never offered: {page}");
+        assert!(!page.contains("name=\"token\""), "no consent form");
+        // A token issued for the proxy's own address does not help either.
+        let t = token(&state, "203.0.113.50").await;
+        let r = with_headers(
+            post("/scan", PROXY, &format!("token={t}&kind=common"), &[]),
+            headers,
+        );
+        let resp = send(&state, r).await;
+        assert_eq!(
+            resp.status(),
+            StatusCode::FORBIDDEN,
+            "{header:?} {headers:?}"
+        );
+        assert!(text(resp).await.contains("reverse proxy"));
+        assert_eq!(prober.starts.load(Ordering::SeqCst), 0, "nothing probed");
+    }
+}
+
+#[tokio::test]
+async fn embedded_ipv4_and_reserved_ranges_are_refused_even_with_allow_private() {
+    let state = state_with(Scripted::new(|_| PortState::Stealth), config());
+    for (peer, why) in [
+        ("2002:c633:640b::1", "6to4 addresses embed another host"),
+        ("64:ff9b::c633:640b", "NAT64 addresses embed another host"),
+        ("2001:0:c633:640b::1", "Teredo addresses embed another host"),
+        ("100::1", "reserved special-purpose range"),
+        ("240.0.0.1", "reserved special-purpose range"),
+    ] {
+        let page = text(send(&state, get("/", peer)).await).await;
+        assert!(page.contains(why), "{peer}: {page}");
+        assert!(!page.contains("name=\"token\""), "{peer}: no consent form");
+    }
+}

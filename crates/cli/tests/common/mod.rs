@@ -1,6 +1,6 @@
 //! Helpers shared by the end-to-end tests of `harbormaster serve` (serve.rs,
-//! browser.rs): the real server binary in the scanner's network namespace, and
-//! HTTP clients in the visitor's.
+//! browser.rs, proxy.rs): the real server binary in the scanner's network
+//! namespace (or in a host of a `Lan`), and HTTP clients in the visitor's.
 
 // Each test file uses its own subset of these.
 #![allow(dead_code)]
@@ -14,6 +14,7 @@ use harbormaster_testnet::TestNet;
 /// The server's address as the visitor sees it.
 pub const SERVER: &str = "http://198.18.0.1:8080";
 
+#[allow(unused_imports)]
 pub(crate) use harbormaster_testnet::testnet_or_skip;
 
 /// `harbormaster serve` running in the scanner namespace; killed on drop.
@@ -73,6 +74,50 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Starts `harbormaster serve --listen <listen> --data-dir <data_dir>
+    /// --no-reverse-dns <extra…>` in host `host` of `lan` and waits until it
+    /// accepts connections.
+    pub fn start_in_lan(
+        lan: &harbormaster_testnet::Lan,
+        host: &str,
+        listen: std::net::SocketAddr,
+        data_dir: &std::path::Path,
+        extra: &[&str],
+    ) -> Server {
+        let child = lan
+            .command(host, assert_cmd::cargo::cargo_bin("harbormaster"))
+            .args(["serve", "--listen", &listen.to_string(), "--no-reverse-dns"])
+            .args(extra)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start harbormaster serve");
+        let mut server = Server { child };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let ns = lan.host(host).ns.clone();
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                let mut err = String::new();
+                if let Some(mut e) = server.child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                panic!("harbormaster serve exited ({status}): {err}");
+            }
+            let up = harbormaster_testnet::in_namespace(&ns, || {
+                std::net::TcpStream::connect_timeout(&listen, Duration::from_millis(200)).is_ok()
+            });
+            if up {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("server did not come up");
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -90,7 +135,15 @@ pub fn visit<R: Send + 'static>(
     net: &TestNet,
     f: impl FnOnce(&ureq::Agent) -> R + Send + 'static,
 ) -> R {
-    harbormaster_testnet::TestNet::spawn_in(&net.target_ns, move || {
+    visit_from(&net.target_ns, f)
+}
+
+/// Runs `f` with an HTTP client living in namespace `ns`.
+pub fn visit_from<R: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce(&ureq::Agent) -> R + Send + 'static,
+) -> R {
+    harbormaster_testnet::TestNet::spawn_in(ns, move || {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .max_redirects(0)
             .http_status_as_error(false)
