@@ -290,7 +290,7 @@ pub const IPV6_SPECIAL: &[Entry<u128>] = &[
         Some(Refusal::EmbedsIpv4(Embedding::Nat64)),
     ),
     (v6(0x100, 0, 0, 0, 0, 0, 0, 0), 64, Some(Reserved)), // discard-only (RFC 6666)
-    (v6(0x100, 0, 0, 1, 0, 0, 0, 0), 64, Some(Reserved)), // dummy prefix (RFC 9780)
+    (v6(0x100, 0, 0, 1, 0, 0, 0, 0), 64, Some(Reserved)), // dummy IPv6 prefix (listed in the IANA registry; its RFC number not confirmed offline)
     (v6(0x2001, 0, 0, 0, 0, 0, 0, 0), 23, Some(Reserved)), // IETF protocol assignments (RFC 2928)
     (
         v6(0x2001, 0, 0, 0, 0, 0, 0, 0),
