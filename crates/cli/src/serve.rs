@@ -26,6 +26,12 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
         retention: Duration::from_secs(u64::from(args.retention_hours) * 3600),
         reverse_dns: !args.no_reverse_dns,
         http_ports: vec![args.listen.port()],
+        ipv6_prefix: Config::default().ipv6_prefix,
+        max_connections: args.max_connections as usize,
+        max_connections_per_address: args.max_connections_per_address as usize,
+        header_timeout: Duration::from_secs(args.header_timeout.into()),
+        idle_timeout: Duration::from_secs(args.idle_timeout.into()),
+        shutdown_grace: Duration::from_secs(args.shutdown_grace.into()),
     };
     let raw = match args.mode {
         ScanMode::Connect => None,

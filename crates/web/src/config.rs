@@ -30,6 +30,20 @@ pub struct Config {
     /// TCP ports the service itself listens on: traffic on them is the visitor's
     /// own HTTP connection, never "unsolicited".
     pub http_ports: Vec<u16>,
+    /// IPv6 visitors are counted per prefix of this length (a host usually
+    /// holds a whole /64 and can use any address in it).
+    pub ipv6_prefix: u8,
+    /// HTTP connections open at once, all clients together.
+    pub max_connections: usize,
+    /// HTTP connections open at once from one visitor (IPv4 address or IPv6 prefix).
+    pub max_connections_per_address: usize,
+    /// Time a client has to send a request's line and headers.
+    pub header_timeout: Duration,
+    /// A connection on which nothing moved for this long is closed. Keep it
+    /// above the event streams' 15 s keep-alive interval.
+    pub idle_timeout: Duration,
+    /// Time running requests and scans get to finish at shutdown.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for Config {
@@ -45,6 +59,12 @@ impl Default for Config {
             retention: Duration::from_secs(24 * 3600),
             reverse_dns: true,
             http_ports: Vec::new(),
+            ipv6_prefix: 64,
+            max_connections: 1024,
+            max_connections_per_address: 32,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(5),
         }
     }
 }
