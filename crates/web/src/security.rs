@@ -10,8 +10,8 @@ use axum::response::Response;
 /// nothing from other origins, no framing, forms post only to us.
 pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
-/// Adds the security headers; `Cache-Control: no-store` unless the handler
-/// chose a policy itself (the static assets do).
+/// Adds the security headers, and `Cache-Control: no-store` unless the
+/// handler marked the response `public` (the static assets do).
 pub async fn headers(mut resp: Response) -> Response {
     let h = resp.headers_mut();
     h.insert(
@@ -27,7 +27,13 @@ pub async fn headers(mut resp: Response) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    if !h.contains_key(header::CACHE_CONTROL) {
+    // Only public assets may be cached (their handlers say so); everything else
+    // carries an address, a token or results. (Event streams come with
+    // `no-cache` from axum; `no-store` is stricter.)
+    let public = h
+        .get(header::CACHE_CONTROL)
+        .is_some_and(|v| v.as_bytes().starts_with(b"public"));
+    if !public {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     resp
