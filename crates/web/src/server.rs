@@ -53,8 +53,6 @@ use crate::routes::ConnInfo;
 const MAX_BUF: usize = 32 * 1024;
 /// Largest request line plus headers; over it hyper answers 431.
 const MAX_HEADER: usize = 16 * 1024;
-/// How long a connection admitted by closing an idle one waits for its slot.
-const EVICTION_WAIT: Duration = Duration::from_secs(1);
 
 /// What a connection-limited client receives, written without reading its request.
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 60\r\nretry-after: 5\r\nconnection: close\r\n\r\nToo many connections from your address; try again shortly.\n";
@@ -166,11 +164,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Lets the accept loop close a connection that has not sent a request.
+/// A connection's slot, and what lets the accept loop hand that slot to a
+/// newcomer while the connection has not sent a request.
 struct Control {
     id: u64,
     started: AtomicBool,
     evict: Notify,
+    /// The global slot; taken by an eviction, else released when the connection ends.
+    permit: Mutex<Option<OwnedSemaphorePermit>>,
 }
 
 /// A connection that passed the caps, with what it holds.
@@ -178,8 +179,6 @@ struct Admitted {
     stream: TcpStream,
     info: ConnInfo,
     control: Arc<Control>,
-    /// `None` when it waits for the slot of an evicted connection.
-    permit: Option<OwnedSemaphorePermit>,
     _key: KeyGuard,
 }
 
@@ -223,15 +222,15 @@ impl Shared {
             key,
         };
         let permit = match self.global.clone().try_acquire_owned() {
-            Ok(p) => Some(p),
-            Err(_) => {
-                if !self.evict_oldest_waiting() {
+            Ok(p) => p,
+            Err(_) => match self.take_oldest_waiting_slot() {
+                Some(p) => p,
+                None => {
                     tracing::debug!("refused {peer}: all connection slots are busy");
                     refuse(stream);
                     return None;
                 }
-                None
-            }
+            },
         };
         let local = stream.local_addr().unwrap_or(peer);
         let _ = stream.set_nodelay(true);
@@ -239,27 +238,28 @@ impl Shared {
             id,
             started: AtomicBool::new(false),
             evict: Notify::new(),
+            permit: Mutex::new(Some(permit)),
         });
         lock(&self.waiting).insert(id, control.clone());
         Some(Admitted {
             stream,
             info: ConnInfo { peer, local },
             control,
-            permit,
             _key: guard,
         })
     }
 
-    /// Closes the oldest connection that has not sent a request yet, if any.
-    fn evict_oldest_waiting(&self) -> bool {
-        let victim = lock(&self.waiting).pop_first();
-        match victim {
-            Some((_, c)) => {
+    /// Takes the slot of the oldest connection that has not sent a request
+    /// yet, and tells it to close. The slot changes hands at once, so there is
+    /// never more than `max_connections` slots, nor a wait for one.
+    fn take_oldest_waiting_slot(&self) -> Option<OwnedSemaphorePermit> {
+        loop {
+            let (_, victim) = lock(&self.waiting).pop_first()?;
+            if let Some(p) = lock(&victim.permit).take() {
                 // `notify_one` keeps the wake-up if the task is not waiting right now.
-                c.evict.notify_one();
-                true
+                victim.evict.notify_one();
+                return Some(p);
             }
-            None => false,
         }
     }
 
@@ -275,12 +275,13 @@ fn refuse(stream: TcpStream) {
     let _ = stream.try_write(BUSY);
 }
 
-/// Removes a connection from the eviction queue when it ends.
-struct Unqueue<'a>(&'a Shared, u64);
+/// Removes a connection from the eviction queue and frees its slot when it ends.
+struct Release<'a>(&'a Shared, &'a Control);
 
-impl Drop for Unqueue<'_> {
+impl Drop for Release<'_> {
     fn drop(&mut self) {
-        lock(&self.0.waiting).remove(&self.1);
+        lock(&self.0.waiting).remove(&self.1.id);
+        lock(&self.1.permit).take();
     }
 }
 
@@ -289,19 +290,9 @@ async fn connection(shared: Arc<Shared>, conn: Admitted, mut stop: watch::Receiv
         stream,
         info,
         control,
-        permit,
         _key,
     } = conn;
-    let _unqueue = Unqueue(&shared, control.id);
-    let _permit = match permit {
-        Some(p) => p,
-        None => {
-            match tokio::time::timeout(EVICTION_WAIT, shared.global.clone().acquire_owned()).await {
-                Ok(Ok(p)) => p,
-                _ => return,
-            }
-        }
-    };
+    let _release = Release(&shared, &control);
     let activity = Arc::new(Activity::new());
     let io = TokioIo::new(Tracked {
         inner: stream,
