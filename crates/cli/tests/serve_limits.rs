@@ -270,3 +270,22 @@ fn hostile_custom_lists_are_refused_at_once_with_flat_memory() {
     drop(server);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn connection_limit_flags_are_validated() {
+    for (flag, value, valid) in [
+        ("--idle-timeout", "5", "20..=86400"),
+        ("--header-timeout", "0", "1..=3600"),
+        ("--max-connections", "0", "1..=1000000"),
+        ("--max-connections-per-address", "x", "invalid digit"),
+        ("--shutdown-grace", "601", "0..=600"),
+    ] {
+        let out = Command::new(assert_cmd::cargo::cargo_bin("harbormaster"))
+            .args(["serve", flag, value])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {err}");
+        assert!(err.contains(flag) && err.contains(valid), "{flag} {value}: {err}");
+    }
+}
