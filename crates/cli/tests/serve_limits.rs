@@ -286,6 +286,9 @@ fn connection_limit_flags_are_validated() {
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{flag} {value}: {err}");
-        assert!(err.contains(flag) && err.contains(valid), "{flag} {value}: {err}");
+        assert!(
+            err.contains(flag) && err.contains(valid),
+            "{flag} {value}: {err}"
+        );
     }
 }

@@ -12,7 +12,8 @@
 //!   sockets from many addresses cannot lock out a visitor who sends a request.
 //! - **Header timeout.** The request line and headers must arrive within
 //!   `header_timeout` (hyper's `header_read_timeout`, also between keep-alive
-//!   requests), which ends slowloris clients.
+//!   requests), which ends slowloris clients; a request body (at most 8 KiB
+//!   here) must then arrive within another `header_timeout`.
 //! - **Idle timeout.** A connection on which no byte moved, either way, for
 //!   `idle_timeout` is closed: a stalled upload, a client that stopped reading.
 //!   A live event stream stays open, because its keep-alive comments count.
@@ -304,6 +305,10 @@ async fn connection(shared: Arc<Shared>, conn: Admitted, mut stop: watch::Receiv
         hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             shared.started(&control);
             req.extensions_mut().insert(ConnectInfo(info));
+            let req = req.map(|body| Deadline {
+                inner: body,
+                sleep: Box::pin(tokio::time::sleep(shared.limits.header_timeout)),
+            });
             shared.router.clone().oneshot(req)
         })
     };
@@ -431,5 +436,43 @@ impl AsyncWrite for Tracked {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A request body that fails when it has not fully arrived in time, so a
+/// client cannot hold a connection by sending its body a byte at a time.
+struct Deadline {
+    inner: Incoming,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+/// Why a request body was cut off.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive in time")]
+struct BodyTimeout;
+
+impl hyper::body::Body for Deadline {
+    type Data = axum::body::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        if self.sleep.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(BodyTimeout.into())));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }

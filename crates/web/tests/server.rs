@@ -242,6 +242,49 @@ async fn a_slowloris_client_is_dropped_after_the_header_timeout() {
 }
 
 #[tokio::test]
+async fn a_body_sent_a_byte_at_a_time_is_cut_off() {
+    let server = start(
+        real_app(),
+        Limits {
+            header_timeout: Duration::from_secs(2),
+            ..limits()
+        },
+    )
+    .await;
+    let s = connect_from(2, server.addr).await;
+    let (mut rd, mut wr) = s.into_split();
+    wr.write_all(b"POST /scan HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let writer = tokio::spawn(async move {
+        for b in b"kind=custom&ports=1".iter() {
+            if wr.write_all(&[*b]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(10), rd.read(&mut buf)).await {
+            Err(_) => panic!("still connected after 10 s"),
+            Ok(Ok(0)) | Ok(Err(_)) => break started.elapsed(),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    };
+    writer.abort();
+    let text = String::from_utf8_lossy(&got);
+    println!("slow body cut off after {closed:?}");
+    assert!(text.starts_with("HTTP/1.1 400 "), "{text:.300}");
+    assert!(
+        closed >= Duration::from_millis(1800) && closed < Duration::from_secs(4),
+        "{closed:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_live_event_stream_outlives_the_idle_timeout_and_a_silent_one_does_not() {
     let router = Router::new()
         .route(
