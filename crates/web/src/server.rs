@@ -56,7 +56,7 @@ const MAX_BUF: usize = 32 * 1024;
 const MAX_HEADER: usize = 16 * 1024;
 
 /// What a connection-limited client receives, written without reading its request.
-const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 60\r\nretry-after: 5\r\nconnection: close\r\n\r\nToo many connections from your address; try again shortly.\n";
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 81\r\nretry-after: 5\r\nconnection: close\r\n\r\nToo many connections (from your address, or in all); try again in a few seconds.\n";
 
 /// Connection limits and timeouts of [`run`].
 #[derive(Debug, Clone)]
@@ -474,5 +474,33 @@ impl hyper::body::Body for Deadline {
 
     fn size_hint(&self) -> hyper::body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_busy_answer_is_well_formed() {
+        let text = std::str::from_utf8(BUSY).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(len, body.len());
+        assert!(head.starts_with("HTTP/1.1 503 "));
+    }
+
+    #[test]
+    fn activity_counts_from_the_last_byte() {
+        let a = Activity::new();
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(a.idle() >= Duration::from_millis(30));
+        a.touch();
+        assert!(a.idle() < Duration::from_millis(30));
     }
 }
