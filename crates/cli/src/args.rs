@@ -123,7 +123,7 @@ pub struct ServeArgs {
     /// HTTP connections open at once from one address (IPv6: one prefix).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections_per_address: u32,
-    /// Seconds a client has to send a request's line and headers.
+    /// Seconds a client has to send a request's line and headers (and again for its body).
     #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=3600))]
     pub header_timeout: u32,
     /// Seconds a connection may stay silent before it is closed (at least 20: live result streams send a keep-alive every 15 s).

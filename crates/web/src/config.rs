@@ -37,7 +37,7 @@ pub struct Config {
     pub max_connections: usize,
     /// HTTP connections open at once from one visitor (IPv4 address or IPv6 prefix).
     pub max_connections_per_address: usize,
-    /// Time a client has to send a request's line and headers.
+    /// Time a client has to send a request's line and headers, and again for its body.
     pub header_timeout: Duration,
     /// A connection on which nothing moved for this long is closed. Keep it
     /// above the event streams' 15 s keep-alive interval.

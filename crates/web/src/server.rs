@@ -67,7 +67,7 @@ pub struct Limits {
     pub max_per_address: usize,
     /// IPv6 visitors are counted per prefix of this length.
     pub ipv6_prefix: u8,
-    /// Time allowed for a request's line and headers to arrive.
+    /// Time allowed for a request's line and headers to arrive, and again for its body.
     pub header_timeout: Duration,
     /// Time a connection may go without a byte read or written.
     pub idle_timeout: Duration,
