@@ -292,3 +292,40 @@ fn connection_limit_flags_are_validated() {
         );
     }
 }
+
+#[test]
+fn a_low_open_file_limit_is_raised_to_fit_the_connection_cap() {
+    let dir = tempdir("limits-nofile");
+    let port = free_port();
+    let bin = assert_cmd::cargo::cargo_bin("harbormaster");
+    // `exec` keeps the pid: the server is the child.
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -Sn 256 && exec \"$0\" serve --listen 127.0.0.1:{port} --mode connect --no-reverse-dns --max-connections 2000 --data-dir \"$1\""
+        ))
+        .arg(&bin)
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get_from(1, addr, "/").is_none() {
+        assert!(Instant::now() < deadline, "server did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let (soft, hard) = (fields[3], fields[4]);
+    let want = 2064.min(hard.parse::<u64>().unwrap_or(u64::MAX));
+    assert_eq!(soft.parse::<u64>().unwrap(), want, "{line}");
+}

@@ -101,6 +101,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     on_shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    ensure_fd_limit(limits.max_connections);
     let shared = Arc::new(Shared {
         global: Arc::new(Semaphore::new(limits.max_connections)),
         per_key: Mutex::new(HashMap::new()),
@@ -148,6 +149,33 @@ pub async fn run(
     }
     conns.shutdown().await;
     Ok(())
+}
+
+/// File descriptors the process needs besides its connections (listener,
+/// database, raw sockets, resolver, log).
+const SPARE_FDS: u64 = 64;
+
+/// Raises the soft open-file limit (often 1,024) towards the hard one so that
+/// `max_connections` sockets fit; warns when they cannot, since accept would
+/// then fail with "too many open files" before the cap is reached.
+fn ensure_fd_limit(max_connections: usize) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let needed = max_connections as u64 + SPARE_FDS;
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    if soft >= needed {
+        return;
+    }
+    let target = needed.min(hard);
+    if target > soft && setrlimit(Resource::RLIMIT_NOFILE, target, hard).is_ok() {
+        tracing::info!("raised the open-file limit from {soft} to {target}");
+    }
+    if target < needed {
+        tracing::warn!(
+            "the open-file limit ({target}) is below --max-connections ({max_connections}) plus {SPARE_FDS}; raise it (ulimit -n, LimitNOFILE=) or lower --max-connections"
+        );
+    }
 }
 
 struct Shared {
