@@ -75,6 +75,18 @@ pub const FORM_LIMIT: usize = 8 * 1024;
 /// Most bytes of any other request body (no other route reads one).
 pub const BODY_LIMIT: usize = 1024;
 
+/// The visitor's input, quoted, shortened to a readable length.
+fn preview(spec: &str) -> String {
+    const MAX: usize = 60;
+    let spec = spec.trim();
+    if spec.chars().count() <= MAX {
+        format!("{spec:?}")
+    } else {
+        let head: String = spec.chars().take(MAX).collect();
+        format!("{head:?}…")
+    }
+}
+
 fn capitalized(s: &str) -> String {
     let mut c = s.chars();
     match c.next() {
@@ -332,7 +344,8 @@ pub async fn start_scan(
             let list = PortList::parse_capped(spec, cfg.custom_cap).map_err(|e| match e {
                 CapError::Spec(e) => AppError::BadRequest(format!("{e}.")),
                 CapError::TooManyPorts { count, cap } => AppError::BadRequest(format!(
-                    "That list has {count} ports; a custom test may have at most {cap}."
+                    "That list ({}) has {count} ports; a custom test may have at most {cap}.",
+                    preview(spec)
                 )),
                 e => AppError::BadRequest(format!("{}.", capitalized(&e.to_string()))),
             })?;

@@ -373,7 +373,7 @@ async fn oversized_forms_and_lists_are_refused_before_parsing() {
         // Overlapping ranges count once: 1,101 ports.
         (
             ranges.as_str(),
-            "That list has 1101 ports; a custom test may have at most 1024",
+            "has 1101 ports; a custom test may have at most 1024",
         ),
         ("22,80,x", "&quot;x&quot; is not a port number"),
     ] {
@@ -393,6 +393,24 @@ async fn oversized_forms_and_lists_are_refused_before_parsing() {
     )
     .await;
     assert!(text(resp).await.contains("&quot;22,80-70&quot;"));
+    let resp = send(
+        &state,
+        post_form(format!("token={token}&kind=custom&ports=1-2000")),
+    )
+    .await;
+    assert!(
+        text(resp)
+            .await
+            .contains("That list (&quot;1-2000&quot;) has 2000 ports")
+    );
+    let resp = send(
+        &state,
+        post_form(format!("token={token}&kind=custom&ports={ranges}")),
+    )
+    .await;
+    let page = text(resp).await;
+    assert!(page.contains("That list (&quot;1-1000,1-1000,"), "{page}");
+    assert!(page.contains("&quot;… has 1101 ports"), "{page}");
 }
 
 #[tokio::test]
