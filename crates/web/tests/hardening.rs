@@ -410,7 +410,7 @@ async fn oversized_forms_and_lists_are_refused_before_parsing() {
     .await;
     let page = text(resp).await;
     assert!(page.contains("That list (&quot;1-1000,1-1000,"), "{page}");
-    assert!(page.contains("&quot;… has 1101 ports"), "{page}");
+    assert!(page.contains("&quot;…) has 1101 ports"), "{page}");
 }
 
 #[tokio::test]
