@@ -38,9 +38,25 @@ struct Loopback {
 
 impl Loopback {
     fn start(name: &str, extra: &[&str]) -> Loopback {
+        Loopback::start_with_nofile(name, extra, None)
+    }
+
+    /// With the soft open-file limit set to `nofile` first (as systemd's
+    /// default 1,024 would be); `exec` keeps the server's pid the child's.
+    fn start_with_nofile(name: &str, extra: &[&str], nofile: Option<u32>) -> Loopback {
         let dir = tempdir(name);
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let child = Command::new(assert_cmd::cargo::cargo_bin("harbormaster"))
+        let mut cmd = match nofile {
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -Sn {n} && exec \"$0\" \"$@\""))
+                    .arg(assert_cmd::cargo::cargo_bin("harbormaster"));
+                c
+            }
+            None => Command::new(assert_cmd::cargo::cargo_bin("harbormaster")),
+        };
+        let child = cmd
             .args(["serve", "--listen", &addr.to_string()])
             .args(["--mode", "connect", "--no-reverse-dns", "--allow-private"])
             .arg("--data-dir")
@@ -328,4 +344,58 @@ fn a_low_open_file_limit_is_raised_to_fit_the_connection_cap() {
     let (soft, hard) = (fields[3], fields[4]);
     let want = 2064.min(hard.parse::<u64>().unwrap_or(u64::MAX));
     assert_eq!(soft.parse::<u64>().unwrap(), want, "{line}");
+}
+
+/// The soft open-file limit of this process, raised to `want` (within the hard
+/// limit) with util-linux `prlimit` if it is lower.
+fn ensure_own_fd_limit(want: u64) {
+    let soft = || -> u64 {
+        std::fs::read_to_string("/proc/self/limits")
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .and_then(|l| l.split_whitespace().nth(3).map(str::to_string))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(u64::MAX)
+    };
+    if soft() < want {
+        let _ = Command::new("prlimit")
+            .args(["--pid", &std::process::id().to_string()])
+            .arg(format!("--nofile={want}:"))
+            .status();
+    }
+    assert!(
+        soft() >= want,
+        "this test needs {want} open files (ulimit -n); it has {}",
+        soft()
+    );
+}
+
+/// The reproduction against the default caps (1,024 in all, 32 per
+/// address) and the usual soft open-file limit of 1,024: 1,200 idle
+/// connections from 40 addresses used to exhaust the descriptors, so accept
+/// failed for everyone; now another visitor is still served.
+#[test]
+fn twelve_hundred_idle_connections_at_the_default_caps_do_not_stop_a_visitor() {
+    ensure_own_fd_limit(2048);
+    let server = Loopback::start_with_nofile("limits-1200", &[], Some(1024));
+    let mut idle = Vec::new();
+    for host in 2..42 {
+        for _ in 0..30 {
+            idle.push(connect_from(host, server.addr));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let t = Instant::now();
+    let resp = get_from(200, server.addr, "/port/22").expect("a response");
+    let took = t.elapsed();
+    println!(
+        "visitor served in {took:?} beside {} idle connections",
+        idle.len()
+    );
+    assert!(resp.starts_with("HTTP/1.1 200 OK"), "{resp:.300}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    let rss = rss_kib(server.child.id());
+    println!("server RSS with {} idle connections: {rss} KiB", idle.len());
+    assert!(rss < 128 * 1024, "{rss} KiB");
 }
