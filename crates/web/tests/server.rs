@@ -449,3 +449,89 @@ async fn shutdown_finishes_requests_and_drops_slow_clients_within_the_grace() {
     }
     assert!(TcpStream::connect(addr).await.is_err());
 }
+
+/// IPv6 visitors are counted per /64: a host that changes its address within
+/// its prefix does not get more connections. Runs in a network namespace the
+/// test creates (root), with addresses from fd00::/8 on its loopback.
+#[test]
+fn ipv6_connections_are_counted_per_prefix() {
+    let net = harbormaster_testnet::testnet_or_skip!(&harbormaster_testnet::TargetSpec::default());
+    let ns = net.target_ns.clone();
+    for addr in [
+        "fd00:8::1",
+        "fd00:8::11",
+        "fd00:8::12",
+        "fd00:8::13",
+        "fd00:9::11",
+    ] {
+        let ok = std::process::Command::new("ip")
+            .args([
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{addr}/64"),
+                "dev",
+                "lo",
+                "nodad",
+            ])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "ip addr add {addr}");
+    }
+    harbormaster_testnet::in_namespace(&ns, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let listener = TcpListener::bind("[fd00:8::1]:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (tx, rx) = oneshot::channel::<()>();
+            let server = tokio::spawn(run(
+                listener,
+                real_app(),
+                Limits {
+                    max_per_address: 4,
+                    ..limits()
+                },
+                async move {
+                    let _ = rx.await;
+                },
+                async {},
+            ));
+            let from = |src: &'static str| async move {
+                let s = TcpSocket::new_v6().unwrap();
+                s.bind(SocketAddr::new(src.parse().unwrap(), 0)).unwrap();
+                s.connect(addr).await.unwrap()
+            };
+            // Three addresses of one /64, two connections each: 4 kept, 2 refused.
+            let mut conns = Vec::new();
+            for src in ["fd00:8::11", "fd00:8::12", "fd00:8::13"] {
+                for _ in 0..2 {
+                    conns.push(from(src).await);
+                }
+            }
+            let mut refused = 0;
+            for s in &mut conns {
+                if let Some(text) = read_until_close(s, Duration::from_millis(300)).await {
+                    assert!(text.starts_with("HTTP/1.1 503 "), "{text:?}");
+                    refused += 1;
+                }
+            }
+            assert_eq!(refused, 2, "the /64 is at its cap of 4");
+            // Another /64 is another visitor.
+            let mut s = from("fd00:9::11").await;
+            s.write_all(b"GET /port/80 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let resp = read_until_close(&mut s, Duration::from_secs(5))
+                .await
+                .unwrap();
+            assert!(resp.starts_with("HTTP/1.1 200 OK"), "{resp:.200}");
+            tx.send(()).unwrap();
+            server.await.unwrap().unwrap();
+        });
+    });
+}
