@@ -2,7 +2,8 @@
 //! caps per visitor and in total, the header timeout against slowloris, the
 //! idle timeout (which a live event stream's keep-alives must survive), and a
 //! shutdown bounded by its grace whatever the clients do. Clients come from
-//! several loopback addresses (127.0.0.x) to stand for different visitors.
+//! several loopback addresses (127.0.0.x) to stand for different visitors;
+//! the IPv6 per-prefix test runs in a network namespace it creates (root).
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
