@@ -123,6 +123,21 @@ pub struct ServeArgs {
     /// The one header the --trusted-proxy writes the client's address into; every other forwarding header is ignored.
     #[arg(long, value_enum, default_value_t = ProxyHeaderArg::XForwardedFor)]
     pub proxy_header: ProxyHeaderArg,
+    /// HTTP connections open at once, all clients together.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+    /// HTTP connections open at once from one address (IPv6: one prefix).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections_per_address: u32,
+    /// Seconds a client has to send a request's line and headers (and again for its body).
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub header_timeout: u32,
+    /// Seconds a connection may stay silent before it is closed (at least 20: live result streams send a keep-alive every 15 s).
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u32).range(20..=86_400))]
+    pub idle_timeout: u32,
+    /// Seconds running requests and tests get to finish at shutdown; then the server exits anyway.
+    #[arg(long, value_name = "SECS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=600))]
+    pub shutdown_grace: u32,
 }
 
 /// Which forwarding header a trusted proxy writes.

@@ -30,6 +30,11 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
         http_ports: vec![args.listen.port()],
         ipv6_prefix: args.ipv6_prefix,
         proxy_header: args.proxy_header.into(),
+        max_connections: args.max_connections as usize,
+        max_connections_per_address: args.max_connections_per_address as usize,
+        header_timeout: Duration::from_secs(args.header_timeout.into()),
+        idle_timeout: Duration::from_secs(args.idle_timeout.into()),
+        shutdown_grace: Duration::from_secs(args.shutdown_grace.into()),
         ..Config::default()
     };
     let raw = match args.mode {

@@ -218,6 +218,8 @@ fn a_visitor_in_chromium_runs_the_common_test_and_sees_the_truth() {
 
     // The landing page showed the visitor's own address.
     assert_eq!(v["visitor"], "198.18.0.2", "{v}");
+    // No page (landing, live grid, verdict) broke the Content-Security-Policy.
+    assert_eq!(v["csp_violations"], 0, "{v}");
 
     // Every cell shows the truth, and the counts add up to it.
     let ports = v["ports"].as_object().unwrap();

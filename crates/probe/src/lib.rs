@@ -35,7 +35,10 @@ pub use error::ProbeError;
 pub use permute::Permutation;
 pub use raw::{RawTransport, raw_sockets_allowed, source_address};
 pub use result::{PortResult, PortState, Reason, Transport as Protocol};
-pub use spec::{COMMON_PORTS, PortList, SERVICE_PORTS, SpecError, compress_ranges};
+pub use spec::{
+    COMMON_PORTS, CapError, MAX_SPEC_CHARS, MAX_SPEC_ITEMS, PortList, SERVICE_PORTS, SpecError,
+    compress_ranges,
+};
 pub use target::{MAX_TARGET_ADDRESSES, TargetError, resolve};
 pub use timing::RateBudget;
 pub use transport::{RecvBatch, SendBatch, Transport};

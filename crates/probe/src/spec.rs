@@ -26,42 +26,97 @@ pub struct SpecError {
     pub why: String,
 }
 
+/// Most characters a capped specification ([`PortList::parse_capped`]) may have.
+pub const MAX_SPEC_CHARS: usize = 4096;
+
+/// Most comma-separated items a capped specification may have.
+pub const MAX_SPEC_ITEMS: usize = 512;
+
+/// Why a port specification was rejected by [`PortList::parse_capped`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CapError {
+    /// The grammar was not followed.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The text itself is too long (checked before it is parsed).
+    #[error(
+        "that port list is {len} characters long; at most {max} are accepted (write runs of ports as ranges, e.g. 8000-8100)"
+    )]
+    TooLong {
+        /// Characters given.
+        len: usize,
+        /// Characters allowed.
+        max: usize,
+    },
+    /// Too many comma-separated items (checked before they are parsed).
+    #[error(
+        "that port list has {items} items; at most {max} are accepted (write runs of ports as ranges, e.g. 8000-8100)"
+    )]
+    TooManyItems {
+        /// Items given.
+        items: usize,
+        /// Items allowed.
+        max: usize,
+    },
+    /// Valid, but names more ports than the cap.
+    #[error("that list has {count} ports; at most {cap} are allowed")]
+    TooManyPorts {
+        /// Distinct ports the list names.
+        count: usize,
+        /// The cap.
+        cap: usize,
+    },
+}
+
 impl PortList {
     /// Parses a specification. Items are separated by commas; each is a port, an
     /// inclusive range `A-B` (A ≤ B), `-`/`all`, `common` or `service`.
+    ///
+    /// Items are merged as ranges before any port is listed, so the result costs
+    /// at most 65,536 ports however often the text repeats `all`.
     pub fn parse(spec: &str) -> Result<PortList, SpecError> {
-        let fail = |why: String| SpecError {
-            spec: spec.to_string(),
-            why,
-        };
-        let trimmed = spec.trim();
-        if trimmed.is_empty() {
-            return Err(fail("it is empty".into()));
+        Ok(PortList::from_ranges(&ranges(spec)?))
+    }
+
+    /// How many distinct ports `spec` names, computed from its merged ranges
+    /// without listing them. Equal to `PortList::parse(spec)?.len()`.
+    pub fn count(spec: &str) -> Result<usize, SpecError> {
+        Ok(count_ranges(&ranges(spec)?))
+    }
+
+    /// Parses untrusted input under limits: the text's length and item count
+    /// are checked first, then the number of distinct ports is counted from
+    /// merged ranges; only a list within `cap` is ever expanded.
+    pub fn parse_capped(spec: &str, cap: usize) -> Result<PortList, CapError> {
+        let len = spec.chars().count();
+        if len > MAX_SPEC_CHARS {
+            return Err(CapError::TooLong {
+                len,
+                max: MAX_SPEC_CHARS,
+            });
         }
-        let mut ports = Vec::new();
-        for item in trimmed.split(',') {
-            let item = item.trim();
-            match item.to_ascii_lowercase().as_str() {
-                "" => return Err(fail("it has an empty item".into())),
-                "-" | "all" => ports.extend(0..=u16::MAX),
-                "common" => ports.extend(COMMON_PORTS),
-                "service" => ports.extend(SERVICE_PORTS),
-                _ => {
-                    let (lo, hi) = match item.split_once('-') {
-                        Some((a, b)) => (port(a).map_err(&fail)?, port(b).map_err(&fail)?),
-                        None => {
-                            let p = port(item).map_err(&fail)?;
-                            (p, p)
-                        }
-                    };
-                    if lo > hi {
-                        return Err(fail(format!("range {lo}-{hi} runs backwards")));
-                    }
-                    ports.extend(lo..=hi);
-                }
-            }
+        let items = spec.split(',').count();
+        if items > MAX_SPEC_ITEMS {
+            return Err(CapError::TooManyItems {
+                items,
+                max: MAX_SPEC_ITEMS,
+            });
         }
-        Ok(PortList::from_ports(ports))
+        let merged = ranges(spec)?;
+        let count = count_ranges(&merged);
+        if count > cap {
+            return Err(CapError::TooManyPorts { count, cap });
+        }
+        Ok(PortList::from_ranges(&merged))
+    }
+
+    /// A list from sorted, disjoint ranges (what [`ranges`] returns).
+    fn from_ranges(merged: &[(u16, u16)]) -> PortList {
+        let mut ports = Vec::with_capacity(count_ranges(merged));
+        for &(lo, hi) in merged {
+            ports.extend(lo..=hi);
+        }
+        PortList(ports)
     }
 
     /// A list from arbitrary ports (sorted and deduplicated here).
@@ -116,6 +171,61 @@ pub fn compress_ranges(sorted: &[u16]) -> String {
         i += 1;
     }
     out
+}
+
+/// The specification as sorted, disjoint, non-adjacent inclusive ranges.
+/// Allocates one entry per item at most (bounded by the text's length).
+fn ranges(spec: &str) -> Result<Vec<(u16, u16)>, SpecError> {
+    let fail = |why: String| SpecError {
+        spec: spec.to_string(),
+        why,
+    };
+    let trimmed = spec.trim();
+    if trimmed.is_empty() {
+        return Err(fail("it is empty".into()));
+    }
+    let mut items: Vec<(u16, u16)> = Vec::new();
+    for item in trimmed.split(',') {
+        let item = item.trim();
+        if item.eq_ignore_ascii_case("-") || item.eq_ignore_ascii_case("all") {
+            items.push((0, u16::MAX));
+        } else if item.eq_ignore_ascii_case("common") {
+            items.extend(COMMON_PORTS.iter().map(|&p| (p, p)));
+        } else if item.eq_ignore_ascii_case("service") {
+            items.push((*SERVICE_PORTS.start(), *SERVICE_PORTS.end()));
+        } else if item.is_empty() {
+            return Err(fail("it has an empty item".into()));
+        } else {
+            let (lo, hi) = match item.split_once('-') {
+                Some((a, b)) => (port(a).map_err(&fail)?, port(b).map_err(&fail)?),
+                None => {
+                    let p = port(item).map_err(&fail)?;
+                    (p, p)
+                }
+            };
+            if lo > hi {
+                return Err(fail(format!("range {lo}-{hi} runs backwards")));
+            }
+            items.push((lo, hi));
+        }
+    }
+    items.sort_unstable();
+    let mut merged: Vec<(u16, u16)> = Vec::with_capacity(items.len());
+    for (lo, hi) in items {
+        match merged.last_mut() {
+            // Overlapping or adjacent (computed in u32: `hi + 1` may be 65536).
+            Some(last) if u32::from(lo) <= u32::from(last.1) + 1 => last.1 = last.1.max(hi),
+            _ => merged.push((lo, hi)),
+        }
+    }
+    Ok(merged)
+}
+
+fn count_ranges(merged: &[(u16, u16)]) -> usize {
+    merged
+        .iter()
+        .map(|&(lo, hi)| usize::from(hi - lo) + 1)
+        .sum()
 }
 
 fn port(s: &str) -> Result<u16, String> {
@@ -193,13 +303,85 @@ mod tests {
                     alphabet[(x % alphabet.len() as u64) as usize] as char
                 })
                 .collect();
-            if let Ok(list) = PortList::parse(&text) {
+            let parsed = PortList::parse(&text);
+            // Counting from merged ranges agrees with listing the ports.
+            assert_eq!(
+                PortList::count(&text).ok(),
+                parsed.as_ref().ok().map(PortList::len),
+                "{text:?}"
+            );
+            if let Ok(list) = parsed {
+                assert!(list.ports().windows(2).all(|w| w[0] < w[1]), "{text:?}");
                 assert_eq!(
                     PortList::parse(&list.to_string()).unwrap(),
                     list,
                     "{text:?}"
                 );
+                let cap = (x % 70_000) as usize;
+                match PortList::parse_capped(&text, cap) {
+                    Ok(capped) => {
+                        assert!(list.len() <= cap, "{text:?}");
+                        assert_eq!(capped, list, "{text:?}");
+                    }
+                    Err(CapError::TooManyPorts { count, .. }) => {
+                        assert!(count > cap && count == list.len(), "{text:?}")
+                    }
+                    Err(e) => panic!("{text:?}: {e}"),
+                }
             }
+        }
+    }
+
+    #[test]
+    fn capped_parsing_rejects_before_expanding() {
+        // 40 KB of `all`: counted from one merged range.
+        let huge = vec!["all"; 10_000].join(",");
+        assert_eq!(PortList::count(&huge), Ok(65_536));
+        assert_eq!(PortList::parse(&huge).unwrap().len(), 65_536);
+        let e = PortList::parse_capped(&huge, 1024).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                CapError::TooLong {
+                    len: 39_999,
+                    max: MAX_SPEC_CHARS
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("at most 4096"), "{e}");
+
+        let many = vec!["1"; MAX_SPEC_ITEMS + 1].join(",");
+        let e = PortList::parse_capped(&many, 1024).unwrap_err();
+        assert!(matches!(e, CapError::TooManyItems { .. }), "{e}");
+        assert!(e.to_string().contains("at most 512 are accepted"), "{e}");
+
+        let e = PortList::parse_capped("1-2000,all", 1024).unwrap_err();
+        assert_eq!(
+            e,
+            CapError::TooManyPorts {
+                count: 65_536,
+                cap: 1024
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "that list has 65536 ports; at most 1024 are allowed"
+        );
+
+        // Overlaps and adjacency count once.
+        assert_eq!(PortList::count("1-10,5-20,21,common,service"), Ok(1056 + 2)); // 0-1055, 1720, 5000
+        assert_eq!(PortList::count("65535,65534,0-65535"), Ok(65_536));
+        let ok = PortList::parse_capped("80,443,8000-8009,80", 12).unwrap();
+        assert_eq!(ok.len(), 12);
+        assert!(matches!(
+            PortList::parse_capped("80,x", 12),
+            Err(CapError::Spec(SpecError { .. }))
+        ));
+        // Truncated input: every prefix of a valid spec parses or fails cleanly.
+        let spec = "20-25,80,443,common,service,65535";
+        for end in 0..=spec.len() {
+            let _ = PortList::parse_capped(&spec[..end], 2000);
         }
     }
 

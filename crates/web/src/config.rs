@@ -44,6 +44,17 @@ pub struct Config {
     pub dns_servers: Option<Vec<SocketAddr>>,
     /// The one forwarding header read from a trusted proxy (`--proxy-header`).
     pub proxy_header: ProxyHeader,
+    /// HTTP connections open at once, all clients together.
+    pub max_connections: usize,
+    /// HTTP connections open at once from one visitor (IPv4 address or IPv6 prefix).
+    pub max_connections_per_address: usize,
+    /// Time a client has to send a request's line and headers, and again for its body.
+    pub header_timeout: Duration,
+    /// A connection on which nothing moved for this long is closed. Keep it
+    /// above the event streams' 15 s keep-alive interval.
+    pub idle_timeout: Duration,
+    /// Time running requests and scans get to finish at shutdown.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for Config {
@@ -64,6 +75,11 @@ impl Default for Config {
             streams_per_address: 8,
             dns_servers: None,
             proxy_header: ProxyHeader::default(),
+            max_connections: 1024,
+            max_connections_per_address: 32,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(5),
         }
     }
 }

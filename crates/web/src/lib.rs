@@ -20,13 +20,17 @@ mod render;
 mod report;
 mod routes;
 mod scans;
+mod security;
+pub mod server;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+use tower_http::compression::CompressionLayer;
 
 pub use config::{Config, default_data_dir};
 pub use csrf::CsrfKey;
@@ -110,7 +114,10 @@ pub fn app(state: AppState) -> Router {
         .route("/", get(routes::home))
         .route("/port", get(routes::jump))
         .route("/port/{n}", get(routes::port))
-        .route("/scan", post(routes::start_scan))
+        .route(
+            "/scan",
+            post(routes::start_scan).layer(DefaultBodyLimit::max(routes::FORM_LIMIT)),
+        )
         .route("/scan/{id}", get(routes::scan_page))
         .route("/scan/{id}/events", get(routes::events))
         .route("/scan/{id}/report.txt", get(routes::report))
@@ -119,12 +126,19 @@ pub fn app(state: AppState) -> Router {
         .route("/static/style.css", get(routes::style))
         .route("/static/live.js", get(routes::script))
         .fallback(routes::not_found)
+        .layer(DefaultBodyLimit::max(routes::BODY_LIMIT))
+        .layer(axum::middleware::map_response(security::headers))
+        // gzip for pages, JSON, CSS and JS; its default predicate leaves event
+        // streams (and tiny bodies) uncompressed, so live results still flush.
+        .layer(CompressionLayer::new())
         .with_state(state)
 }
 
-/// Serves `state` on `listener` until `shutdown` completes; then cancels the
-/// running scans, waits until they are stored, and drains connections.
-/// Expired scans are deleted every minute.
+/// Serves `state` on `listener` until `shutdown` completes; then stops
+/// accepting, cancels the running scans and waits until they are stored, and
+/// closes connections, all within the configured shutdown grace (see
+/// [`server::run`] for the connection limits). Expired scans are deleted every
+/// minute.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -146,13 +160,12 @@ pub async fn serve(
             }
         })
     };
-    let service = app(state).into_make_service_with_connect_info::<ConnInfo>();
-    let result = axum::serve(listener, service)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            scans.shutdown(Duration::from_secs(10)).await;
-        })
-        .await;
+    let limits = server::Limits::from_config(state.config());
+    let grace = limits.shutdown_grace;
+    let result = server::run(listener, app(state), limits, shutdown, async move {
+        scans.shutdown(grace).await;
+    })
+    .await;
     purger.abort();
     result
 }

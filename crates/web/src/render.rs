@@ -261,7 +261,7 @@ pub fn scan(s: &StoredScan, ports: &[u16], verdict: Option<&Verdict>) -> Markup 
         div.legend aria-hidden="true" {
             span.cell.s-open { "O" } " open " span.cell.s-closed { "C" } " closed " span.cell.s-filtered { "F" } " filtered " span.cell.s-stealth { "S" } " stealth " span.cell.s-pending { "·" } " pending"
         }
-        div.grid #grid data-scan=(s.id) data-running=(running) data-from=(s.results.len()) style=(format!("--cols:{grid_cols}")) role="list" {
+        div #grid class=(format!("grid cols-{grid_cols}")) data-scan=(s.id) data-running=(running) data-from=(s.results.len()) role="list" {
             @for p in ports {
                 @let (l, class) = letter(by_port.get(p).copied().unwrap_or("pending"));
                 a class=(format!("cell s-{class}")) id=(format!("p{p}")) href=(format!("/port/{p}")) role="listitem" title=(format!("port {p}: {class}")) aria-label=(format!("port {p} {class}")) { (l) }

@@ -15,7 +15,9 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::serve::IncomingStream;
 use harbormaster_knowledge::{Proto, port_page};
-use harbormaster_probe::{COMMON_PORTS, PortList, PortResult, SERVICE_PORTS};
+use harbormaster_probe::{
+    COMMON_PORTS, CapError, MAX_SPEC_CHARS, PortList, PortResult, SERVICE_PORTS,
+};
 use maud::{Markup, html};
 use serde::Deserialize;
 use tokio::sync::broadcast;
@@ -66,6 +68,35 @@ pub enum AppError {
     },
     /// 500: logged, not shown.
     Internal(String),
+    /// 413: the request body is over its limit; the message says the limit.
+    TooLarge(String),
+}
+
+/// Most bytes of a `POST /scan` body: the consent form with a custom list of
+/// [`MAX_SPEC_CHARS`] characters, URL-encoded, fits comfortably.
+pub const FORM_LIMIT: usize = 8 * 1024;
+
+/// Most bytes of any other request body (no other route reads one).
+pub const BODY_LIMIT: usize = 1024;
+
+/// The visitor's input, quoted, shortened to a readable length.
+fn preview(spec: &str) -> String {
+    const MAX: usize = 60;
+    let spec = spec.trim();
+    if spec.chars().count() <= MAX {
+        format!("{spec:?}")
+    } else {
+        let head: String = spec.chars().take(MAX).collect();
+        format!("{head:?}…")
+    }
+}
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(first) => first.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
 }
 
 impl IntoResponse for AppError {
@@ -102,6 +133,13 @@ impl IntoResponse for AppError {
                     Some(secs),
                 )
             }
+            AppError::TooLarge(m) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "That request was too large",
+                m,
+                None,
+                None,
+            ),
             AppError::Internal(detail) => {
                 tracing::error!("internal error: {detail}");
                 (
@@ -262,8 +300,14 @@ pub async fn start_scan(
     headers: HeaderMap,
     form: Result<Form<ScanForm>, FormRejection>,
 ) -> Result<Redirect, AppError> {
-    let Form(form) = form.map_err(|_| {
-        AppError::BadRequest("Start a test with the form on the start page.".into())
+    let Form(form) = form.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::TooLarge(format!(
+                "The form was larger than the {FORM_LIMIT} bytes this server accepts. A custom list of up to {MAX_SPEC_CHARS} characters fits; write runs of ports as ranges, e.g. 8000-8100."
+            ))
+        } else {
+            AppError::BadRequest("Start a test with the form on the start page.".into())
+        }
     })?;
     csrf::check_origin(&headers).map_err(|e| AppError::Forbidden(e.to_string()))?;
     let (target, check) = visitor(&state, &conn, &headers);
@@ -301,14 +345,15 @@ pub async fn start_scan(
         }
         "custom" => {
             let spec = form.ports.as_deref().unwrap_or("");
-            let list = PortList::parse(spec).map_err(|e| AppError::BadRequest(format!("{e}.")))?;
-            if list.len() > cfg.custom_cap {
-                return Err(AppError::BadRequest(format!(
-                    "That list has {} ports; a custom test may have at most {}.",
-                    list.len(),
-                    cfg.custom_cap
-                )));
-            }
+            // Length and port count are checked before any port is listed.
+            let list = PortList::parse_capped(spec, cfg.custom_cap).map_err(|e| match e {
+                CapError::Spec(e) => AppError::BadRequest(format!("{e}.")),
+                CapError::TooManyPorts { count, cap } => AppError::BadRequest(format!(
+                    "That list ({}) has {count} ports; a custom test may have at most {cap}.",
+                    preview(spec)
+                )),
+                e => AppError::BadRequest(format!("{}.", capitalized(&e.to_string()))),
+            })?;
             (TestKind::Custom, list)
         }
         other => {
@@ -458,10 +503,14 @@ pub async fn api_scan(
             .into_response())
         }
         Err(AppError::NotFound) => Err(ApiError(StatusCode::NOT_FOUND, "no such scan".into())),
-        Err(e) => Err(ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("{e:?}"),
-        )),
+        Err(e) => {
+            // The detail (paths, SQL errors) is for the log, not for the client.
+            tracing::error!("GET /api/scans/{id}: {e:?}");
+            Err(ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error; it has been logged".into(),
+            ))
+        }
     }
 }
 

@@ -365,7 +365,10 @@ async fn an_all_stealth_quiet_visitor_passes() {
     assert_eq!(v["verdict"]["passed"], true, "{v}");
     let page = text(send(&state, get(&format!("/scan/{id}"), VISITOR)).await).await;
     assert!(page.contains("Stealth: passed"));
-    assert!(page.contains("--cols:32"), "service grid is 32 wide");
+    assert!(
+        page.contains("class=\"grid cols-32\""),
+        "service grid is 32 wide"
+    );
     assert_eq!(
         page.matches(" stealth\">S</a>").count(),
         1056,

@@ -89,12 +89,37 @@ try {
     if (!u.startsWith(origin + '/') && u !== origin && !u.startsWith('data:')) foreign.push(u);
   });
   page.on('pageerror', (e) => errors.push(String(e)));
+  // Content-Security-Policy violations, as the page reports them (the init
+  // script and binding come from the browser, so the policy does not block them).
+  const csp = [];
+  await context.exposeBinding('__hmCsp', (_source, v) => csp.push(v));
+  await context.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (e) => {
+      window.__hmCsp(`${e.violatedDirective} blocked ${e.blockedURI || 'inline'} on ${location.pathname}`);
+    });
+  });
+  page.on('console', (m) => {
+    if (/Content Security Policy/i.test(m.text())) csp.push(m.text());
+  });
 
   // The landing page shows the visitor's address.
   const resp = await page.goto(url, { waitUntil: 'load' });
   check(resp && resp.ok(), `GET ${url}: ${resp ? resp.status() : 'no response'}`);
   const visitor = (await page.locator('#visitor-ip').textContent())?.trim() ?? '';
   check(visitor, 'the landing page does not show the visitor address (#visitor-ip)');
+  const policy = resp.headers()['content-security-policy'] ?? '';
+  check(policy.includes("frame-ancestors 'none'") && policy.includes("script-src 'self'"), `landing page CSP: ${policy || 'missing'}`);
+  // The listener works: an inline script added now must be reported (and blocked).
+  await page.evaluate(() => {
+    const s = document.createElement('script');
+    s.textContent = 'window.__hmInlineRan = true;';
+    document.head.appendChild(s);
+  });
+  await page.waitForFunction(() => true, null, { timeout: 1000 }).catch(() => {});
+  for (let i = 0; i < 20 && !csp.length; i++) await new Promise((r) => setTimeout(r, 50));
+  check(csp.length > 0, 'an injected inline script raised no CSP violation: the policy or the listener is not working');
+  check(!(await page.evaluate(() => window.__hmInlineRan === true)), 'an injected inline script ran despite the CSP');
+  csp.length = 0;
 
   // Choose the common test and consent.
   await page.check('input[type=radio][name=kind][value=common]');
@@ -170,6 +195,7 @@ try {
   check(!result.counts.pending, `${result.counts.pending} cell(s) still pending with the verdict shown`);
   check(result.verdict, 'the verdict block has no heading');
   check(!errors.length, `JavaScript errors on the page: ${errors.join(' | ')}`);
+  check(!csp.length, `Content-Security-Policy violations: ${csp.join(' | ')}`);
   check(!foreign.length, `requests left ${origin}: ${foreign.join(' ')}`);
 
   clearTimeout(watchdog);
@@ -185,6 +211,7 @@ try {
       ports: result.ports,
       verdict: result.verdict,
       verdict_class: result.verdict_class,
+      csp_violations: csp.length,
       elapsed_ms: Date.now() - started,
     }) + '\n',
   );

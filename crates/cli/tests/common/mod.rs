@@ -59,6 +59,11 @@ impl Server {
         panic!("server did not come up");
     }
 
+    /// The server's process id (`ip netns exec` execs it in place).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGTERM, then the exit status.
     pub fn terminate(mut self) -> (std::process::ExitStatus, String) {
         let pid = nix_pid(self.child.id());
