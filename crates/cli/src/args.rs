@@ -138,6 +138,9 @@ pub struct ServeArgs {
     /// Seconds running requests and tests get to finish at shutdown; then the server exits anyway.
     #[arg(long, value_name = "SECS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=600))]
     pub shutdown_grace: u32,
+    /// Another TCP port on this host that visitors reach the service through (a reverse proxy on the same machine, e.g. 443); repeatable. Their traffic to it is their own page load, not "unsolicited".
+    #[arg(long = "public-port", value_name = "PORT")]
+    pub public_ports: Vec<u16>,
 }
 
 /// Which forwarding header a trusted proxy writes.

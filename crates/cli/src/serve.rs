@@ -27,7 +27,9 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
         max_concurrent: args.max_concurrent as usize,
         retention: Duration::from_secs(u64::from(args.retention_hours) * 3600),
         reverse_dns: !args.no_reverse_dns,
-        http_ports: vec![args.listen.port()],
+        http_ports: std::iter::once(args.listen.port())
+            .chain(args.public_ports.iter().copied())
+            .collect(),
         ipv6_prefix: args.ipv6_prefix,
         proxy_header: args.proxy_header.into(),
         max_connections: args.max_connections as usize,

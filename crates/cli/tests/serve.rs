@@ -188,3 +188,43 @@ fn the_per_address_limit_answers_429_on_the_wire() {
     drop(_server);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Knocks on `port` of the server from the visitor a few times (each a SYN the
+/// server's watch sees; nothing listens there, so the kernel answers RST).
+fn knock(net: &TestNet, port: u16) {
+    visit(net, move |_| {
+        for _ in 0..3 {
+            let _ = std::net::TcpStream::connect_timeout(
+                &std::net::SocketAddr::from(([198, 18, 0, 1], port)),
+                Duration::from_millis(300),
+            );
+        }
+    });
+}
+
+#[test]
+fn a_public_port_of_a_same_host_proxy_is_not_unsolicited() {
+    // A reverse proxy on the server's host (nginx on 443) is how visitors reach
+    // the service: their packets to it are their page load. `--public-port`
+    // says so; another port they touch still counts as unsolicited.
+    let spec = TargetSpec {
+        drop_all: true,
+        ..TargetSpec::default()
+    };
+    let net = testnet_or_skip!(&spec);
+    let dir = tempdir("serve-public-port");
+    let server = Server::start_with(&net, &dir, &["--public-port", "9443", "--max-rate", "500"]);
+    for (port, expect_unsolicited) in [(9443, false), (9444, true)] {
+        let id = consent(&net, vec![("kind", "common".into())]).unwrap();
+        knock(&net, port);
+        let v = wait_done(&net, &id);
+        let unsolicited = v["scan"]["watch"]["unsolicited"].as_u64().unwrap();
+        assert_eq!(unsolicited > 0, expect_unsolicited, "port {port}: {v}");
+        assert_eq!(
+            v["verdict"]["passed"], !expect_unsolicited,
+            "port {port}: {v}"
+        );
+    }
+    drop(server);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
