@@ -208,18 +208,26 @@ pub enum CrossSite {
     FetchSite(String),
 }
 
-/// Refuses a state-changing request that the browser marks as cross-site:
-/// `Origin`, when present, must name the host the request was sent to, and
-/// `Sec-Fetch-Site`, when present, must be `same-origin` or `none`. A request
-/// with neither (old browsers, curl) passes; the token still protects it.
+/// Refuses a state-changing request that the browser marks as cross-site.
+/// `Sec-Fetch-Site`, which browsers set and pages cannot, decides when present:
+/// it must be `same-origin` or `none`. Without it, `Origin`, when present, must
+/// name the host the request was sent to — except `null`, which is what
+/// browsers send for our own forms because every page carries
+/// `Referrer-Policy: no-referrer` (Fetch: a no-referrer request serialises its
+/// origin as `null`). A request with neither (old browsers, curl) passes; the
+/// token, which another site cannot read, still protects every case.
 pub fn check_origin(headers: &HeaderMap) -> Result<(), CrossSite> {
     if let Some(site) = headers.get("sec-fetch-site") {
         let v = site.to_str().unwrap_or("").trim().to_ascii_lowercase();
         if v != "same-origin" && v != "none" {
             return Err(CrossSite::FetchSite(shorten(site.as_bytes())));
         }
+        return Ok(());
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
+        if origin.as_bytes().eq_ignore_ascii_case(b"null") {
+            return Ok(());
+        }
         let host = headers.get(header::HOST);
         let same = match (origin.to_str(), host.map(|h| h.to_str())) {
             (Ok(o), Some(Ok(h))) => origin_matches_host(o, h),
@@ -392,13 +400,24 @@ mod tests {
             ],
             vec![("sec-fetch-site", "same-origin")],
             vec![("sec-fetch-site", "none")],
+            // Chromium's own form post under Referrer-Policy: no-referrer.
+            vec![
+                ("host", "scan.example"),
+                ("origin", "null"),
+                ("sec-fetch-site", "same-origin"),
+            ],
+            vec![("host", "scan.example"), ("origin", "null")],
         ];
         for h in ok {
             assert_eq!(check_origin(&headers(&h)), Ok(()), "{h:?}");
         }
         let bad = [
             vec![("host", "scan.example"), ("origin", "https://evil.example")],
-            vec![("host", "scan.example"), ("origin", "null")],
+            vec![
+                ("host", "scan.example"),
+                ("origin", "null"),
+                ("sec-fetch-site", "cross-site"),
+            ],
             vec![
                 ("host", "scan.example:8080"),
                 ("origin", "http://scan.example"),

@@ -948,7 +948,11 @@ async fn cross_site_consent_posts_are_refused_with_the_reason() {
     let form = format!("token={t}&kind=port&port=22");
     let cross: [&[(&str, &str)]; 4] = [
         &[("host", "scan.example"), ("origin", "https://evil.example")],
-        &[("host", "scan.example"), ("origin", "null")],
+        &[
+            ("host", "scan.example"),
+            ("origin", "null"),
+            ("sec-fetch-site", "cross-site"),
+        ],
         &[("sec-fetch-site", "cross-site")],
         &[
             ("sec-fetch-site", "same-site"),
