@@ -154,6 +154,18 @@ fn entry_section(page: &PortPage, i: usize) -> Markup {
             dl {
                 dt { "Range" } dd { (info.class.describe()) }
                 dt { "IANA" } dd { (reg) }
+                @if !info.iana_other_names.is_empty() {
+                    dt { "Also registered" } dd { (info.iana_other_names.join(", ")) }
+                }
+                @if !info.iana_aliases.is_empty() {
+                    dt { "Historic aliases" } dd { (info.iana_aliases.join(", ")) }
+                }
+                @if let Some(r) = info.iana_reference {
+                    dt { "IANA reference" } dd { (r) }
+                }
+                @if let Some(u) = info.iana_unauthorized_use {
+                    dt { "Unauthorized use reported to IANA" } dd { (u) }
+                }
                 dt { "Purpose" } dd { (e.summary) }
             }
             @if let Some(c) = info.curated { (curated(c)) }
@@ -181,6 +193,7 @@ fn curated(c: &Curated) -> Markup {
     html! {
         h3 { (c.title) }
         @if !c.protocols.is_empty() { p.small { "Protocols: " (c.protocols.join(", ")) } }
+        @if !c.tags.is_empty() { p.small.tags { "Tags: " (c.tags.join(", ")) } }
         h4 { "What runs here" } (paragraphs(c.description))
         h4 { "Why exposure matters" } (paragraphs(c.security))
         h4 { "How to close it" } (paragraphs(c.close))
@@ -198,6 +211,10 @@ fn curated(c: &Curated) -> Markup {
                 li { @if let Some(n) = r.strip_prefix("RFC ") { a href=(format!("https://www.rfc-editor.org/rfc/rfc{n}")) { (r) } } @else { a href=(r) rel="noreferrer" { (r) } } }
             } }
         }
+        p.small.reviewed { @match c.reviewed {
+            Some(month) => { "Facts on this entry last checked: " (month) "." }
+            None => { "This entry has not been fact-checked yet." }
+        } }
     }
 }
 

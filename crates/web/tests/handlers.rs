@@ -289,6 +289,24 @@ async fn port_pages_navigate_and_wrap() {
 }
 
 #[tokio::test]
+async fn port_pages_show_the_registration_tags_and_review_date() {
+    let state = state_with(Scripted::new(|_| PortState::Stealth), config());
+    // 66: current name sql-net, historic alias sql*net (IANA's CSV).
+    let page = text(send(&state, get("/port/66", VISITOR)).await).await;
+    assert!(
+        page.contains("sql-net") && page.contains("Historic aliases"),
+        "{page}"
+    );
+    assert!(page.contains("sql*net"));
+    assert!(page.contains("Facts on this entry last checked: 2026-12."));
+    // 3389: curated tags; 6003: IANA's unauthorized-use note for x11.
+    let rdp = text(send(&state, get("/port/3389", VISITOR)).await).await;
+    assert!(rdp.contains("Tags: remote-access, windows"), "{rdp}");
+    let x11 = text(send(&state, get("/port/6003", VISITOR)).await).await;
+    assert!(x11.contains("Unauthorized use reported to IANA"), "{x11}");
+}
+
+#[tokio::test]
 async fn bad_ports_are_400_pages_naming_the_range() {
     let state = state_with(Scripted::new(|_| PortState::Stealth), config());
     for bad in [
