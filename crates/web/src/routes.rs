@@ -671,7 +671,12 @@ pub async fn style() -> Response {
             (header::CONTENT_TYPE, "text/css; charset=utf-8"),
             (header::CACHE_CONTROL, "public, max-age=3600"),
         ],
-        include_str!("assets/style.css"),
+        // One stylesheet, kept in two files: the frame and the start, port and
+        // error pages (base.css), and the scan page's grid and verdict (scan.css).
+        concat!(
+            include_str!("assets/base.css"),
+            include_str!("assets/scan.css")
+        ),
     )
         .into_response()
 }
