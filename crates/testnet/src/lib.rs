@@ -98,7 +98,9 @@ impl TargetSpec {
     /// dropped.
     pub fn home_router() -> TargetSpec {
         TargetSpec {
-            open: vec![21, 22, 23, 53, 80, 139, 443, 445, 554, 631, 1024, 1055, 8080],
+            open: vec![
+                21, 22, 23, 53, 80, 139, 443, 445, 554, 631, 1024, 1055, 8080,
+            ],
             closed: vec![25, 110, 113, 1000, 7547],
             drop_unlisted: true,
             ..TargetSpec::default()
@@ -285,12 +287,10 @@ impl TestNet {
             run(&["ip", "netns", "exec", p, "sysctl", "-qw", &k])?;
         }
         run(&[
-            "ip", "-n", s, "link", "add", "veth0", "type", "veth", "peer", "name", "pa", "netns",
-            p,
+            "ip", "-n", s, "link", "add", "veth0", "type", "veth", "peer", "name", "pa", "netns", p,
         ])?;
         run(&[
-            "ip", "-n", p, "link", "add", "pb", "type", "veth", "peer", "name", "veth1", "netns",
-            t,
+            "ip", "-n", p, "link", "add", "pb", "type", "veth", "peer", "name", "veth1", "netns", t,
         ])?;
         for (ns, dev) in [(s, "veth0"), (p, "pa"), (p, "pb"), (t, "veth1")] {
             run(&[
