@@ -8,9 +8,9 @@
 //! addresses and IPv6 off, so its kernel neither answers nor sends anything;
 //! the forwarder reads each inner end with an `AF_PACKET` socket bound to it
 //! and writes the frame, later, to the other inner end. Only frames whose
-//! source and destination are both test addresses (198.18.0.0/15, or the IPv6
-//! documentation and ULA ranges) are forwarded; everything else is dropped and
-//! counted.
+//! source and destination are both test addresses (198.18.0.0/15, ARP about
+//! two of them, or the IPv6 documentation and ULA ranges) are forwarded;
+//! everything else is dropped and counted.
 //!
 //! Each direction models one bottleneck link: random loss on arrival, then a
 //! drop-tail queue in front of a link of `rate_bps` (serialization delay
@@ -253,20 +253,25 @@ impl Model {
 }
 
 /// Is this Ethernet frame test traffic: IPv4 between two 198.18.0.0/15
-/// addresses, or IPv6 between two fd00::/8 or 2001:db8::/32 addresses?
-/// Length-checked: a truncated frame is not test traffic.
+/// addresses, ARP about two such addresses (nmap ARP-pings a host on its own
+/// link even with `-Pn`), or IPv6 between two fd00::/8 or 2001:db8::/32
+/// addresses? Length-checked: a truncated frame is not test traffic.
 pub fn is_test_frame(frame: &[u8]) -> bool {
     if frame.len() < 14 {
         return false;
     }
     let ip = &frame[14..];
+    let bench_v4 = |a: &[u8]| a[0] == 198 && a[1] & 0xfe == 18;
     match u16::from_be_bytes([frame[12], frame[13]]) {
+        // Ethernet/IPv4 ARP: sender address at 14, target address at 24.
+        0x0806 => {
+            ip.len() >= 28
+                && ip[..6] == [0, 1, 8, 0, 6, 4]
+                && bench_v4(&ip[14..18])
+                && bench_v4(&ip[24..28])
+        }
         0x0800 => {
-            ip.len() >= 20
-                && ip[0] >> 4 == 4
-                && [&ip[12..16], &ip[16..20]]
-                    .iter()
-                    .all(|a| a[0] == 198 && a[1] & 0xfe == 18)
+            ip.len() >= 20 && ip[0] >> 4 == 4 && bench_v4(&ip[12..16]) && bench_v4(&ip[16..20])
         }
         0x86dd => {
             ip.len() >= 40
@@ -528,9 +533,20 @@ mod tests {
         assert!(!is_test_frame(&frame_v4([198, 18, 0, 1], [8, 8, 8, 8])));
         assert!(!is_test_frame(&frame_v4([10, 0, 0, 1], [198, 18, 0, 2])));
         assert!(!is_test_frame(&frame_v4([198, 20, 0, 1], [198, 18, 0, 2])));
-        let mut arp = frame_v4([198, 18, 0, 1], [198, 18, 0, 2]);
+        let mut arp = vec![0u8; 14 + 28];
         arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        arp[14..20].copy_from_slice(&[0, 1, 8, 0, 6, 4]);
+        arp[28..32].copy_from_slice(&[198, 18, 0, 1]);
+        arp[38..42].copy_from_slice(&[198, 18, 0, 2]);
+        assert!(is_test_frame(&arp));
+        for n in 0..arp.len() {
+            assert!(!is_test_frame(&arp[..n]), "truncated ARP, length {n}");
+        }
+        arp[38..42].copy_from_slice(&[192, 168, 0, 1]);
         assert!(!is_test_frame(&arp));
+        let mut other = frame_v4([198, 18, 0, 1], [198, 18, 0, 2]);
+        other[12..14].copy_from_slice(&[0x88, 0xcc]);
+        assert!(!is_test_frame(&other));
         let mut v6 = vec![0u8; 14 + 40];
         v6[12..14].copy_from_slice(&[0x86, 0xdd]);
         v6[14] = 0x60;
