@@ -74,7 +74,7 @@ fn main() {
                     "--jitter" if v <= 10_000.0 => d.jitter = ms(),
                     "--path-loss" if v <= 100.0 => d.loss_percent = v,
                     "--rate" if v > 0.0 && v <= 100_000.0 => d.rate_bps = Some((v * 1e6) as u64),
-                    "--queue" if v >= 1.0 && v <= 10_000.0 => {
+                    "--queue" if (1.0..=10_000.0).contains(&v) => {
                         d.queue = QueueLimit::Millis(v as u32)
                     }
                     _ => usage(&format!(
