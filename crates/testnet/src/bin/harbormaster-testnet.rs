@@ -124,6 +124,20 @@ fn main() {
     let _ = std::io::stdout().flush();
     // Hold the namespaces (and the listeners) until the caller closes our stdin.
     for _ in std::io::stdin().lock().lines() {}
+    // What the path did, for the benchmark's notes (tail drops, release lateness).
+    if let Some((up, down)) = net.path_stats() {
+        for (name, d) in [("to target", up), ("to scanner", down)] {
+            eprintln!(
+                "harbormaster-testnet: path {name}: {} frames, {} lost, {} tail-dropped, {} forwarded, release late by {} µs mean / {} µs max",
+                d.received,
+                d.lost,
+                d.queue_dropped,
+                d.forwarded,
+                d.total_late_us / d.forwarded.max(1),
+                d.max_late_us
+            );
+        }
+    }
     drop(net);
 }
 
