@@ -133,6 +133,8 @@ pub struct DirectionStats {
     pub overflow_dropped: u64,
     /// Frames not forwarded because they are not test traffic (or too big).
     pub ignored: u64,
+    /// Frames whose send on the far interface failed (e.g. ENOBUFS).
+    pub send_errors: u64,
     /// Largest lateness of a release against its scheduled time, in µs.
     pub max_late_us: u64,
     /// Sum of the lateness of all releases, in µs (divide by `forwarded`).
@@ -147,6 +149,7 @@ struct Counters {
     queue_dropped: AtomicU64,
     overflow_dropped: AtomicU64,
     ignored: AtomicU64,
+    send_errors: AtomicU64,
     max_late_us: AtomicU64,
     total_late_us: AtomicU64,
 }
@@ -161,6 +164,7 @@ impl Counters {
             queue_dropped: g(&self.queue_dropped),
             overflow_dropped: g(&self.overflow_dropped),
             ignored: g(&self.ignored),
+            send_errors: g(&self.send_errors),
             max_late_us: g(&self.max_late_us),
             total_late_us: g(&self.total_late_us),
         }
@@ -509,6 +513,8 @@ fn release_loop(fd: &OwnedFd, shared: &Shared, stop: &AtomicBool) {
             c.forwarded.fetch_add(1, Ordering::Relaxed);
             c.total_late_us.fetch_add(late, Ordering::Relaxed);
             c.max_late_us.fetch_max(late, Ordering::Relaxed);
+        } else {
+            c.send_errors.fetch_add(1, Ordering::Relaxed);
         }
         f = shared.flight.lock().expect("path lock");
     }
