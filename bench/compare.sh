@@ -5,6 +5,11 @@
 #
 #   sudo bench/compare.sh            # everything (a few minutes; nmap at 2 % loss is slow)
 #   sudo bench/compare.sh --quick    # Harbormaster only (written to bench/results/quick.md)
+#   sudo bench/compare.sh --router [--ports all|service] [--delay MS] [--jitter MS]
+#        [--path-loss PERCENT] [--rate MBIT] [--queue MS] [--quick]
+#        # Harbormaster and nmap -sS on a stealth-heavy home router behind an
+#        # emulated path (both directions alike; see crates/testnet/src/path.rs),
+#        # appended to bench/results/path.md
 #
 # Traffic stays inside two network namespaces the script creates (198.18.0.0/16);
 # nothing else is contacted. Results: bench/results/latest.md (and stdout).
@@ -16,10 +21,34 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 2
 fi
 quick=0
-[ "${1:-}" = "--quick" ] && quick=1
+router=0
+ports=all
+path_args=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --quick) quick=1 ;;
+    --router) router=1 ;;
+    --ports)
+      case ${2:-} in all | service) ports=$2 ;; *) echo "--ports takes all or service" >&2; exit 2 ;; esac
+      shift ;;
+    --delay | --jitter | --path-loss | --rate | --queue)
+      [ $# -ge 2 ] || { echo "$1 takes a number" >&2; exit 2; }
+      path_args+=("$1" "$2")
+      shift ;;
+    *) echo "unknown argument $1; usage: compare.sh [--quick] [--router [--ports all|service] [--delay MS] [--jitter MS] [--path-loss PERCENT] [--rate MBIT] [--queue MS]]" >&2; exit 2 ;;
+  esac
+  shift
+done
+[ $router -eq 1 ] || [ ${#path_args[@]} -eq 0 ] || { echo "path flags need --router" >&2; exit 2; }
+# Flags every test host of this run gets.
+net_flags=()
+[ $router -eq 1 ] && net_flags=(--spec router "${path_args[@]}")
 
 scripts/deps.sh
-[ $quick -eq 1 ] || bench/setup.sh
+# The router comparison needs only nmap; setup.sh would also build RustScan.
+if [ $quick -eq 0 ] && ! { [ $router -eq 1 ] && command -v nmap >/dev/null; }; then
+  bench/setup.sh
+fi
 cargo build --quiet --release -p harbormaster-cli -p harbormaster-testnet
 HM=$PWD/target/release/harbormaster
 TN=$PWD/target/release/harbormaster-testnet
@@ -30,14 +59,28 @@ mkdir -p bench/results
 # A quick run must not overwrite the full comparison.
 report=bench/results/latest.md
 [ $quick -eq 1 ] && report=bench/results/quick.md
+[ $router -eq 1 ] && report=bench/results/path.md
 
 # The test host's port mix, counted from its truth file.
-coproc PROBE { trap '' INT TERM; exec "$TN" --truth "$tmp/truth"; }
+coproc PROBE { trap '' INT TERM; exec "$TN" "${net_flags[@]}" --truth "$tmp/truth"; }
 read -r _ _ <&"${PROBE[0]}"
 exec {PROBE[1]}>&-
 wait "$PROBE_PID" 2>/dev/null || true
 host_counts=$(awk '{n[$2]++} END {printf "%d open, %d closed, %d filtered (ICMP admin-prohibited), %d stealth (dropped)", n["open"], n["closed"], n["filtered"], n["stealth"]}' "$tmp/truth")
 
+if [ $router -eq 1 ]; then
+  [ -f "$report" ] || echo "# Path benchmarks (appended by bench/compare.sh --router)" > "$report"
+  {
+    echo
+    echo "## $(date -u +%Y-%m-%dT%H:%MZ): path ${path_args[*]:-none (direct veth)}, ports $ports"
+    echo
+    echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r)."
+    echo "Host: home router, $host_counts; path flags apply to each direction."
+    echo
+    echo "| tool | command | loss | ports | time (s) | peak RSS (MB) | open | closed | filtered | stealth | misclassified | notes |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+  } >> "$report"
+else
 {
   echo "# Probe benchmark, $(date -u +%Y-%m-%dT%H:%MZ)"
   echo
@@ -47,12 +90,13 @@ host_counts=$(awk '{n[$2]++} END {printf "%d open, %d closed, %d filtered (ICMP 
   echo "| tool | command | loss | ports | time (s) | peak RSS (MB) | open | closed | filtered | stealth | misclassified | notes |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 } > "$report"
+fi
 
 # run LABEL LOSS SILENT RANGE FORMAT OUTFILE CMD...
 run() {
   local label=$1 loss=$2 silent=$3 range=$4 fmt=$5 outfile=$6
   shift 6
-  local flags=(--loss "$loss" --truth "$tmp/truth")
+  local flags=(--loss "$loss" --truth "$tmp/truth" "${net_flags[@]}")
   [ "$silent" = 1 ] && flags+=(--silent)
   # The test host ignores Ctrl-C/TERM sent to our process group: it must live until
   # its stdin closes (when this script ends) so it can remove its namespaces.
@@ -94,6 +138,23 @@ print(f"| {label} | `{cmd}` | {loss} % | {rng} | {secs} | {rss} | {cell('open')}
 PY
   tail -1 "$report"
 }
+
+if [ $router -eq 1 ]; then
+  if [ "$ports" = all ]; then
+    run harbormaster 0 0 0-65535 ndjson stdout \
+      "$HM" scan 198.18.0.2 -p all --mode syn --format ndjson
+    [ $quick -eq 1 ] || run "nmap -sS" 0 0 0-65535 nmap-xml file \
+      nmap -sS -T4 -p0-65535 -n -Pn --reason -oX @OUT@ 198.18.0.2
+  else
+    run harbormaster 0 0 0-1055 ndjson stdout \
+      "$HM" scan 198.18.0.2 -p service --mode syn --format ndjson
+    [ $quick -eq 1 ] || run "nmap -sS" 0 0 0-1055 nmap-xml file \
+      nmap -sS -T4 -p0-1055 -n -Pn --reason -oX @OUT@ 198.18.0.2
+  fi
+  echo
+  echo "Appended to $report"
+  exit 0
+fi
 
 for loss in 0 2; do
   run harbormaster "$loss" 0 0-65535 ndjson stdout \

@@ -14,6 +14,8 @@ browser_dir="$(cd "$(dirname "$0")/.." && pwd)/crates/cli/tests/browser"
 need=()
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v nft >/dev/null 2>&1 || need+=(nftables)
+# ethtool turns veth offloads off for the emulated paths (crates/testnet/src/path.rs).
+command -v ethtool >/dev/null 2>&1 || need+=(ethtool)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)

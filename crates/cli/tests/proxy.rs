@@ -173,7 +173,7 @@ fn attempt(d: &Deployment, from: &str, base: &str, headers: &Headers, form: &str
         let page = body(resp);
         let token = page
             .find("name=\"token\" value=\"")
-            .map(|at| page[at + 20..at + 68].to_string());
+            .and_then(|at| page[at + 20..].split('"').next().map(str::to_string));
         let form = format!("token={}&{form}", token.as_deref().unwrap_or("0"));
         let mut req = a
             .post(&format!("{base}/scan"))

@@ -28,7 +28,7 @@ fn start_service_test(net: &TestNet) -> String {
     visit(net, move |a| {
         let page = body(a.get(SERVER).call().unwrap());
         let at = page.find("name=\"token\" value=\"").expect("consent form") + 20;
-        let token = page[at..at + 48].to_string();
+        let token = page[at..at + 64].to_string();
         let resp = a
             .post(&format!("{SERVER}/scan"))
             .send_form([("token", token.as_str()), ("kind", "service")])

@@ -14,7 +14,11 @@
 //! [`Lan`] builds more hosts on one bridge (server, proxy, attacker, victim, …)
 //! and [`Nginx`] runs a real nginx on one of them.
 //!
-//! Needs root and the `ip` and `nft` commands. [`TestNet::create`] returns
+//! With [`TargetSpec::path`] set, the two namespaces are joined through a
+//! third one instead, where a userspace delay line ([`path`]) emulates an
+//! internet path: delay, jitter, loss, a bottleneck rate and its queue.
+//!
+//! Needs root and the `ip` and `nft` commands (and `ethtool` for a path). [`TestNet::create`] returns
 //! [`Skip`] with the reason when they are missing; with the environment
 //! variable `HARBORMASTER_REQUIRE_NETNS=1` (set by `scripts/test.sh` when run as
 //! root) a missing prerequisite is a failure instead, so CI cannot skip silently.
@@ -27,7 +31,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use nix::sched::{CloneFlags, setns};
 
 mod lan;
+pub mod path;
 pub use lan::{Host, Lan, NGINX, Nginx};
+pub use path::{Direction, DirectionStats, PathSpec, QueueLimit};
 
 /// The scanner's address inside its namespace.
 pub const SCANNER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -52,6 +58,13 @@ pub struct TargetSpec {
     pub extra_addresses: u8,
     /// Extra scanner-side addresses (198.18.1.1, 198.18.1.2, …), for many-visitor tests.
     pub extra_scanner_addresses: u16,
+    /// An emulated path between scanner and target; `None` is a direct veth.
+    pub path: Option<PathSpec>,
+    /// Drop every TCP port that is in neither `open` nor `closed`, and pings:
+    /// a stealth-heavy host such as a home router.
+    pub drop_unlisted: bool,
+    /// With `drop_unlisted`: the ports that still answer closed (RST).
+    pub closed: Vec<u16>,
 }
 
 impl TargetSpec {
@@ -85,9 +98,25 @@ impl TargetSpec {
         }
     }
 
+    /// A stealth-heavy host like a home router: 13 open ports (12 of them in
+    /// the service test's 0–1055), 5 closed, every other port and pings
+    /// dropped.
+    pub fn home_router() -> TargetSpec {
+        TargetSpec {
+            open: vec![
+                21, 22, 23, 53, 80, 139, 443, 445, 554, 631, 1024, 1055, 8080,
+            ],
+            closed: vec![25, 110, 113, 1000, 7547],
+            drop_unlisted: true,
+            ..TargetSpec::default()
+        }
+    }
+
     /// What a correct scan reports for `port`: "open", "closed", "filtered" or "stealth".
     pub fn truth(&self, port: u16) -> &'static str {
-        if self.drop_all || self.dropped.contains(&port) {
+        let unlisted =
+            self.drop_unlisted && !self.open.contains(&port) && !self.closed.contains(&port);
+        if self.drop_all || unlisted || self.dropped.contains(&port) {
             "stealth"
         } else if self.open.contains(&port) {
             "open"
@@ -131,6 +160,9 @@ pub struct TestNet {
     pub scanner_ns: String,
     /// The target's namespace name.
     pub target_ns: String,
+    /// The middle namespace of an emulated path, if there is one.
+    pub path_ns: Option<String>,
+    forwarder: Option<path::Forwarder>,
     _listeners: Vec<TcpListener>,
 }
 
@@ -222,6 +254,9 @@ impl TestNet {
         if let Err(why) = prerequisites() {
             return skip(why);
         }
+        if spec.path.is_some() && Command::new("ethtool").arg("--version").output().is_err() {
+            return skip("`ethtool` is not installed (scripts/deps.sh installs it)".into());
+        }
         let id = format!(
             "{}x{}",
             std::process::id(),
@@ -230,26 +265,72 @@ impl TestNet {
         let mut net = TestNet {
             scanner_ns: format!("hm-s{id}"),
             target_ns: format!("hm-t{id}"),
+            path_ns: spec.path.map(|_| format!("hm-p{id}")),
+            forwarder: None,
             _listeners: Vec::new(),
         };
         // On failure `net` is dropped here, which removes whatever was created.
         match net.build(spec) {
-            Ok(listeners) => {
-                net._listeners = listeners;
-                Ok(net)
-            }
-            Err(e) => skip(e),
+            Ok(listeners) => net._listeners = listeners,
+            Err(e) => return skip(e),
         }
+        if let (Some(p), Some(spec)) = (&net.path_ns, &spec.path) {
+            match path::Forwarder::start(p, "pa", "pb", spec) {
+                Ok(f) => net.forwarder = Some(f),
+                Err(e) => return skip(e),
+            }
+        }
+        Ok(net)
+    }
+
+    /// What the emulated path did so far, (scanner → target, target → scanner);
+    /// `None` without a path.
+    pub fn path_stats(&self) -> Option<(DirectionStats, DirectionStats)> {
+        self.forwarder
+            .as_ref()
+            .map(|f| (f.to_target(), f.to_scanner()))
+    }
+
+    /// Joins the namespaces through the path namespace `p`, with every offload
+    /// off on all four veth ends: a packet socket would otherwise see 64 KiB
+    /// TSO frames it cannot resend, and TCP checksums left for hardware that
+    /// the other side then finds wrong.
+    fn link_through_path(s: &str, t: &str, p: &str) -> Result<(), String> {
+        run(&["ip", "netns", "add", p])?;
+        for key in ["all", "default"] {
+            let k = format!("net.ipv6.conf.{key}.disable_ipv6=1");
+            run(&["ip", "netns", "exec", p, "sysctl", "-qw", &k])?;
+        }
+        run(&[
+            "ip", "-n", s, "link", "add", "veth0", "type", "veth", "peer", "name", "pa", "netns", p,
+        ])?;
+        run(&[
+            "ip", "-n", p, "link", "add", "pb", "type", "veth", "peer", "name", "veth1", "netns", t,
+        ])?;
+        for (ns, dev) in [(s, "veth0"), (p, "pa"), (p, "pb"), (t, "veth1")] {
+            run(&[
+                "ip", "netns", "exec", ns, "ethtool", "-K", dev, "tx", "off", "sg", "off", "tso",
+                "off", "gso", "off", "gro", "off",
+            ])?;
+        }
+        run(&["ip", "-n", p, "link", "set", "lo", "up"])?;
+        run(&["ip", "-n", p, "link", "set", "pa", "up"])?;
+        run(&["ip", "-n", p, "link", "set", "pb", "up"])?;
+        Ok(())
     }
 
     fn build(&self, spec: &TargetSpec) -> Result<Vec<TcpListener>, String> {
         let (s, t) = (self.scanner_ns.as_str(), self.target_ns.as_str());
         run(&["ip", "netns", "add", s])?;
         run(&["ip", "netns", "add", t])?;
-        run(&[
-            "ip", "-n", s, "link", "add", "veth0", "type", "veth", "peer", "name", "veth1",
-            "netns", t,
-        ])?;
+        if let Some(p) = &self.path_ns {
+            TestNet::link_through_path(s, t, p)?;
+        } else {
+            run(&[
+                "ip", "-n", s, "link", "add", "veth0", "type", "veth", "peer", "name", "veth1",
+                "netns", t,
+            ])?;
+        }
         run(&[
             "ip",
             "-n",
@@ -362,9 +443,20 @@ impl TestNet {
         // A fully stealthed host still gets answers to connections it opens itself
         // (a visitor loading the web service's pages).
         let drop_all = if spec.drop_all {
-            "ct state established,related accept\n    drop"
+            "ct state established,related accept\n    drop".to_string()
+        } else if spec.drop_unlisted {
+            let mut answered = spec.open.clone();
+            answered.extend(&spec.closed);
+            format!(
+                "ct state established,related accept\n    icmp type echo-request drop\n    tcp dport != {{ {} }} drop",
+                answered
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         } else {
-            ""
+            String::new()
         };
         let target_rules = format!(
             "table inet hm {{
@@ -438,6 +530,11 @@ impl TestNet {
 
 impl Drop for TestNet {
     fn drop(&mut self) {
+        // The forwarder's sockets live in the path namespace: stop it first.
+        drop(self.forwarder.take());
+        if let Some(p) = &self.path_ns {
+            let _ = run(&["ip", "netns", "del", p]);
+        }
         // Deleting a namespace removes its end of the veth pair, and with it the peer.
         let _ = run(&["ip", "netns", "del", &self.scanner_ns]);
         let _ = run(&["ip", "netns", "del", &self.target_ns]);

@@ -1,8 +1,10 @@
 //! `harbormaster-testnet`: holds a benchmark test host up for scripts.
 //!
 //! ```text
-//! harbormaster-testnet [--loss PERCENT] [--silent] [--spec benchmark|visitor]
+//! harbormaster-testnet [--loss PERCENT] [--silent] [--spec benchmark|visitor|router]
 //!                      [--visitors N] [--truth FILE]
+//!                      [--delay MS] [--jitter MS] [--path-loss PERCENT]
+//!                      [--rate MBIT] [--queue MS]
 //! ```
 //! Creates the namespaces, writes the expected state of every port to FILE
 //! (`port state` per line), prints `SCANNER_NS TARGET_NS` on stdout, then
@@ -12,10 +14,19 @@
 //! open, dropped and rejected ports inside 0–1055, every other port closed.
 //! `--visitors N` gives the target namespace N addresses, 198.18.0.2 to
 //! 198.18.0.(N+1), each with the same ports (listeners on every address).
+//! `--spec router` is a stealth-heavy home router (13 open, 5 closed, the rest
+//! and pings dropped).
+//!
+//! Any of `--delay` (one-way, ms), `--jitter` (± ms), `--path-loss` (% each
+//! way), `--rate` (bottleneck Mbit/s each way) or `--queue` (bottleneck buffer,
+//! ms of the rate; default 50) puts an emulated path between the namespaces
+//! (see `harbormaster_testnet::path`); without them the veth is direct.
 
 use std::io::{BufRead, Write};
 
-use harbormaster_testnet::{TargetSpec, TestNet};
+use std::time::Duration;
+
+use harbormaster_testnet::{Direction, PathSpec, QueueLimit, TargetSpec, TestNet};
 
 fn main() {
     let mut loss = 0u8;
@@ -23,6 +34,8 @@ fn main() {
     let mut truth = None;
     let mut visitor_spec = false;
     let mut visitors = 1u8;
+    let mut router_spec = false;
+    let mut path = None::<Direction>;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -38,7 +51,8 @@ fn main() {
             "--spec" => match args.next().as_deref() {
                 Some("benchmark") => visitor_spec = false,
                 Some("visitor") => visitor_spec = true,
-                _ => usage("--spec takes benchmark or visitor"),
+                Some("router") => router_spec = true,
+                _ => usage("--spec takes benchmark, visitor or router"),
             },
             "--visitors" => {
                 visitors = args
@@ -46,6 +60,27 @@ fn main() {
                     .and_then(|v| v.parse().ok())
                     .filter(|v| (1..=200).contains(v))
                     .unwrap_or_else(|| usage("--visitors takes a count 1-200"))
+            }
+            "--delay" | "--jitter" | "--path-loss" | "--rate" | "--queue" => {
+                let v: f64 = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+                    .unwrap_or_else(|| usage(&format!("{a} takes a non-negative number")));
+                let d = path.get_or_insert_with(Direction::default);
+                let ms = || Duration::from_secs_f64(v / 1000.0);
+                match a.as_str() {
+                    "--delay" if v <= 10_000.0 => d.delay = ms(),
+                    "--jitter" if v <= 10_000.0 => d.jitter = ms(),
+                    "--path-loss" if v <= 100.0 => d.loss_percent = v,
+                    "--rate" if v > 0.0 && v <= 100_000.0 => d.rate_bps = Some((v * 1e6) as u64),
+                    "--queue" if (1.0..=10_000.0).contains(&v) => {
+                        d.queue = QueueLimit::Millis(v as u32)
+                    }
+                    _ => usage(&format!(
+                        "{a} {v} is out of range (delay/jitter/queue 0-10000 ms, path-loss 0-100 %, queue at least 1 ms, rate above 0 up to 100000 Mbit/s)"
+                    )),
+                }
             }
             other => usage(&format!("unknown argument {other:?}")),
         }
@@ -56,12 +91,18 @@ fn main() {
             loss_percent: loss,
             ..TargetSpec::default()
         }
+    } else if router_spec {
+        TargetSpec {
+            loss_percent: loss,
+            ..TargetSpec::home_router()
+        }
     } else if visitor_spec {
         visitor(loss)
     } else {
         TargetSpec::benchmark(loss)
     };
     spec.extra_addresses = visitors - 1;
+    spec.path = path.map(PathSpec::symmetric);
     let net = match TestNet::create(&spec) {
         Ok(n) => n,
         Err(skip) => {
@@ -83,6 +124,20 @@ fn main() {
     let _ = std::io::stdout().flush();
     // Hold the namespaces (and the listeners) until the caller closes our stdin.
     for _ in std::io::stdin().lock().lines() {}
+    // What the path did, for the benchmark's notes (tail drops, release lateness).
+    if let Some((up, down)) = net.path_stats() {
+        for (name, d) in [("to target", up), ("to scanner", down)] {
+            eprintln!(
+                "harbormaster-testnet: path {name}: {} frames, {} lost, {} tail-dropped, {} forwarded, release late by {} µs mean / {} µs max",
+                d.received,
+                d.lost,
+                d.queue_dropped,
+                d.forwarded,
+                d.total_late_us / d.forwarded.max(1),
+                d.max_late_us
+            );
+        }
+    }
     drop(net);
 }
 
@@ -115,7 +170,7 @@ fn visitor(loss_percent: u8) -> TargetSpec {
 
 fn usage(msg: &str) -> ! {
     eprintln!(
-        "harbormaster-testnet: {msg}; usage: harbormaster-testnet [--loss PERCENT] [--silent] [--spec benchmark|visitor] [--visitors N] [--truth FILE]"
+        "harbormaster-testnet: {msg}; usage: harbormaster-testnet [--loss PERCENT] [--silent] [--spec benchmark|visitor|router] [--visitors N] [--truth FILE] [--delay MS] [--jitter MS] [--path-loss PERCENT] [--rate MBIT] [--queue MS]"
     );
     std::process::exit(2);
 }

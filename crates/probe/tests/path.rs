@@ -1,0 +1,100 @@
+//! Today's SYN engine over an emulated internet path (see
+//! `harbormaster_testnet::path`): a stealth-heavy home router at 150 ms RTT,
+//! and, as a benchmark only, behind a 2 Mbit/s bottleneck. Needs root; without
+//! it each test prints why it was skipped.
+
+use std::net::IpAddr;
+
+use harbormaster_probe::{
+    Engine, EngineConfig, PortList, PortResult, PortState, RawTransport, ScanRequest, ScanSummary,
+    source_address,
+};
+use harbormaster_testnet::{PathSpec, TARGET_IP, TargetSpec, TestNet, testnet_or_skip};
+
+fn truth(spec: &TargetSpec, port: u16) -> PortState {
+    match spec.truth(port) {
+        "open" => PortState::Open,
+        "closed" => PortState::Closed,
+        "filtered" => PortState::Filtered,
+        _ => PortState::Stealth,
+    }
+}
+
+fn wrong(spec: &TargetSpec, results: &[PortResult]) -> Vec<String> {
+    results
+        .iter()
+        .filter(|r| r.state != truth(spec, r.port))
+        .map(|r| format!("{} {} ({}, {} tries)", r.port, r.state, r.reason, r.tries))
+        .collect()
+}
+
+fn syn_scan(net: &TestNet, ports: &str) -> (Vec<PortResult>, ScanSummary) {
+    let transport = net.in_scanner(|| RawTransport::open().expect("raw sockets"));
+    let scanner_ns = net.scanner_ns.clone();
+    let engine = Engine::start(transport, EngineConfig::default(), move |dst| {
+        harbormaster_testnet::in_namespace(&scanner_ns, || source_address(dst))
+    });
+    engine
+        .scan(ScanRequest {
+            target: IpAddr::V4(TARGET_IP),
+            ports: PortList::parse(ports).unwrap(),
+            tries: None,
+            rate: None,
+            watch: None,
+        })
+        .unwrap()
+}
+
+/// The home router (13 open, 5 closed, the rest and pings dropped) behind a
+/// path of `path`.
+fn router_behind(path: PathSpec) -> TargetSpec {
+    TargetSpec {
+        path: Some(path),
+        ..TargetSpec::home_router()
+    }
+}
+
+#[test]
+fn syn_service_scan_of_a_stealth_router_is_exact_at_150_ms_rtt_and_2_percent_loss() {
+    let spec = router_behind(PathSpec::home(75, 0, 2.0, 50.0, 50));
+    let net = testnet_or_skip!(&spec);
+    let (results, summary) = syn_scan(&net, "service");
+    let (up, down) = net.path_stats().unwrap();
+    eprintln!(
+        "service scan at 150 ms / 2 % / 50 Mbit/s: {summary:?}\nto target {up:?}\nto scanner {down:?}"
+    );
+    assert_eq!(results.len(), 1056);
+    let wrong = wrong(&spec, &results);
+    assert!(wrong.is_empty(), "{} wrong: {wrong:?}", wrong.len());
+    assert!(up.lost > 0, "the path must have lost probes: {up:?}");
+}
+
+/// A benchmark, not a pass/fail test: issue 9 says today's engine overruns a
+/// 2 Mbit/s bottleneck and reports open and closed ports as stealth. Run with
+/// `cargo test -p harbormaster-probe --test path -- --ignored --nocapture`
+/// and record the printed wrong-port count in BENCHMARKS.md.
+#[test]
+#[ignore = "benchmark: today's engine is known to get ports wrong here (issue 9 section 5)"]
+fn bench_syn_service_scan_behind_2_mbit_with_a_50_ms_queue() {
+    for (mbit, ports) in [
+        (2.0, "service"),
+        (2.0, "all"),
+        (5.0, "service"),
+        (5.0, "all"),
+    ] {
+        let spec = router_behind(PathSpec::home(20, 0, 0.5, mbit, 50));
+        let net = testnet_or_skip!(&spec);
+        let (results, summary) = syn_scan(&net, ports);
+        let (up, _) = net.path_stats().unwrap();
+        let wrong = wrong(&spec, &results);
+        eprintln!(
+            "BENCH {mbit} Mbit/s, 40 ms RTT, 0.5 % loss, 50 ms queue, ports {ports}: {} results, {} wrong in {:.2} s; {} of {} probes tail-dropped; wrong: {:?}",
+            results.len(),
+            wrong.len(),
+            summary.elapsed.as_secs_f64(),
+            up.queue_dropped,
+            up.received,
+            &wrong[..wrong.len().min(12)]
+        );
+    }
+}
