@@ -417,7 +417,7 @@ async fn load(state: &AppState, id: &str) -> Result<(StoredScan, Vec<u16>), AppE
     let ports = match &live {
         Some(l) => {
             let (results, _) = l.subscribe();
-            stored.results = results.iter().map(stored_result).collect();
+            stored.results = results.iter().map(StoredResult::from).collect();
             stored.results.sort_by_key(|r| r.port);
             l.ports.ports().to_vec()
         }
@@ -427,17 +427,6 @@ async fn load(state: &AppState, id: &str) -> Result<(StoredScan, Vec<u16>), AppE
         },
     };
     Ok((stored, ports))
-}
-
-fn stored_result(r: &PortResult) -> StoredResult {
-    StoredResult {
-        port: r.port,
-        state: r.state.to_string(),
-        reason: r.reason.to_string(),
-        rtt_ms: r.rtt.map(|d| (d.as_secs_f64() * 1e6).round() / 1e3),
-        tries: r.tries,
-        ttl: r.ttl,
-    }
 }
 
 /// `GET /scan/{id}`.
