@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use harbormaster_probe::{Engine, EngineConfig, RawTransport, source_address};
+use harbormaster_probe::{Engine, EngineConfig, RateBudget, RawTransport, source_address};
 use harbormaster_web::{
     AppState, Config, ConnectProber, Db, DbError, Prober, SynProber, default_data_dir,
 };
@@ -61,17 +61,19 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
     rt.block_on(async move {
         let prober: Arc<dyn Prober> = match raw {
             Some(transport) => {
+                // One budget for SYN probes and the connect-mode fallback
+                // (IPv6 visitors), so --max-rate caps them together.
+                let budget = RateBudget::new(args.max_rate);
                 let engine = Engine::start(
                     transport,
                     EngineConfig {
                         max_rate: Some(args.max_rate),
+                        shared_budget: Some(budget.clone()),
                         ..EngineConfig::default()
                     },
                     source_address,
                 );
-                Arc::new(
-                    SynProber::new(engine, config.http_ports.clone()).connect_rate(args.max_rate),
-                )
+                Arc::new(SynProber::new(engine, config.http_ports.clone()).connect_budget(budget))
             }
             None => Arc::new(ConnectProber::new(Some(args.max_rate))),
         };

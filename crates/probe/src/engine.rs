@@ -35,7 +35,7 @@ use crate::error::ProbeError;
 use crate::permute::Permutation;
 use crate::result::{PortResult, PortState, Reason, Transport as Proto};
 use crate::spec::PortList;
-use crate::timing::{Congestion, RateLimiter, RttEstimator, needed_tries};
+use crate::timing::{Congestion, RateBudget, RateLimiter, RttEstimator, needed_tries};
 use crate::transport::{MAX_BATCH as BATCH, RecvBatch, SendBatch, Transport};
 
 /// First source port the engine uses. The range above it lies outside Linux's
@@ -69,6 +69,9 @@ pub struct EngineConfig {
     pub max_window: usize,
     /// TTL / hop limit of probes.
     pub ttl: u8,
+    /// A rate budget shared with senders outside the engine (the web
+    /// service's connect-mode probes), so that together they keep one cap.
+    pub shared_budget: Option<RateBudget>,
 }
 
 impl Default for EngineConfig {
@@ -81,6 +84,7 @@ impl Default for EngineConfig {
             initial_window: 1024,
             max_window: 8192,
             ttl: 64,
+            shared_budget: None,
         }
     }
 }
@@ -854,6 +858,7 @@ struct Loop<T> {
     transport: T,
     scans: Vec<Option<Box<Scan>>>,
     rate: Option<RateLimiter>,
+    shared: Option<RateBudget>,
     blocks: std::sync::Arc<std::sync::Mutex<Vec<bool>>>,
     next_turn: usize,
     /// Addresses the transport currently passes for watching.
@@ -870,6 +875,7 @@ fn run<T: Transport>(
         transport,
         scans: (0..MAX_SCANS).map(|_| None).collect(),
         rate: config.max_rate.map(RateLimiter::new),
+        shared: config.shared_budget.clone(),
         blocks,
         next_turn: 0,
         watched: Vec::new(),
@@ -999,6 +1005,9 @@ fn run<T: Transport>(
             if let Some(r) = &l.rate {
                 wait = wait.min(r.wait().max(Duration::from_micros(50)));
             }
+            if let Some(b) = &l.shared {
+                wait = wait.min(b.wait(now).max(Duration::from_micros(50)));
+            }
             match l.transport.recv(&mut rx, wait) {
                 Ok(_) => l.handle(&rx),
                 Err(e) => return l.fail(e),
@@ -1117,6 +1126,9 @@ impl<T: Transport> Loop<T> {
         let mut budget = tx.room();
         if let Some(rate) = &mut self.rate {
             budget = rate.take(now, budget);
+        }
+        if let Some(shared) = &self.shared {
+            budget = shared.try_take(now, budget);
         }
         // Round-robin from a rotating start so no scan is always first.
         let share = budget.div_ceil(busy.len()).max(1);

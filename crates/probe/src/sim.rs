@@ -43,6 +43,8 @@ pub struct SimStats {
     pub lost_out: u64,
     /// Replies lost on the way back.
     pub lost_in: u64,
+    /// Virtual time of the first probe, from the network's creation.
+    pub first_probe: Option<Duration>,
 }
 
 /// A simulated IPv4 network seen from `source`.
@@ -177,6 +179,10 @@ impl Transport for SimNetwork {
     }
 
     fn send(&mut self, batch: &SendBatch) -> io::Result<usize> {
+        if batch.len() > 0 {
+            let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+            stats.first_probe.get_or_insert(self.now);
+        }
         for i in 0..batch.len() {
             let (_, bytes) = batch.get(i);
             let bytes = bytes.to_vec();

@@ -230,6 +230,35 @@ impl RateBudget {
         at
     }
 
+    /// Takes up to `want` sends that may happen at `now`, without waiting:
+    /// for a sender that cannot sleep per send (the SYN engine's loop) sharing
+    /// the budget with senders that do ([`RateBudget::acquire`]). Slots others
+    /// have reserved ahead come first, so the sum of all senders stays within
+    /// the rate.
+    pub fn try_take(&self, now: Instant, want: usize) -> usize {
+        let mut p = self.pacer();
+        let tat = p.tat.unwrap_or(now).max(now);
+        let horizon = now + p.tolerance;
+        if want == 0 || tat > horizon {
+            return 0;
+        }
+        let free = (horizon - tat).as_nanos() / p.interval.as_nanos().max(1) + 1;
+        let granted = want.min(usize::try_from(free).unwrap_or(usize::MAX));
+        p.tat = Some(tat + p.interval * u32::try_from(granted).unwrap_or(u32::MAX));
+        granted
+    }
+
+    /// How long from `now` until [`RateBudget::try_take`] grants a send.
+    pub fn wait(&self, now: Instant) -> Duration {
+        let p = self.pacer();
+        match p.tat {
+            Some(tat) => tat
+                .checked_sub(p.tolerance)
+                .map_or(Duration::ZERO, |at| at.saturating_duration_since(now)),
+            None => Duration::ZERO,
+        }
+    }
+
     /// How many clones of this budget exist (tests: who still holds it).
     #[cfg(test)]
     pub(crate) fn holders(&self) -> usize {
@@ -266,6 +295,40 @@ pub fn needed_tries(answers: u64, lost_before: u64, responsive: u64, min: u8, ma
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn try_take_and_reservations_share_one_rate() {
+        // 1,000/s with a burst of 10: over one simulated second a sender that
+        // reserves ahead and one that takes what is free get 1,000 (+ burst) together.
+        let budget = RateBudget::new(1000);
+        let start = Instant::now();
+        let (mut reserved, mut taken) = (0usize, 0usize);
+        // The reserving side (connect probes) keeps 4 reservations pending and
+        // sends each when its time comes, as `acquire` would.
+        let mut pending: Vec<Instant> = Vec::new();
+        for ms in 0..1000u64 {
+            let now = start + Duration::from_millis(ms);
+            let before = pending.len();
+            pending.retain(|at| *at > now);
+            reserved += before - pending.len();
+            while pending.len() < 4 {
+                pending.push(budget.reserve(now));
+            }
+            taken += budget.try_take(now, 64);
+        }
+        let total = reserved + taken;
+        assert!(
+            (990..=1012).contains(&total),
+            "{reserved} reserved + {taken} taken"
+        );
+        assert!(taken > 0, "the non-waiting sender is not starved entirely");
+        // Alone, try_take grants the burst at once and then the rate.
+        let alone = RateBudget::new(1000);
+        assert_eq!(alone.try_take(start, 1000), 10);
+        assert_eq!(alone.try_take(start, 1000), 0);
+        assert!(alone.wait(start) > Duration::ZERO);
+        assert_eq!(alone.try_take(start + Duration::from_millis(5), 1000), 5);
+    }
 
     #[test]
     fn rto_follows_rfc_6298() {

@@ -336,3 +336,52 @@ fn ping_replies_and_counter_probes_are_seen() {
     assert_eq!(w.unsolicited, 1, "{w:?}");
     assert_eq!(w.unsolicited_examples, ["udp 137->137"]);
 }
+
+#[test]
+fn a_budget_shared_with_other_senders_holds_for_all_of_them() {
+    // The web service's connect-mode probes reserve from the same budget as
+    // the engine: 5,000 sends reserved elsewhere at 10,000/s occupy the first
+    // half second, so the engine's 2,000 ports (at least 2,000 probes) cannot
+    // finish before 0.7 s of the budget's time.
+    let target = Ipv4Addr::new(198, 18, 0, 2);
+    let host = benchmark_host(4);
+    let net = SimNetwork::new(SCANNER, Duration::from_micros(200), 0.0, 0.0, 4)
+        .host(target, host.clone());
+    let stats = net.stats();
+    let source = net.source();
+    let budget = harbormaster_probe::RateBudget::new(10_000);
+    let now = std::time::Instant::now();
+    for _ in 0..5_000 {
+        budget.reserve(now);
+    }
+    let e = Engine::start(
+        net,
+        EngineConfig {
+            shared_budget: Some(budget),
+            ..EngineConfig::default()
+        },
+        move |_| Ok(source),
+    );
+    let ports = PortList::parse("1-2000").unwrap();
+    let (results, summary) = e
+        .scan(ScanRequest {
+            target: IpAddr::V4(target),
+            ports: ports.clone(),
+            tries: None,
+            rate: None,
+            watch: None,
+        })
+        .unwrap();
+    assert_exact(&host, &results, &ports);
+    let (probes, first) = {
+        let s = stats.lock().unwrap();
+        (s.probes as f64, s.first_probe.unwrap())
+    };
+    // The 5,000 reserved sends take the budget's first 0.5 s (less its burst).
+    assert!(
+        first >= Duration::from_millis(480),
+        "the engine sent its first probe at {first:?}, inside the reserved half second"
+    );
+    let total = (probes + 5_000.0) / (first + summary.elapsed).as_secs_f64();
+    assert!(total <= 11_000.0, "{total:.0}/s together");
+}

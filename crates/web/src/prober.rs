@@ -91,10 +91,13 @@ impl SynProber {
         }
     }
 
-    /// Caps the connect-mode fallback (IPv6 visitors) at `rate` attempts per
-    /// second, shared by all of them.
-    pub fn connect_rate(mut self, rate: u32) -> SynProber {
-        self.connect = ConnectProber::new(Some(rate));
+    /// Paces the connect-mode fallback (IPv6 visitors) from `budget`; when the
+    /// engine was started with the same budget (`EngineConfig::shared_budget`)
+    /// SYN and connect probes together keep one `--max-rate`.
+    pub fn connect_budget(mut self, budget: RateBudget) -> SynProber {
+        self.connect = ConnectProber {
+            budget: Some(budget),
+        };
         self
     }
 }
