@@ -179,7 +179,7 @@ impl Transport for SimNetwork {
     }
 
     fn send(&mut self, batch: &SendBatch) -> io::Result<usize> {
-        if batch.len() > 0 {
+        if !batch.is_empty() {
             let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
             stats.first_probe.get_or_insert(self.now);
         }
