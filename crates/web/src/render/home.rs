@@ -93,17 +93,17 @@ pub fn home(v: &Visitor<'_>, offer: &Offer) -> Markup {
                         legend { "Which ports to test" }
                         (choice("common", offer.selected,
                             html! { "Common ports " span.badge { "Recommended for a first visit" } },
-                            html! { (COMMON_PORTS.len()) " ports that attackers try first (file sharing, remote access, mail, web). It takes seconds and shows at once whether your router answers the internet." }))
+                            html! { "The " (COMMON_PORTS.len()) " ports attackers try first; takes seconds and shows whether your router answers strangers." }))
                         (choice("service", offer.selected,
                             html! { "Service ports" },
-                            html! { "All 1,056 ports from 0 to 1055, where most well-known services live. Takes about a minute." }))
+                            html! { "Ports 0 to 1055, where most well-known services live; about a minute." }))
                         (choice("custom", offer.selected,
                             html! { "Custom ports" },
-                            html! { "Up to " (offer.custom_cap) " ports of your choice, e.g. a game or camera port." }))
+                            html! { "Up to " (offer.custom_cap) " ports you choose, e.g. a game or camera port." }))
                         div.custom-field {
                             label for="custom-ports" { "Ports for a custom test" }
                             input #custom-ports name="ports" type="text" inputmode="text" autocomplete="off" spellcheck="false" maxlength=(harbormaster_probe::MAX_SPEC_CHARS) placeholder="e.g. 22, 80, 443, 8000-8100" aria-describedby="custom-ports-hint";
-                            p.hint #custom-ports-hint { "Numbers and ranges, separated by commas. Typing here chooses the custom test." }
+                            p.hint #custom-ports-hint { "Numbers and ranges with commas; typing here picks Custom." }
                         }
                         @if offer.allow_full {
                             (choice("full", offer.selected,

@@ -62,8 +62,8 @@ pub fn page_with(frame: Frame<'_>, head: Head<'_>, body: Markup) -> Markup {
             body {
                 header.site {
                     a.brand href="/" { "Harbormaster" }
-                    form.jump role="search" action="/search" method="get" {
-                        label for="jump-q" { "Port or name" }
+                    form.jump role="search" aria-label="Look up a port" action="/search" method="get" {
+                        label.vh for="jump-q" { "Port number or name" }
                         input #jump-q name="q" type="search" maxlength=(MAX_QUERY) required placeholder="22, ssh, netbus";
                         button { "Look up" }
                     }

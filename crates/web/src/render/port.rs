@@ -184,7 +184,7 @@ pub struct SearchView<'a> {
 pub fn search(v: &SearchView<'_>) -> Markup {
     html! {
         h1 { "Search ports" }
-        form.search role="search" action="/search" method="get" {
+        form.search role="search" aria-label="Search the port pages" action="/search" method="get" {
             div.field {
                 label for="search-q" { "Words, a service or malware name, or a port number" }
                 input #search-q name="q" type="search" value=(v.q) maxlength=(MAX_QUERY) placeholder="e.g. remote desktop, netbus, 3306";
