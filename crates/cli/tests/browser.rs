@@ -487,3 +487,31 @@ fn a_visitor_reads_the_start_port_search_and_error_pages() {
     drop(net);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Not a test: screenshots of the key pages for a reviewer, into the directory
+/// named by `HARBORMASTER_SCREENSHOTS` (run `bench/screenshots.sh OUTDIR`).
+#[test]
+#[ignore = "a tool, not a test: bench/screenshots.sh runs it"]
+fn screenshots_of_the_key_pages() {
+    let out = PathBuf::from(
+        std::env::var("HARBORMASTER_SCREENSHOTS")
+            .expect("set HARBORMASTER_SCREENSHOTS to an output directory"),
+    );
+    std::fs::create_dir_all(&out).unwrap();
+    if let Err(why) = prerequisites() {
+        panic!("screenshots need the browser test's prerequisites: {why}");
+    }
+    let spec = visitor();
+    let net = harbormaster_testnet::TestNet::create(&spec).expect("create test namespaces");
+    let dir = tempdir("browser-shots");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let server = Server::start(&net, &data);
+    let run = run_browser(&net.target_ns, "screenshots.mjs", SERVER, &out);
+    eprintln!("--- stdout\n{}--- stderr\n{}---", run.stdout, run.stderr);
+    assert!(run.ok, "screenshots.mjs failed:\n{}", run.stderr);
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{stderr}");
+    drop(net);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
