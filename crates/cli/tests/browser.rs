@@ -469,6 +469,14 @@ fn a_visitor_reads_the_start_port_search_and_error_pages() {
         "the server ran the custom list: {api}"
     );
 
+    // Printed: content only, and references say where they lead.
+    assert_eq!(v["print"]["nav_shown"], false, "{v}");
+    assert_eq!(v["print"]["forms_shown"], false, "{v}");
+    let href = v["print"]["ref_href"].as_str().expect("a reference link");
+    assert!(
+        v["print"]["ref_after"].as_str().unwrap().contains(href),
+        "{v}"
+    );
     assert_eq!(v["favicon"]["status"], 200, "{v}");
     assert!(
         v["favicon"]["type"].as_str().unwrap().starts_with("image/"),

@@ -9,7 +9,8 @@
 // and the dark colour scheme, no horizontal scroll at 320 and 390 px, no CSP
 // violations or script errors; on the start page, that the consent button is
 // within a phone's first screen and that typing in the Custom field ticks
-// Custom, so the POST asks for a custom test; and that /favicon.ico is an image.
+// Custom, so the POST asks for a custom test; that /favicon.ico is an image;
+// and that a printed port page drops navigation and forms and shows link targets.
 // Prints one JSON line with everything measured (browser.rs asserts on it);
 // on an error it prints "pages.mjs: FAIL: ..." on stderr and exits non-zero.
 
@@ -99,6 +100,22 @@ try {
       out.scroll[`${w} ${path}`] = [sw, iw];
     }
   }
+
+  // Print: no navigation or forms; references show where they lead.
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await page.emulateMedia({ media: 'print', colorScheme: 'light' });
+  await page.goto(origin + '/port/3389', { waitUntil: 'load' });
+  out.print = await page.evaluate(() => {
+    const shown = (sel) => [...document.querySelectorAll(sel)].some((e) => getComputedStyle(e).display !== 'none');
+    const ref = document.querySelector('a.ref');
+    return {
+      nav_shown: shown('nav') || shown('header.site'),
+      forms_shown: shown('form'),
+      ref_after: ref ? getComputedStyle(ref, '::after').content : null,
+      ref_href: ref ? ref.getAttribute('href') : null,
+    };
+  });
+  await page.emulateMedia({ media: 'screen' });
 
   // A phone's first screen holds the consent button.
   await page.setViewportSize({ width: 390, height: 844 });
