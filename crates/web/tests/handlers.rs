@@ -273,7 +273,12 @@ async fn refused_addresses_get_no_form_and_no_scan() {
     )
     .await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
-    assert!(text(resp).await.contains("own address"));
+    let page = text(resp).await;
+    assert!(page.contains("own address"));
+    assert!(
+        page.contains("<h1>This address cannot be tested</h1>"),
+        "{page}"
+    );
 }
 
 #[tokio::test]
@@ -1447,6 +1452,8 @@ async fn the_start_page_explains_and_preselects() {
         page.contains("value=\"common\" id=\"kind-common\" checked"),
         "{page}"
     );
+    // The scan page's "run the wider test" links land on the choices.
+    assert!(page.contains("id=\"tests\""), "{page}");
     let svc = text(send(&state, get("/?test=service", VISITOR)).await).await;
     assert!(
         svc.contains("value=\"service\" id=\"kind-service\" checked"),

@@ -85,7 +85,7 @@ pub fn home(v: &Visitor<'_>, offer: &Offer) -> Markup {
         @if let Some(why) = &v.refusal {
             section.error { h2 { "This address cannot be tested" } p { (why) } }
         } @else {
-            section.consent {
+            section.consent #tests {
                 h2 { "Choose a test" }
                 form method="post" action="/scan" {
                     input type="hidden" name="token" value=(v.token);
