@@ -117,7 +117,8 @@ pub fn home(v: &Visitor<'_>, offer: &Offer) -> Markup {
             }
         }
         section.explain {
-            h2 { "What happens when you press the button" }
+            @if v.refusal.is_some() { h2 { "What the test does elsewhere" } }
+            @else { h2 { "What happens when you press the button" } }
             ul {
                 li { strong { "What is sent: " } "connection attempts from this server to the ports you chose, on " strong { (v.ip) } " only — the address your visit comes from, never any other." }
                 li { strong { "What you learn: " } "for each port, whether it is " strong { "open" } " (something accepted), " strong { "closed" } " (your side refused), " strong { "filtered" } " (a router or firewall said it blocks it) or " strong { "stealth" } " (no answer at all)." }
