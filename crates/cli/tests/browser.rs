@@ -376,3 +376,150 @@ fn a_tab_over_the_stream_cap_falls_back_to_reloading() {
     drop(net);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_visitor_reads_the_start_port_search_and_error_pages() {
+    prerequisites_or_skip!();
+    let net = testnet_or_skip!(&TargetSpec::default());
+    let dir = tempdir("browser-pages");
+    let data = dir.join("data");
+    let shots = dir.join("out");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&shots).unwrap();
+    let server = Server::start(&net, &data);
+
+    let run = run_browser(&net.target_ns, "pages.mjs", SERVER, &shots);
+    eprintln!(
+        "browser: {} in {:.1} s\n--- stdout\n{}--- stderr\n{}---",
+        if run.ok { "ok" } else { "FAILED" },
+        run.elapsed.as_secs_f64(),
+        run.stdout,
+        run.stderr
+    );
+    assert!(run.ok, "pages.mjs failed:\n{}", run.stderr);
+    let line = run
+        .stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON line from pages.mjs: {}", run.stdout));
+    let v: Value = serde_json::from_str(line).unwrap();
+
+    // Every page as expected, with zero axe-core violations in both colour schemes.
+    for (path, status) in [
+        ("/", 200),
+        ("/port/22", 200),
+        ("/port/40000", 200),
+        ("/port/4", 200),
+        ("/search?q=remote+desktop", 200),
+        ("/search?tag=remote-access", 200),
+        ("/no/such/page", 404),
+        ("/port/abc", 400),
+    ] {
+        assert_eq!(v["status"][path], status, "{path}: {v}");
+        for scheme in ["light", "dark"] {
+            let key = format!("{scheme} {path}");
+            assert_eq!(
+                v["axe"][&key],
+                serde_json::json!([]),
+                "axe violations on {key} (details on stderr above)"
+            );
+        }
+        // No sideways scrolling on a phone.
+        for w in [320, 390] {
+            let key = format!("{w} {path}");
+            let sw = v["scroll"][&key][0].as_u64().unwrap();
+            let iw = v["scroll"][&key][1].as_u64().unwrap();
+            assert!(sw <= iw, "{key}: {sw} px of content in {iw} px");
+        }
+    }
+    assert_eq!(
+        v["headings"]["/no/such/page"], "No page at this address",
+        "{v}"
+    );
+    assert_eq!(
+        v["headings"]["/port/abc"], "That is not a port number",
+        "{v}"
+    );
+
+    // The consent button is on a phone's first screen.
+    let bottom = v["button_bottom_390x844"].as_u64().expect("button found");
+    assert!(bottom <= 844, "button ends at {bottom} px: {v}");
+
+    // Typing in Custom ticked Custom, and the form asked for a custom test.
+    assert_eq!(v["common_checked_first"], true, "{v}");
+    assert_eq!(v["custom_checked_after_typing"], true, "{v}");
+    assert_eq!(v["posted_kind"], "custom", "{v}");
+    assert_eq!(v["posted_ports"], "22,80", "{v}");
+    let id = v["scan_url"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let api: Value = visit(&net, move |a| {
+        serde_json::from_str(&body(
+            a.get(&format!("{SERVER}/api/scans/{id}")).call().unwrap(),
+        ))
+        .unwrap()
+    });
+    assert_eq!(
+        api["scan"]["ports"], "22,80",
+        "the server ran the custom list: {api}"
+    );
+
+    // Printed: content only, and references say where they lead.
+    assert_eq!(v["print"]["nav_shown"], false, "{v}");
+    assert_eq!(v["print"]["forms_shown"], false, "{v}");
+    let href = v["print"]["ref_href"].as_str().expect("a reference link");
+    assert!(
+        v["print"]["ref_after"].as_str().unwrap().contains(href),
+        "{v}"
+    );
+    assert_eq!(v["favicon"]["status"], 200, "{v}");
+    assert!(
+        v["favicon"]["type"].as_str().unwrap().starts_with("image/"),
+        "{v}"
+    );
+    assert_eq!(v["csp"], serde_json::json!([]), "CSP violations: {v}");
+    assert_eq!(v["errors"], serde_json::json!([]), "script errors: {v}");
+    assert_eq!(
+        v["foreign"],
+        serde_json::json!([]),
+        "requests elsewhere: {v}"
+    );
+
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{stderr}");
+    drop(net);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Not a test: screenshots of the key pages for a reviewer, into the directory
+/// named by `HARBORMASTER_SCREENSHOTS` (run `bench/screenshots.sh OUTDIR`).
+#[test]
+#[ignore = "a tool, not a test: bench/screenshots.sh runs it"]
+fn screenshots_of_the_key_pages() {
+    let out = PathBuf::from(
+        std::env::var("HARBORMASTER_SCREENSHOTS")
+            .expect("set HARBORMASTER_SCREENSHOTS to an output directory"),
+    );
+    std::fs::create_dir_all(&out).unwrap();
+    if let Err(why) = prerequisites() {
+        panic!("screenshots need the browser test's prerequisites: {why}");
+    }
+    let spec = visitor();
+    let net = harbormaster_testnet::TestNet::create(&spec).expect("create test namespaces");
+    let dir = tempdir("browser-shots");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let server = Server::start(&net, &data);
+    let run = run_browser(&net.target_ns, "screenshots.mjs", SERVER, &out);
+    eprintln!("--- stdout\n{}--- stderr\n{}---", run.stdout, run.stderr);
+    assert!(run.ok, "screenshots.mjs failed:\n{}", run.stderr);
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{stderr}");
+    drop(net);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::connect_info::{ConnectInfo, Connected};
-use axum::extract::rejection::FormRejection;
+use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -70,6 +70,20 @@ pub enum AppError {
     Internal(String),
     /// 413: the request body is over its limit; the message says the limit.
     TooLarge(String),
+    /// 404 for an address no route serves (not a scan id): "No page at this address".
+    NoPage,
+    /// Any status with its own heading and, optionally, a form that keeps the
+    /// visitor's input so it can be fixed and sent again.
+    Titled {
+        /// HTTP status.
+        status: StatusCode,
+        /// The page's heading, naming the problem.
+        heading: &'static str,
+        /// What was wrong and what is valid.
+        message: String,
+        /// A form or links below the message.
+        extra: Option<Markup>,
+    },
 }
 
 /// Most bytes of a `POST /scan` body: the consent form with a custom list of
@@ -109,15 +123,40 @@ impl IntoResponse for AppError {
                 None,
                 None,
             ),
-            AppError::Forbidden(m) => (StatusCode::FORBIDDEN, "Not allowed", m, None, None),
-            AppError::NotFound => (
-                StatusCode::NOT_FOUND,
-                "Not found",
-                "There is nothing at this address. Scans are deleted after the retention period."
-                    .to_string(),
+            AppError::Forbidden(m) => (
+                StatusCode::FORBIDDEN,
+                "This request was refused",
+                m,
                 None,
                 None,
             ),
+            AppError::NotFound => (
+                StatusCode::NOT_FOUND,
+                "No test at this address",
+                "There is no test result here: the link may be mistyped, or the result was deleted when its keeping time ran out."
+                    .to_string(),
+                Some(html! { p { a href="/" { "Start a new test" } } }),
+                None,
+            ),
+            AppError::NoPage => (
+                StatusCode::NOT_FOUND,
+                "No page at this address",
+                "This server has no page here; the address may be mistyped.".to_string(),
+                Some(html! {
+                    ul {
+                        li { a href="/" { "Test your connection" } " — the start page" }
+                        li { a href="/search" { "Search ports" } " by number, name or malware" }
+                        li { a href="/port/22" { "An example port page" } " (22, SSH)" }
+                    }
+                }),
+                None,
+            ),
+            AppError::Titled {
+                status,
+                heading,
+                message,
+                extra,
+            } => (status, heading, message, extra, None),
             AppError::TooMany {
                 why,
                 retry_after,
@@ -204,8 +243,119 @@ fn visitor(
     (Some(target), check)
 }
 
+/// The visitor's words for a refusal: no server flags or settings (the
+/// operator's detail goes to the log).
 fn refusal_message(r: policy::Refusal) -> String {
-    format!("{r}. Harbormaster probes only the public address a visit comes from.")
+    use policy::Refusal;
+    tracing::info!("refused a visitor: {r}");
+    let why = match r {
+        Refusal::Private => "Your visit comes from a private address (a home, office or provider network), not from the internet, so there is nothing public to test. Visit this page from a connection to the internet, for example over mobile data, or ask whoever runs this server to test private networks".to_string(),
+        Refusal::Documentation => "Your visit comes from an address reserved for documentation and testing, which this server does not test".to_string(),
+        other => capitalized(&other.to_string()),
+    };
+    format!("{why}. Harbormaster probes only the public address a visit comes from.")
+}
+
+/// The visitor's words for a consent-token problem, with its own heading.
+fn token_error(e: csrf::TokenError) -> AppError {
+    let heading = match e {
+        csrf::TokenError::Expired => "This form has expired",
+        csrf::TokenError::Used => "This form was already used",
+        _ => "This form cannot be used",
+    };
+    AppError::Titled {
+        status: StatusCode::FORBIDDEN,
+        heading,
+        message: e.to_string(),
+        extra: Some(html! { p { a href="/" { "Open a fresh start page" } } }),
+    }
+}
+
+/// A bad port number: its own heading and a form to try again.
+fn bad_port(message: String) -> AppError {
+    AppError::Titled {
+        status: StatusCode::BAD_REQUEST,
+        heading: "That is not a port number",
+        message,
+        extra: Some(html! {
+            form.retry action="/port" method="get" {
+                label for="retry-n" { "Port (0–65535)" }
+                input #retry-n name="n" type="number" min="0" max="65535" required;
+                button { "Look it up" }
+            }
+        }),
+    }
+}
+
+/// Presets a custom list may name within `cap`: never one the cap then rejects.
+fn presets_within(cap: usize) -> String {
+    let mut p = vec!["21", "20-25", "21,80,443"];
+    if cap >= COMMON_PORTS.len() {
+        p.push("common");
+    }
+    if cap > *SERVICE_PORTS.end() as usize {
+        p.push("service");
+    }
+    if cap > u16::MAX as usize {
+        p.push("all");
+    }
+    let (last, rest) = p.split_last().expect("never empty");
+    format!("{} or {last}", rest.join(", "))
+}
+
+/// A rejected custom list: its own heading, the message, and the list given
+/// back in a form (with the still unspent consent token) to fix and resend.
+fn bad_custom(e: CapError, spec: &str, token: &str, cap: usize) -> AppError {
+    let (heading, message) = match e {
+        CapError::Spec(e) if e.spec.trim().is_empty() => (
+            "No ports were given",
+            format!(
+                "The custom test's list is empty: type ports such as {}.",
+                presets_within(cap)
+            ),
+        ),
+        CapError::Spec(e) => (
+            "That list could not be read",
+            format!(
+                "Invalid port list {:?}: {}; use e.g. {}.",
+                e.spec,
+                e.why,
+                presets_within(cap)
+            ),
+        ),
+        CapError::TooManyPorts { count, cap } => (
+            "That list is too long",
+            format!(
+                "That list ({}) has {count} ports; a custom test may have at most {cap}. Shorten it, or run it as several tests.",
+                preview(spec)
+            ),
+        ),
+        e => (
+            "That list is too long",
+            format!("{}.", capitalized(&e.to_string())),
+        ),
+    };
+    let kept: String = spec.chars().take(MAX_SPEC_CHARS).collect();
+    AppError::Titled {
+        status: StatusCode::BAD_REQUEST,
+        heading,
+        message,
+        extra: Some(html! {
+            form.retry method="post" action="/scan" {
+                input type="hidden" name="token" value=(token);
+                input type="hidden" name="kind" value="custom";
+                label for="retry-ports" { "Ports for a custom test (at most " (cap) ")" }
+                input #retry-ports name="ports" type="text" value=(kept) maxlength=(MAX_SPEC_CHARS) autocomplete="off" spellcheck="false";
+                button.go { "Probe these ports" }
+            }
+        }),
+    }
+}
+
+/// Query of the start page: `?test=service` ticks that test.
+#[derive(Debug, Default, Deserialize)]
+pub struct HomeQuery {
+    test: Option<String>,
 }
 
 /// `GET /`.
@@ -213,7 +363,14 @@ pub async fn home(
     State(state): State<AppState>,
     ConnectInfo(conn): ConnectInfo<ConnInfo>,
     headers: HeaderMap,
+    query: Result<Query<HomeQuery>, QueryRejection>,
 ) -> Html<String> {
+    let selected = match query.ok().and_then(|Query(q)| q.test).as_deref() {
+        Some("service") => "service",
+        Some("custom") => "custom",
+        Some("full") if state.config().allow_full => "full",
+        _ => "common",
+    };
     let (ip, check) = visitor(&state, &conn, &headers);
     let rdns = match ip {
         Some(ip) => state.rdns().name(ip).await,
@@ -230,8 +387,23 @@ pub async fn home(
         mode: state.scans().mode_for(ip.unwrap_or(conn.peer.ip())),
         custom_cap: state.config().custom_cap,
         allow_full: state.config().allow_full,
+        retention: state.config().retention,
+        selected,
     };
-    html_page("Probe your connection", None, render::home(&v, &offer))
+    Html(
+        render::page_with(
+            Frame {
+                title: "Probe your connection",
+                refresh: None,
+            },
+            render::Head {
+                canonical: None,
+                scripts: &["/static/home.js"],
+            },
+            render::home(&v, &offer),
+        )
+        .into_string(),
+    )
 }
 
 fn parse_port(text: &str) -> Result<u16, String> {
@@ -253,7 +425,7 @@ pub struct JumpQuery {
 
 /// `GET /port?n=…`: the "Enter port" form.
 pub async fn jump(Query(q): Query<JumpQuery>) -> Result<Redirect, AppError> {
-    let n = parse_port(q.n.as_deref().unwrap_or("")).map_err(AppError::BadRequest)?;
+    let n = parse_port(q.n.as_deref().unwrap_or("")).map_err(bad_port)?;
     Ok(Redirect::to(&format!("/port/{n}")))
 }
 
@@ -262,18 +434,100 @@ pub async fn port(
     State(state): State<AppState>,
     ConnectInfo(conn): ConnectInfo<ConnInfo>,
     headers: HeaderMap,
-    Path(n): Path<String>,
-) -> Result<Html<String>, AppError> {
-    let n = parse_port(&n).map_err(AppError::BadRequest)?;
+    Path(raw): Path<String>,
+) -> Result<Response, AppError> {
+    let n = parse_port(&raw).map_err(bad_port)?;
+    let canonical = format!("/port/{n}");
+    if raw != n.to_string() {
+        // `/port/021`, `/port/+21`: one address per page.
+        return Ok(Redirect::permanent(&canonical).into_response());
+    }
     let (ip, check) = visitor(&state, &conn, &headers);
     let token = ip
         .filter(|_| check.is_ok())
         .map(|ip| state.csrf().issue(ip));
-    Ok(html_page(
-        &format!("Port {n}"),
-        None,
-        render::port(n, token.as_deref()),
-    ))
+    let title = format!("Port {n}");
+    Ok(Html(
+        render::page_with(
+            Frame {
+                title: &title,
+                refresh: None,
+            },
+            render::Head {
+                canonical: Some(&canonical),
+                scripts: &[],
+            },
+            render::port(n, token.as_deref()),
+        )
+        .into_string(),
+    )
+    .into_response())
+}
+
+/// Query of the search page.
+#[derive(Debug, Default, Deserialize)]
+pub struct SearchQuery {
+    q: Option<String>,
+    tag: Option<String>,
+}
+
+/// `GET /search?q=…&tag=…`: the knowledge base's ranked search (as the CLI's
+/// `harbormaster search`), results linking to port pages. A bare port number
+/// goes straight to its page.
+pub async fn search(query: Result<Query<SearchQuery>, QueryRejection>) -> Response {
+    let q = query.map(|Query(q)| q).unwrap_or_default();
+    let text = q.q.unwrap_or_default();
+    let tag = q.tag.filter(|t| !t.trim().is_empty());
+    let words = text.trim();
+    let page = |status: StatusCode,
+                shown: &str,
+                tag: Option<&str>,
+                hits: Option<&[harbormaster_knowledge::SearchHit]>,
+                problem: Option<&str>| {
+        let body = render::search(&render::SearchView {
+            q: shown,
+            tag,
+            hits,
+            problem,
+        });
+        (status, html_page("Search ports", None, body)).into_response()
+    };
+    if text.chars().count() > render::MAX_QUERY || tag.as_ref().is_some_and(|t| t.len() > 40) {
+        let shown: String = text.chars().take(render::MAX_QUERY).collect();
+        let msg = format!(
+            "That search is {} characters long; at most {} are accepted. A word or two is enough, e.g. \"remote desktop\".",
+            text.chars().count(),
+            render::MAX_QUERY
+        );
+        return page(StatusCode::BAD_REQUEST, &shown, None, None, Some(&msg));
+    }
+    if tag.is_none()
+        && !words.is_empty()
+        && words.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(n) = parse_port(words)
+    {
+        return Redirect::to(&format!("/port/{n}")).into_response();
+    }
+    let result = match tag.as_deref() {
+        Some(t) => harbormaster_knowledge::search_tagged(words, t),
+        None if words.is_empty() => {
+            return page(
+                StatusCode::OK,
+                "",
+                None,
+                None,
+                Some("Type a word, a name or a port number, or pick a tag."),
+            );
+        }
+        None => harbormaster_knowledge::search(words),
+    };
+    match result {
+        Ok(hits) => page(StatusCode::OK, words, tag.as_deref(), Some(&hits), None),
+        Err(e) => {
+            let msg = capitalized(&e.to_string().replace('`', "\""));
+            page(StatusCode::BAD_REQUEST, words, None, None, Some(&msg))
+        }
+    }
 }
 
 /// `GET /api/ports/{n}`.
@@ -318,10 +572,22 @@ pub async fn start_scan(
     let token = state
         .csrf()
         .check(target, form.token.as_deref())
-        .map_err(|e| AppError::Forbidden(e.to_string()))?;
-    check.map_err(|r| AppError::Forbidden(refusal_message(r)))?;
+        .map_err(token_error)?;
+    check.map_err(|r| AppError::Titled {
+        status: StatusCode::FORBIDDEN,
+        heading: "This address cannot be tested",
+        message: refusal_message(r),
+        extra: None,
+    })?;
     let cfg = state.config();
-    let (test, ports) = match form.kind.as_deref().unwrap_or("") {
+    // A typed custom list with "common" still ticked (no JavaScript to tick
+    // Custom): the list is what the visitor meant, never silently ignored.
+    let typed = form.ports.as_deref().is_some_and(|p| !p.trim().is_empty());
+    let kind = match form.kind.as_deref().unwrap_or("") {
+        "common" if typed => "custom",
+        k => k,
+    };
+    let (test, ports) = match kind {
         "common" => (
             TestKind::Common,
             PortList::from_ports(COMMON_PORTS.to_vec()),
@@ -340,19 +606,14 @@ pub async fn start_scan(
             ));
         }
         "port" => {
-            let n = parse_port(form.port.as_deref().unwrap_or("")).map_err(AppError::BadRequest)?;
+            let n = parse_port(form.port.as_deref().unwrap_or("")).map_err(bad_port)?;
             (TestKind::Port(n), PortList::from_ports(vec![n]))
         }
         "custom" => {
             let spec = form.ports.as_deref().unwrap_or("");
             // Length and port count are checked before any port is listed.
-            let list = PortList::parse_capped(spec, cfg.custom_cap).map_err(|e| match e {
-                CapError::Spec(e) => AppError::BadRequest(format!("{e}.")),
-                CapError::TooManyPorts { count, cap } => AppError::BadRequest(format!(
-                    "That list ({}) has {count} ports; a custom test may have at most {cap}.",
-                    preview(spec)
-                )),
-                e => AppError::BadRequest(format!("{}.", capitalized(&e.to_string()))),
+            let list = PortList::parse_capped(spec, cfg.custom_cap).map_err(|e| {
+                bad_custom(e, spec, form.token.as_deref().unwrap_or(""), cfg.custom_cap)
             })?;
             (TestKind::Custom, list)
         }
@@ -362,10 +623,7 @@ pub async fn start_scan(
             )));
         }
     };
-    state
-        .csrf()
-        .consume(token)
-        .map_err(|e| AppError::Forbidden(e.to_string()))?;
+    state.csrf().consume(token).map_err(token_error)?;
     let started = state.scans().start(target, test, ports);
     if started.is_err() {
         // No test started: the consent is still unspent.
@@ -682,9 +940,33 @@ pub async fn script() -> Response {
         .into_response()
 }
 
+/// `GET /static/home.js`: ticks Custom while its field is used.
+pub async fn home_script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("assets/home.js"),
+    )
+        .into_response()
+}
+
+/// `GET /favicon.ico` and `/static/icon.svg`: the site icon, as SVG.
+pub async fn icon() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        render::ICON_SVG,
+    )
+        .into_response()
+}
+
 /// Anything else.
 pub async fn not_found() -> AppError {
-    AppError::NotFound
+    AppError::NoPage
 }
 
 #[cfg(test)]

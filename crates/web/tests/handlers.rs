@@ -254,7 +254,10 @@ async fn refused_addresses_get_no_form_and_no_scan() {
     );
     for peer in ["10.1.2.3", "198.18.0.2", VISITOR, "fd00::1"] {
         let page = text(send(&strict, get("/", peer)).await).await;
-        assert!(page.contains("--allow-private"), "{peer}");
+        assert!(page.contains("This address cannot be tested"), "{peer}");
+        // The visitor reads why in plain words; server flags are for the log.
+        assert!(!page.contains("--allow-private"), "{peer}: {page}");
+        assert!(!page.contains("operator allows it"), "{peer}: {page}");
     }
     let state = state_with(Scripted::new(|_| PortState::Stealth), config());
     for peer in ["127.0.0.1", "169.254.9.9", "192.0.2.1", "::1", "224.0.0.9"] {
@@ -270,7 +273,12 @@ async fn refused_addresses_get_no_form_and_no_scan() {
     )
     .await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
-    assert!(text(resp).await.contains("own address"));
+    let page = text(resp).await;
+    assert!(page.contains("own address"));
+    assert!(
+        page.contains("<h1>This address cannot be tested</h1>"),
+        "{page}"
+    );
 }
 
 #[tokio::test]
@@ -602,7 +610,15 @@ async fn unknown_scans_and_routes_are_404() {
     ] {
         let resp = send(&state, get(path, VISITOR)).await;
         assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{path}");
-        assert!(text(resp).await.contains("Not found"));
+        let page = text(resp).await;
+        // Only scan addresses talk about deleted results.
+        if path.starts_with("/scan/") {
+            assert!(page.contains("No test at this address"), "{path}: {page}");
+        } else {
+            assert!(page.contains("No page at this address"), "{path}: {page}");
+            assert!(!page.contains("deleted"), "{path}: {page}");
+            assert!(page.contains("href=\"/search\""), "{path}: {page}");
+        }
     }
     let resp = send(
         &state,
@@ -1269,4 +1285,215 @@ async fn embedded_ipv4_and_reserved_ranges_are_refused_even_with_allow_private()
         assert!(page.contains(why), "{peer}: {page}");
         assert!(!page.contains("name=\"token\""), "{peer}: no consent form");
     }
+}
+
+/// The `<h1>` of a page.
+fn heading(page: &str) -> &str {
+    let at = page.find("<h1>").expect("a heading") + 4;
+    &page[at..at + page[at..].find("</h1>").unwrap()]
+}
+
+#[tokio::test]
+async fn non_canonical_port_addresses_redirect_permanently() {
+    let state = state_with(Scripted::new(|_| PortState::Stealth), config());
+    for path in ["/port/021", "/port/0021", "/port/00000021"] {
+        let resp = send(&state, get(path, VISITOR)).await;
+        assert_eq!(resp.status(), StatusCode::PERMANENT_REDIRECT, "{path}");
+        assert_eq!(resp.headers()[header::LOCATION], "/port/21", "{path}");
+    }
+    let page = text(send(&state, get("/port/21", VISITOR)).await).await;
+    assert!(
+        page.contains("<link rel=\"canonical\" href=\"/port/21\">"),
+        "{page}"
+    );
+    assert!(page.contains("rel=\"icon\""));
+}
+
+#[tokio::test]
+async fn the_search_page_finds_names_malware_and_tags() {
+    let state = state_with(Scripted::new(|_| PortState::Stealth), config());
+    let resp = send(&state, get("/search?q=remote+desktop", VISITOR)).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let page = text(resp).await;
+    assert!(page.contains("href=\"/port/3389#tcp\""), "{page}");
+    let netbus = text(send(&state, get("/search?q=netbus", VISITOR)).await).await;
+    assert!(netbus.contains("href=\"/port/12345#tcp\""), "{netbus}");
+    // A tag alone lists its ports; with words, only tagged hits remain.
+    let tagged = text(send(&state, get("/search?tag=remote-access", VISITOR)).await).await;
+    assert!(tagged.contains("href=\"/port/3389#tcp\""), "{tagged}");
+    assert!(!tagged.contains("href=\"/port/80#tcp\""), "{tagged}");
+    // A bare port number goes to its page.
+    let resp = send(&state, get("/search?q=443", VISITOR)).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(resp.headers()[header::LOCATION], "/port/443");
+    // Empty: a friendly page with the form, not an error.
+    let resp = send(&state, get("/search", VISITOR)).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(text(resp).await.contains("Type a word"));
+    // Too long, or an unknown tag: 400 with the form and what is valid.
+    let long = "a".repeat(500);
+    let resp = send(&state, get(&format!("/search?q={long}"), VISITOR)).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let page = text(resp).await;
+    assert!(page.contains("at most 100"), "{page}");
+    assert!(!page.contains(&long), "the echo is cut to the limit");
+    let resp = send(&state, get("/search?q=x&tag=nope", VISITOR)).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(text(resp).await.contains("remote-access"));
+    // Bad encoding is not a crash either.
+    let resp = send(&state, get("/search?q=%ff%fe", VISITOR)).await;
+    assert!(resp.status().is_success() || resp.status() == StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn error_pages_name_the_problem_and_keep_the_input() {
+    let state = state_with(Scripted::new(|_| PortState::Stealth), config());
+    let page = text(send(&state, get("/port/abc", VISITOR)).await).await;
+    assert_eq!(heading(&page), "That is not a port number");
+    assert!(page.contains("name=\"n\""), "a form to try again");
+    let t = token(&state, VISITOR).await;
+    let resp = send(
+        &state,
+        post(
+            "/scan",
+            VISITOR,
+            &format!("token={t}&kind=custom&ports=1-2000"),
+            &[],
+        ),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let page = text(resp).await;
+    assert_eq!(heading(&page), "That list is too long");
+    assert!(
+        page.contains("value=\"1-2000\""),
+        "the list is kept: {page}"
+    );
+    assert!(
+        page.contains(&format!("value=\"{t}\"")),
+        "the unspent token is kept"
+    );
+    // Suggestions stay within the cap (1024): no `service` (1056) or `all`.
+    let resp = send(
+        &state,
+        post(
+            "/scan",
+            VISITOR,
+            &format!("token={t}&kind=custom&ports=22%2Cfoo"),
+            &[],
+        ),
+    )
+    .await;
+    let page = text(resp).await;
+    assert_eq!(heading(&page), "That list could not be read");
+    assert!(
+        page.contains("common") && !page.contains("service") && !page.contains(", all"),
+        "{page}"
+    );
+    assert!(page.contains("value=\"22,foo\""), "{page}");
+    // The kept form works: fixed and resent with the same token, it starts a test.
+    let id = start(&state, VISITOR, "kind=custom&ports=22").await;
+    api_scan(&state, &id).await;
+    // An expired form says so.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let old = state
+        .csrf()
+        .issue_at(VISITOR.parse().unwrap(), now - 11 * 60);
+    let page = text(
+        send(
+            &state,
+            post("/scan", VISITOR, &format!("token={old}&kind=common"), &[]),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(heading(&page), "This form has expired");
+    // 429 says "Please wait".
+    let slow_state = state_with(
+        slow(Duration::from_millis(50), |_| PortState::Stealth),
+        config(),
+    );
+    let _id = start(&slow_state, VISITOR, "kind=common").await;
+    let t = token(&slow_state, VISITOR).await;
+    let resp = send(
+        &slow_state,
+        post("/scan", VISITOR, &format!("token={t}&kind=common"), &[]),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(heading(&text(resp).await), "Please wait");
+}
+
+#[tokio::test]
+async fn a_typed_list_with_common_still_ticked_runs_custom() {
+    let state = state_with(Scripted::new(|_| PortState::Stealth), config());
+    let id = start(&state, VISITOR, "kind=common&ports=22%2C8080").await;
+    let v = api_scan(&state, &id).await;
+    assert_eq!(v["scan"]["ports"], "22,8080", "{v}");
+    // An empty (or blank) field leaves the common test as chosen.
+    let id = start(&state, "203.0.113.51", "kind=common&ports=+").await;
+    let v = api_scan(&state, &id).await;
+    assert_ne!(v["scan"]["ports"], "", "{v}");
+    assert!(v["scan"]["ports"].as_str().unwrap().contains("1720"), "{v}");
+}
+
+#[tokio::test]
+async fn the_start_page_explains_and_preselects() {
+    let state = state_with(Scripted::new(|_| PortState::Stealth), config());
+    let page = text(send(&state, get("/", VISITOR)).await).await;
+    assert!(page.contains("Recommended for a first visit"));
+    assert!(page.contains("for 24 hours"), "retention in words: {page}");
+    assert!(page.contains("anyone you give the result"));
+    assert!(page.contains("src=\"/static/home.js\""));
+    assert!(
+        page.contains("value=\"common\" id=\"kind-common\" checked"),
+        "{page}"
+    );
+    // The scan page's "run the wider test" links land on the choices.
+    assert!(page.contains("id=\"tests\""), "{page}");
+    let svc = text(send(&state, get("/?test=service", VISITOR)).await).await;
+    assert!(
+        svc.contains("value=\"service\" id=\"kind-service\" checked"),
+        "{svc}"
+    );
+    assert!(!svc.contains("value=\"common\" id=\"kind-common\" checked"));
+    // The full test cannot be preselected where it is off.
+    let full = text(send(&state, get("/?test=full", VISITOR)).await).await;
+    assert!(full.contains("value=\"common\" id=\"kind-common\" checked"));
+    let js = send(&state, get("/static/home.js", VISITOR)).await;
+    assert_eq!(
+        js.headers()[header::CONTENT_TYPE],
+        "text/javascript; charset=utf-8"
+    );
+    for icon in ["/favicon.ico", "/static/icon.svg"] {
+        let resp = send(&state, get(icon, VISITOR)).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{icon}");
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], "image/svg+xml");
+        assert!(text(resp).await.starts_with("<svg"));
+    }
+}
+
+#[tokio::test]
+async fn empty_transports_collapse_and_references_are_titled() {
+    let state = state_with(Scripted::new(|_| PortState::Stealth), config());
+    let rdp = text(send(&state, get("/port/3389", VISITOR)).await).await;
+    assert!(rdp.contains(">learn.microsoft.com › "), "{rdp}");
+    assert!(
+        !rdp.contains(">https://"),
+        "no raw URLs as link text: {rdp}"
+    );
+    // A port with nothing on either transport: both collapse to a line.
+    let page = text(send(&state, get("/port/4", VISITOR)).await).await;
+    assert!(page.contains("<p class=\"noise\" id=\"tcp\">"), "{page}");
+    assert!(page.contains("<p class=\"noise\" id=\"udp\">"), "{page}");
+    assert!(!page.contains("Firewall rules that drop 4/tcp"), "{page}");
+    // Port 22 keeps its full sections.
+    let ssh = text(send(&state, get("/port/22", VISITOR)).await).await;
+    assert!(
+        ssh.contains("<section class=\"entry\" id=\"tcp\">"),
+        "{ssh}"
+    );
 }

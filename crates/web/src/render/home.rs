@@ -1,6 +1,9 @@
-//! The start page: who would be probed, what the test does, and the consent form.
+//! The start page: who would be probed, the consent form first (so the button
+//! is on a phone's first screen), then what exactly will happen.
 
-use harbormaster_probe::{COMMON_PORTS, compress_ranges};
+use std::time::Duration;
+
+use harbormaster_probe::COMMON_PORTS;
 use maud::{Markup, html};
 
 use crate::prober::ProbeMode;
@@ -13,7 +16,7 @@ pub struct Visitor<'a> {
     pub rdns: Option<String>,
     /// A CSRF token for the consent form.
     pub token: &'a str,
-    /// Why this address cannot be probed, if so.
+    /// Why this address cannot be probed, if so (visitor's words, no server flags).
     pub refusal: Option<String>,
 }
 
@@ -25,58 +28,124 @@ pub struct Offer {
     pub custom_cap: usize,
     /// Whether the full sweep is offered.
     pub allow_full: bool,
+    /// How long results are kept.
+    pub retention: Duration,
+    /// The test ticked when the page opens (`/?test=service`); `common` otherwise.
+    pub selected: &'static str,
+}
+
+/// `24 hours`, `7 days`, `30 minutes`: a retention in plain words.
+pub fn plain_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    let (n, unit) = if s >= 2 * 86_400 && s.is_multiple_of(86_400) {
+        (s / 86_400, "day")
+    } else if s >= 3600 && s.is_multiple_of(3600) {
+        (s / 3600, "hour")
+    } else if s >= 60 {
+        (s / 60, "minute")
+    } else {
+        (s, "second")
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
 fn mode_note(mode: ProbeMode) -> Markup {
     html! {
         p.mode {
             @match mode {
-                ProbeMode::Syn => { "This server probes with raw SYN packets, also pings your address and watches for packets your side sends on its own." }
-                ProbeMode::Connect => { "Your test runs in connect mode (this server has no raw-socket probing for your address): it tells open, closed, filtered and stealth ports apart, but cannot ping you or watch for unsolicited packets." }
-                ProbeMode::Scripted => { "This server runs with a scripted prober (test mode)." }
+                ProbeMode::Syn => { "For each port, this server sends the first packet of a connection and never completes it, so no program on your side receives any data. It also pings your address once, and notes anything your side sends to it on its own while the test runs." }
+                ProbeMode::Connect => { "For each port, this server tries to open an ordinary connection and closes it at once, sending no data. It can tell open, closed, filtered and stealth ports apart, but (unlike its raw-packet mode) cannot ping you or notice what your side sends unasked." }
+                ProbeMode::Scripted => { "This server runs with a scripted prober (test mode): nothing is sent to you." }
             }
+        }
+    }
+}
+
+/// One test choice: a radio with its own label and a hint below it.
+fn choice(value: &str, selected: &str, title: Markup, hint: Markup) -> Markup {
+    let id = format!("kind-{value}");
+    let hint_id = format!("{id}-hint");
+    html! {
+        div.choice {
+            input type="radio" name="kind" value=(value) id=(id) checked[selected == value] aria-describedby=(hint_id);
+            label for=(id) { (title) }
+            p.hint id=(hint_id) { (hint) }
         }
     }
 }
 
 /// The landing page.
 pub fn home(v: &Visitor<'_>, offer: &Offer) -> Markup {
-    let common = compress_ranges(&COMMON_PORTS);
+    let kept = plain_duration(offer.retention);
     html! {
         section.you {
             h1 { "Your connection, seen from outside" }
             p.ip { "Your address: " strong #visitor-ip { (v.ip) } }
-            @match &v.rdns {
-                Some(name) => p { "Its reverse-DNS name: " code { (name) } ". Names like this often reveal your provider, your town or the kind of line you have; every server you visit can see it." },
-                None => p { "No reverse-DNS name was found for it (or the lookup is turned off on this server)." },
-            }
-        }
-        section {
-            h2 { "What the test does" }
-            p { "Harbormaster sends connection attempts (TCP SYN packets) from this server to the ports you choose on your own address — never to any other — and reports what came back for each: " strong { "open" } " (something accepted), " strong { "closed" } " (a refusal came back), " strong { "filtered" } " (a router or firewall answered that it blocks the port) or " strong { "stealth" } " (nothing came back at all, even after retries)." }
-            p { "A closed port is not a vulnerability: it only shows that a device answers. Stealth ports give an attacker nothing to work with; open ports are worth understanding, and each result links to what runs there and how to close it." }
-            (mode_note(offer.mode))
         }
         @if let Some(why) = &v.refusal {
             section.error { h2 { "This address cannot be tested" } p { (why) } }
         } @else {
-            section.consent {
+            section.consent #tests {
                 h2 { "Choose a test" }
                 form method="post" action="/scan" {
                     input type="hidden" name="token" value=(v.token);
                     fieldset {
-                        legend { "Test" }
-                        label { input type="radio" name="kind" value="common" checked; " Common Ports — " (COMMON_PORTS.len()) " ports most often attacked (" (common) ")" }
-                        label { input type="radio" name="kind" value="service"; " Service Ports — 0 to 1055, shown as a 32 × 33 grid" }
-                        label { input type="radio" name="kind" value="custom"; " Custom — up to " (offer.custom_cap) " ports: " input name="ports" placeholder="e.g. 22,80,443,8000-8100" aria-label="Custom ports and ranges"; }
+                        legend { "Which ports to test" }
+                        (choice("common", offer.selected,
+                            html! { "Common ports " span.badge { "Recommended for a first visit" } },
+                            html! { "The " (COMMON_PORTS.len()) " ports attackers try first; takes seconds and shows whether your router answers strangers." }))
+                        (choice("service", offer.selected,
+                            html! { "Service ports" },
+                            html! { "Ports 0 to 1055, where most well-known services live; about a minute." }))
+                        (choice("custom", offer.selected,
+                            html! { "Custom ports" },
+                            html! { "Up to " (offer.custom_cap) " ports you choose, e.g. a game or camera port." }))
+                        div.custom-field {
+                            label for="custom-ports" { "Ports for a custom test" }
+                            input #custom-ports name="ports" type="text" inputmode="text" autocomplete="off" spellcheck="false" maxlength=(harbormaster_probe::MAX_SPEC_CHARS) placeholder="e.g. 22, 80, 443, 8000-8100" aria-describedby="custom-ports-hint";
+                            p.hint #custom-ports-hint { "Numbers and ranges with commas; typing here picks Custom." }
+                        }
                         @if offer.allow_full {
-                            label { input type="radio" name="kind" value="full"; " All ports — 0 to 65535" }
+                            (choice("full", offer.selected,
+                                html! { "All ports" },
+                                html! { "Every port from 0 to 65535. Takes much longer." }))
                         }
                     }
-                    p.consent-text { "By pressing the button you ask this server to probe " strong { (v.ip) } " now." }
+                    p.consent-text { "Pressing the button asks this server to test " strong { (v.ip) } " now, and nothing else." }
                     button.go type="submit" { "Probe my connection" }
                 }
             }
         }
+        section.explain {
+            @if v.refusal.is_some() { h2 { "What the test does elsewhere" } }
+            @else { h2 { "What happens when you press the button" } }
+            ul {
+                li { strong { "What is sent: " } "connection attempts from this server to the ports you chose, on " strong { (v.ip) } " only — the address your visit comes from, never any other." }
+                li { strong { "What you learn: " } "for each port, whether it is " strong { "open" } " (something accepted), " strong { "closed" } " (your side refused), " strong { "filtered" } " (a router or firewall said it blocks it) or " strong { "stealth" } " (no answer at all)." }
+                li { strong { "What is kept: " } "the results, with your address, for " (kept) "; then they are deleted." }
+                li { strong { "Who can see them: " } "anyone you give the result's link to. The link is a long random code that is not listed anywhere." }
+            }
+            p { "A closed port is not a vulnerability: it only shows that a device answers. Stealth ports give an attacker nothing to work with; open ports are worth understanding, and each result links to what runs there and how to close it." }
+            p { "At home, this address usually belongs to your router, not to your computer: an open port then means the router forwards it (a port-forward, a UPnP mapping or a DMZ setting) or runs a service itself." }
+            (mode_note(offer.mode))
+            @match &v.rdns {
+                Some(name) => p { "Your address's reverse-DNS name: " code.name { (name) } ". Names like this often reveal your provider, your town or the kind of line you have; every server you visit can see it." },
+                None => p.small { "No reverse-DNS name was found for your address (or the lookup is turned off on this server)." },
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_reads_as_words() {
+        assert_eq!(plain_duration(Duration::from_secs(24 * 3600)), "24 hours");
+        assert_eq!(plain_duration(Duration::from_secs(7 * 86_400)), "7 days");
+        assert_eq!(plain_duration(Duration::from_secs(3600)), "1 hour");
+        assert_eq!(plain_duration(Duration::from_secs(90)), "1 minute");
+        assert_eq!(plain_duration(Duration::from_secs(5)), "5 seconds");
     }
 }
