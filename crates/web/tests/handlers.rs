@@ -638,7 +638,16 @@ async fn shutdown_cancels_running_scans_and_stores_them_consistently() {
     let slow = slow(Duration::from_millis(20), |_| PortState::Closed);
     let state = state_with(slow, config());
     let id = start(&state, VISITOR, "kind=service").await;
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Wait for some results (not a fixed time: a loaded machine is slow).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while state
+        .scans()
+        .live(&id)
+        .is_some_and(|l| l.subscribe().0.len() < 5)
+    {
+        assert!(std::time::Instant::now() < deadline, "no results arrived");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     state.scans().shutdown(Duration::from_secs(5)).await;
     let stored = state.scans().db().load(&id).unwrap().unwrap();
     assert_eq!(stored.status, harbormaster_web::Status::Cancelled);
