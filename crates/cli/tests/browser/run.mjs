@@ -224,7 +224,6 @@ try {
       return over > 0 ? `${over} px: ${wide.join(' ')}` : 0;
     });
     await page.screenshot({ path: join(outdir, `scan-${width}.png`), fullPage: false });
-    if (process.env.HM_DUMP) (await import('node:fs')).writeFileSync(join(outdir, `scan-${width}.html`), await page.content());
   }
   await page.setViewportSize({ width: 1366, height: 768 });
 
@@ -243,6 +242,10 @@ try {
     overflow: document.documentElement.scrollWidth - document.documentElement.clientWidth,
   }));
   service.live = serviceLive;
+  // Page weight, as served (plain) and gzipped (zlib level 6, near what the server sends).
+  const served = await (await context.request.get(page.url())).body();
+  service.bytes = served.length;
+  service.gzip = (await import('node:zlib')).gzipSync(served).length;
   await page.screenshot({ path: join(outdir, 'service.png'), fullPage: true });
 
   // Without JavaScript: the page refreshes itself until the verdict.

@@ -175,6 +175,7 @@ fn verdict_block(s: &StoredScan, v: &Verdict) -> Markup {
                 p { "Nothing let a connection in. But your address answered, which tells a scanner that a device is there; a firewall that drops instead of refusing would make it invisible." }
             }
             @if !v.failures.is_empty() || !v.untested.is_empty() {
+                p .small .rh { (if v.failures.is_empty() { "What could not be judged:" } else { "Why your address is not invisible:" }) }
                 ul .reasons {
                     @for f in &v.failures { li { (capital(f)) "." } }
                     @for u in &v.untested { li { "Not judged: " (u) "." } }
