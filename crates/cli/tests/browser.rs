@@ -284,6 +284,10 @@ fn a_visitor_in_chromium_runs_the_common_test_and_sees_the_truth() {
     if v["live"] == true {
         assert_eq!(v["scan_loads"], 1, "finished without a reload: {v}");
     }
+    // And a focused port link kept its focus.
+    if v["focus_tried"] == true {
+        assert_eq!(v["focus_kept"], true, "{v}");
+    }
     // Without JavaScript: the results as a table, the verdict by refresh.
     assert_eq!(v["nojs"]["rows"], COMMON_PORTS.len(), "{v}");
     assert_eq!(

@@ -154,6 +154,14 @@ try {
 
   // Live or already finished: record what the first view was.
   const live = (await page.locator('#grid').getAttribute('data-running')) === 'true';
+  // A keyboard user on a port link while it runs keeps focus there when the
+  // finished results settle in place.
+  const focusTried = live && (await page.evaluate(() => {
+    const a = document.querySelector('#p22 a');
+    if (!a || document.getElementById('verdict')) return false;
+    a.focus();
+    return document.activeElement === a;
+  }));
   if (live) axe.common_running = brief(await axeViolations(page));
 
   // Wait until every port has a result, or the verdict is shown.
@@ -205,6 +213,7 @@ try {
       verdict_class: v ? ['pass', 'fail'].find((c) => v.classList.contains(c)) ?? null : null,
     };
   }, STATES);
+  const focusKept = await page.evaluate(() => document.activeElement?.closest('[id]')?.id === 'p22' && document.activeElement.tagName === 'A');
   axe.common_done = brief(await axeViolations(page));
   const commonLoads = scanLoads;
   await page.screenshot({ path: join(outdir, 'scan.png'), fullPage: true });
@@ -315,6 +324,8 @@ try {
       verdict_top: result.verdict_top,
       verdict_bottom: result.verdict_bottom,
       scan_loads: commonLoads,
+      focus_tried: focusTried,
+      focus_kept: focusKept,
       axe,
       overflow,
       service,

@@ -89,9 +89,17 @@
     }
   }
 
-  // The finished page's sections replace the running ones, by id.
+  // The finished page's sections replace the running ones, by id. The
+  // focused control (found again by its nearest id and position) keeps focus,
+  // and the page scrolls so that it, or the ports section, stays where it was.
+  var focusable = 'a,button,summary,input';
   function finish() {
-    var focused = document.activeElement && document.activeElement.id;
+    var active = document.activeElement;
+    var holder = active && active !== document.body ? active.closest('[id]') : null;
+    var index = holder ? Array.prototype.indexOf.call(holder.querySelectorAll(focusable), active) : -1;
+    var anchorId = holder ? holder.id : 'results';
+    var anchor = document.getElementById(anchorId);
+    var before = anchor ? anchor.getBoundingClientRect().top : 0;
     fetch(location.pathname, { credentials: 'same-origin' })
       .then(function (r) {
         if (!r.ok) throw new Error(r.status);
@@ -104,8 +112,11 @@
           var next = doc.getElementById(id);
           if (now && next) now.replaceWith(document.importNode(next, true));
         });
-        if (focused && document.getElementById(focused)) {
-          document.getElementById(focused).focus({ preventScroll: true });
+        var again = document.getElementById(anchorId);
+        if (again) {
+          window.scrollBy(0, again.getBoundingClientRect().top - before);
+          var target = index >= 0 ? again.querySelectorAll(focusable)[index] : null;
+          if (target) target.focus({ preventScroll: true });
         }
         var h = document.querySelector('#verdict h2');
         if (live) live.textContent = 'Test finished. ' + (h ? h.textContent : '');
