@@ -81,6 +81,12 @@ try {
   const progress = (await first.locator('#count').textContent().catch(() => null))?.trim() ?? null;
   const liveText = (await first.locator('#live').textContent().catch(() => null))?.trim() ?? null;
   const bar = await first.locator('#prog').evaluate((p) => p.value).catch(() => -1);
+  // The summary's counts follow the grid.
+  const tally = await first.evaluate(() => {
+    const counted = [...document.querySelectorAll('#counts strong')].reduce((n, s) => n + parseInt(s.textContent, 10), 0);
+    const settled = document.querySelectorAll('#grid [id^="p"]:not(.sp)').length;
+    return { counted, settled };
+  });
   const out = [];
   for (const t of tabs) {
     const filled = await t.page
@@ -92,7 +98,7 @@ try {
   await context.close();
   rmSync(profile, { recursive: true, force: true });
   process.stdout.write(
-    JSON.stringify({ tabs: out, running, axe_running: axeRunning, progress, live: liveText, bar }) + '\n',
+    JSON.stringify({ tabs: out, running, axe_running: axeRunning, progress, live: liveText, bar, tally }) + '\n',
   );
   process.exit(0);
 } catch (e) {

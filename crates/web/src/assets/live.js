@@ -32,6 +32,11 @@
   var total = parseInt(grid.dataset.total, 10) || 0;
   var done = parseInt(grid.dataset.from, 10) || 0;
   var open = document.querySelectorAll('#grid .so').length;
+  // The counts by state in the summary (server order: open, filtered, closed, stealth).
+  var order = ['open', 'filtered', 'closed', 'stealth'];
+  var tally = {};
+  var shown = document.querySelectorAll('#counts strong');
+  order.forEach(function (st, i) { tally[st] = shown[i] ? parseInt(shown[i].textContent, 10) || 0 : 0; });
   var startDone = done;
   var started = Date.now();
   var prog = document.getElementById('prog');
@@ -52,6 +57,7 @@
   // The visible count follows every port (cheap); the spoken one every 5 s.
   function show() {
     if (prog) prog.value = done;
+    order.forEach(function (st, i) { if (shown[i]) shown[i].textContent = tally[st]; });
     if (count) count.textContent = progressText() + estimate();
     if (live && Date.now() - said > 5000) {
       said = Date.now();
@@ -130,6 +136,7 @@
     settle(r);
     done += 1;
     if (r.state === 'open') open += 1;
+    if (r.state in tally) tally[r.state] += 1;
     schedule();
   });
   es.addEventListener('done', function () { es.close(); show(); finish(); });
