@@ -106,6 +106,44 @@ fn connect_scan_of_loopback_finds_a_listener() {
     assert_eq!(line["port"].to_string(), port);
 }
 
+/// Loopback, text output piped: the STATE and REASON columns are padded
+/// (`open` used to run into `connected`, as `opensyn-ack`, because the
+/// state's `Display` ignored the width).
+#[test]
+fn text_table_columns_are_padded_when_piped() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let open = l.local_addr().unwrap().port();
+    // Two ports that were just free: closed, so the open one is listed.
+    let closed: Vec<u16> = (0..2)
+        .map(|_| {
+            let t = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            t.local_addr().unwrap().port()
+        })
+        .collect();
+    let ports = format!("{open},{},{}", closed[0], closed[1]);
+    let out = hm()
+        .args([
+            "scan",
+            "127.0.0.1",
+            "-p",
+            &ports,
+            "--mode",
+            "connect",
+            "--format",
+            "text",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let row = text
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{open}/tcp")))
+        .unwrap_or_else(|| panic!("no row for {open}/tcp in:\n{text}"));
+    let want = format!("{:<10}open      connected     ", format!("{open}/tcp"));
+    assert!(row.trim_start().starts_with(&want), "{row:?} in:\n{text}");
+}
+
 /// Loopback: `--rate` caps a connect scan (every attempt is paced).
 #[test]
 fn connect_scan_keeps_to_its_rate() {

@@ -108,7 +108,22 @@ fn a_visitor_runs_common_and_custom_tests_and_gets_the_truth() {
     let page = visit(&net, move |a| {
         body(a.get(&format!("{SERVER}/scan/{id}")).call().unwrap())
     });
-    assert!(page.contains("Stealth: not passed") && page.contains("What your open ports expose"));
+    // Results first: the risk-led verdict, the open ports as findings with
+    // their first step, every port of the custom list as text.
+    assert!(
+        page.contains("<h2>3 ports accept connections from the internet</h2>"),
+        "{page}"
+    );
+    assert!(page.contains("Custom ports (43 ports)"), "{page}");
+    assert!(
+        page.contains("<a href=\"/port/22\">Port 22 · ssh</a>") && page.contains("First step: ")
+    );
+    for p in (20..=30).chain(440..=450).chain(4990..=5010) {
+        assert!(
+            page.contains(&format!("<a href=\"/port/{p}\">{p}</a>")),
+            "port {p}"
+        );
+    }
     let (status, _) = server.terminate();
     assert!(status.success());
     std::fs::remove_dir_all(&dir).unwrap();
@@ -136,7 +151,11 @@ fn a_visitor_that_answers_nothing_passes() {
                 .unwrap(),
         )
     });
-    assert!(report.contains("STEALTH — passed"), "{report}");
+    assert!(
+        report.contains("Result:   Nothing answered — your address looks invisible to this test"),
+        "{report}"
+    );
+    assert!(report.contains("Stealth:  passed"), "{report}");
     drop(_server);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -49,8 +49,9 @@ impl PortState {
 }
 
 impl fmt::Display for PortState {
+    /// Honours width, fill and alignment (`{:<10}`), so text tables line up.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -97,26 +98,27 @@ impl Reason {
 }
 
 impl fmt::Display for Reason {
+    /// Honours width, fill and alignment, like [`PortState`]'s.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Reason::SynAck => f.write_str("syn-ack"),
-            Reason::Rst => f.write_str("rst"),
+        let icmp;
+        f.pad(match self {
+            Reason::SynAck => "syn-ack",
+            Reason::Rst => "rst",
             Reason::Icmp {
-                v6: false,
+                v6,
                 icmp_type,
                 code,
-            } => write!(f, "icmp-{icmp_type}-{code}"),
-            Reason::Icmp {
-                v6: true,
-                icmp_type,
-                code,
-            } => write!(f, "icmpv6-{icmp_type}-{code}"),
-            Reason::NoResponse => f.write_str("no-response"),
-            Reason::Connected => f.write_str("connected"),
-            Reason::ConnRefused => f.write_str("conn-refused"),
-            Reason::HostUnreachable => f.write_str("host-unreach"),
-            Reason::NetUnreachable => f.write_str("net-unreach"),
-        }
+            } => {
+                let v = if *v6 { "v6" } else { "" };
+                icmp = format!("icmp{v}-{icmp_type}-{code}");
+                &icmp
+            }
+            Reason::NoResponse => "no-response",
+            Reason::Connected => "connected",
+            Reason::ConnRefused => "conn-refused",
+            Reason::HostUnreachable => "host-unreach",
+            Reason::NetUnreachable => "net-unreach",
+        })
     }
 }
 
@@ -192,6 +194,19 @@ mod tests {
             assert_eq!(reason.state(), state);
             assert_eq!(reason.to_string(), text);
         }
+    }
+
+    #[test]
+    fn states_and_reasons_honour_width_in_tables() {
+        assert_eq!(format!("{:<10}|", PortState::Open), "open      |");
+        assert_eq!(format!("{:>8}|", PortState::Stealth), " stealth|");
+        assert_eq!(format!("{:<14}|", Reason::SynAck), "syn-ack       |");
+        let icmp = Reason::Icmp {
+            v6: true,
+            icmp_type: 1,
+            code: 4,
+        };
+        assert_eq!(format!("{icmp:<12}|"), "icmpv6-1-4  |");
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub use policy::{ChainError, Embedding, OwnAddresses, ProxyHeader, Refusal, is_p
 pub use prober::{Cancel, ConnectProber, ProbeMode, Prober, SynProber, cancelled_summary};
 pub use rdns::ReverseDns;
 pub use routes::ConnInfo;
-pub use scans::{Scans, TestKind, Verdict};
+pub use scans::{Scans, TestKind, Tone, Verdict};
 
 /// Shared state of every handler.
 #[derive(Clone, Debug)]

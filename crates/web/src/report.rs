@@ -5,8 +5,50 @@ use std::fmt::Write as _;
 
 use harbormaster_probe::compress_ranges;
 
-use crate::db::StoredScan;
-use crate::scans::{Verdict, test_label};
+use crate::db::{Status, StoredScan};
+use crate::scans::{Verdict, plural};
+
+/// Year, month, day, hour, minute, second (UTC) of unix seconds (the civil
+/// calendar from days since 1970, as in Howard Hinnant's `civil_from_days`).
+pub fn civil(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (
+        y,
+        m,
+        d,
+        (rem / 3600) as u32,
+        (rem % 3600 / 60) as u32,
+        (rem % 60) as u32,
+    )
+}
+
+/// A human date and time in UTC: `3 Dec 2026, 11:57 UTC`.
+pub fn utc(secs: u64) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (y, m, d, hh, mm, _) = civil(secs);
+    format!("{d} {} {y}, {hh:02}:{mm:02} UTC", MONTHS[(m - 1) as usize])
+}
+
+/// How the server probed, in words.
+fn method(mode: &str) -> &str {
+    match mode {
+        "syn" => "TCP SYN probes (connection requests that are never completed)",
+        "connect" => "full TCP connections (no raw sockets on this server)",
+        other => other,
+    }
+}
 
 /// The report of a stored scan.
 pub fn text(s: &StoredScan, v: &Verdict) -> String {
@@ -15,21 +57,40 @@ pub fn text(s: &StoredScan, v: &Verdict) -> String {
     let _ = writeln!(out, "Address:  {}", s.target);
     let _ = writeln!(
         out,
-        "Test:     {} ({} ports: {})",
-        test_label(&s.test),
-        s.results.len(),
-        s.ports
+        "Test:     {}",
+        crate::scans::test_size(&s.test, s.results.len())
     );
-    let _ = writeln!(out, "Mode:     {}", s.mode);
-    let _ = writeln!(out, "Started:  {} (unix time)", s.created);
-    let _ = writeln!(
-        out,
-        "Status:   {}",
-        format!("{:?}", s.status).to_lowercase()
-    );
+    let _ = writeln!(out, "Ports:    {}", s.ports);
+    let _ = writeln!(out, "Method:   {}", method(&s.mode));
+    let _ = writeln!(out, "Started:  {}", utc(s.created));
+    let status = match (s.status, s.finished) {
+        (Status::Done, Some(f)) => format!(
+            "finished in {}",
+            plural(f.saturating_sub(s.created) as usize, "second", "seconds")
+        ),
+        _ => format!("{:?}", s.status).to_lowercase(),
+    };
+    let _ = writeln!(out, "Status:   {status}");
     if let Some(e) = &s.error {
         let _ = writeln!(out, "Failed:   {e}");
     }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Result:   {}", v.headline);
+    for f in &v.failures {
+        let _ = writeln!(out, "  - {f}");
+    }
+    for u in &v.untested {
+        let _ = writeln!(out, "  ? not judged: {u}");
+    }
+    let _ = writeln!(
+        out,
+        "Stealth:  {}",
+        if v.passed {
+            "passed (no port answered, no ping reply, nothing unsolicited)"
+        } else {
+            "not passed"
+        }
+    );
     let _ = writeln!(out);
     for state in ["open", "closed", "filtered", "stealth"] {
         let ports: Vec<u16> = s
@@ -56,8 +117,9 @@ pub fn text(s: &StoredScan, v: &Verdict) -> String {
         Some(w) => {
             let _ = writeln!(
                 out,
-                "Ping:     {} echo request(s), {} reply(ies)",
-                w.pings_sent, w.ping_replies
+                "Ping:     {} answered of {} sent",
+                w.ping_replies,
+                plural(w.pings_sent as usize, "echo request", "echo requests")
             );
             let _ = writeln!(out, "Unsolicited packets: {}", w.unsolicited);
             for e in &w.unsolicited_examples {
@@ -67,33 +129,33 @@ pub fn text(s: &StoredScan, v: &Verdict) -> String {
         None => {
             let _ = writeln!(
                 out,
-                "Ping and unsolicited packets: not observed (connect mode)"
+                "Ping and unsolicited packets: not watched (this server cannot, without raw sockets)"
             );
+        }
+    }
+    if !v.not_tested.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "Not tested:");
+        for n in &v.not_tested {
+            let _ = writeln!(out, "  - {n}");
         }
     }
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "Verdict:  {}",
-        if v.passed {
-            "STEALTH — passed"
-        } else {
-            "not stealth"
-        }
+        "The address is usually your router's: an open port there is a port-forward,"
     );
-    for f in &v.failures {
-        let _ = writeln!(out, "  - {f}");
-    }
-    for u in &v.untested {
-        let _ = writeln!(out, "  ? {u}");
-    }
+    let _ = writeln!(
+        out,
+        "a UPnP mapping or a DMZ setting in the router passing connections inside."
+    );
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::{Status, StoredResult, StoredWatch};
+    use crate::db::{StoredResult, StoredWatch};
     use crate::scans::verdict;
 
     fn result(port: u16, state: &str) -> StoredResult {
@@ -139,7 +201,14 @@ mod tests {
         let t = text(&s, &v);
         assert!(t.contains("stealth:      5  21-25"), "{t}");
         assert!(t.contains("open:         0  none"));
-        assert!(t.contains("STEALTH — passed"));
+        assert!(
+            t.contains("Result:   Nothing answered — your address looks invisible to this test"),
+            "{t}"
+        );
+        assert!(t.contains("Stealth:  passed"), "{t}");
+        assert!(t.contains("Started:  1 Jan 1970, 00:00 UTC"), "{t}");
+        assert!(!t.contains("unix time") && !t.contains("reply(ies)"), "{t}");
+        assert!(t.contains("Test:     Common Ports (5 ports)"), "{t}");
     }
 
     #[test]
@@ -171,5 +240,36 @@ mod tests {
             !v.passed && v.failures.is_empty() && v.untested[0].contains("connect mode"),
             "{v:?}"
         );
+    }
+
+    #[test]
+    fn dates_are_human_and_utc() {
+        assert_eq!(utc(0), "1 Jan 1970, 00:00 UTC");
+        // 2026-12-03 11:57:31 UTC.
+        assert_eq!(utc(1_796_299_051), "3 Dec 2026, 11:57 UTC");
+        // A leap day.
+        assert_eq!(civil(951_782_400), (2000, 2, 29, 0, 0, 0));
+    }
+
+    #[test]
+    fn headlines_lead_with_the_risk() {
+        let mut results: Vec<StoredResult> = (21..=25).map(|p| result(p, "closed")).collect();
+        let v = verdict(&scan(results.clone(), quiet()));
+        assert_eq!(
+            v.headline,
+            "No port accepts connections — good; invisible (stealth) would be better"
+        );
+        assert_eq!(v.wider, Some("service"));
+        assert!(
+            v.not_tested[0].contains("Only 5 ports of the 65,536"),
+            "{v:?}"
+        );
+        results[0] = result(21, "open");
+        let v = verdict(&scan(results.clone(), quiet()));
+        assert_eq!(v.headline, "1 port accepts connections from the internet");
+        results[1] = result(22, "open");
+        let v = verdict(&scan(results, quiet()));
+        assert_eq!(v.headline, "2 ports accept connections from the internet");
+        assert_eq!(v.tone, crate::scans::Tone::Risk);
     }
 }

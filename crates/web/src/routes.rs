@@ -695,9 +695,11 @@ pub async fn scan_page(
     let (stored, ports) = load(&state, &id).await?;
     let running = stored.status == Status::Running;
     let v = (!running).then(|| verdict(&stored));
+    // Without JavaScript the page reloads itself while the test runs; every few
+    // seconds is enough to watch it progress (and each reload is a full page).
     Ok(html_page(
         "Test results",
-        running.then_some(2),
+        running.then_some(4),
         render::scan(&stored, &ports, v.as_ref()),
     ))
 }
@@ -829,8 +831,16 @@ fn port_event(index: usize, r: &PortResult) -> Event {
         .event("port")
         .id(index.to_string())
         .data(format!(
-            "{{\"port\":{},\"state\":\"{}\",\"reason\":\"{}\"}}",
-            r.port, r.state, r.reason
+            "{{\"port\":{},\"state\":\"{}\",\"reason\":\"{}\",\"rtt_ms\":{},\"ttl\":{}}}",
+            r.port,
+            r.state,
+            r.reason,
+            // The page shows them per port, as the server-rendered rows do.
+            r.rtt.map_or("null".to_string(), |d| format!(
+                "{:.3}",
+                d.as_secs_f64() * 1e3
+            )),
+            r.ttl.map_or("null".to_string(), |t| t.to_string()),
         ))
 }
 

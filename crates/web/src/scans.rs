@@ -67,6 +67,17 @@ pub fn test_label(name: &str) -> &'static str {
     }
 }
 
+/// A test and its size: "Common Ports (26 ports)", "Service Ports (0–1055), 1056 ports".
+pub fn test_size(test: &str, n: usize) -> String {
+    let label = test_label(test);
+    let ports = plural(n, "port", "ports");
+    if label.ends_with(')') {
+        format!("{label}, {ports}")
+    } else {
+        format!("{label} ({ports})")
+    }
+}
+
 /// Why a scan did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -579,6 +590,61 @@ pub struct Verdict {
     pub failures: Vec<String>,
     /// What could not be judged.
     pub untested: Vec<String>,
+    /// One line for the top of the page, leading with the risk: "3 ports
+    /// accept connections from the internet", "No port accepts connections —
+    /// good; invisible (stealth) would be better", …
+    pub headline: String,
+    /// How the headline should be shown.
+    pub tone: Tone,
+    /// What this test did not cover, in plain words (UDP, the ports outside
+    /// a small test), so a quiet result is not read as "nothing anywhere".
+    pub not_tested: Vec<String>,
+    /// The wider test worth running next (`service`, `full`), when there is one.
+    pub wider: Option<&'static str>,
+}
+
+/// How a verdict's headline reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tone {
+    /// Something accepts connections: act on it.
+    Risk,
+    /// Nothing accepts connections, but the address answers (closed or
+    /// filtered ports, ping, unsolicited packets).
+    Fair,
+    /// Nothing answered at all.
+    Good,
+    /// The test did not finish or tested nothing: no judgement.
+    Unknown,
+}
+
+/// "1 port", "3 ports".
+pub fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// What a test of `scan.test` leaves out, and the wider test to offer.
+fn coverage(scan: &StoredScan) -> (Vec<String>, Option<&'static str>) {
+    let n = scan.results.len();
+    let ports = plural(n, "port", "ports");
+    let mut not = match scan.test.as_str() {
+        "full" => Vec::new(),
+        "service" => vec![
+            "Ports 1056–65535: a service moved to a high port (a game server, a camera on 8080, a remote desktop on 3389) would not show here.".to_string(),
+        ],
+        _ => vec![format!(
+            "Only {ports} of the 65,536 TCP ports were tested; something listening on any other port would not show here."
+        )],
+    };
+    not.push(
+        "UDP (a different kind of traffic, used e.g. by DNS, VPNs and games) was not tested."
+            .into(),
+    );
+    let wider = match scan.test.as_str() {
+        "service" | "full" => None,
+        _ => Some("service"),
+    };
+    (not, wider)
 }
 
 /// Judges a stored scan.
@@ -591,10 +657,15 @@ pub fn verdict(scan: &StoredScan) -> Verdict {
             .filter(|r| r.state == state.as_str())
             .count()
     };
-    let answered: Vec<String> = [PortState::Open, PortState::Closed, PortState::Filtered]
+    let (open, closed, filtered) = (
+        count(PortState::Open),
+        count(PortState::Closed),
+        count(PortState::Filtered),
+    );
+    let answered: Vec<String> = [(open, "open"), (closed, "closed"), (filtered, "filtered")]
         .into_iter()
-        .filter(|s| count(*s) > 0)
-        .map(|s| format!("{} {s}", count(s)))
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, s)| format!("{n} {s}"))
         .collect();
     if !answered.is_empty() {
         failures.push(format!(
@@ -602,18 +673,23 @@ pub fn verdict(scan: &StoredScan) -> Verdict {
             answered.join(", ")
         ));
     }
+    let mut pinged = false;
+    let mut chatty = false;
     match &scan.watch {
         Some(w) => {
             if w.ping_replies > 0 {
+                pinged = true;
                 failures.push(format!(
-                    "your address answered ping: {} of {} echo requests got a reply",
-                    w.ping_replies, w.pings_sent
+                    "your address answered ping: {} of {} got a reply",
+                    w.ping_replies,
+                    plural(w.pings_sent as usize, "echo request", "echo requests")
                 ));
             }
             if w.unsolicited > 0 {
+                chatty = true;
                 failures.push(format!(
-                    "{} unsolicited packet(s) arrived from your address during the test",
-                    w.unsolicited
+                    "{} arrived from your address during the test without being asked for",
+                    plural(w.unsolicited as usize, "unsolicited packet", "unsolicited packets")
                 ));
             }
         }
@@ -621,7 +697,8 @@ pub fn verdict(scan: &StoredScan) -> Verdict {
             "ping and unsolicited packets: this server probes in connect mode (no raw sockets), so it cannot watch for them".to_string(),
         ),
     }
-    if scan.status != Status::Done {
+    let finished = scan.status == Status::Done;
+    if !finished {
         let mut why = format!("the test did not finish (it was {:?})", scan.status).to_lowercase();
         if let Some(e) = &scan.error {
             why = format!("{why}: {e}");
@@ -631,10 +708,50 @@ pub fn verdict(scan: &StoredScan) -> Verdict {
     if scan.results.is_empty() {
         untested.push("no port was tested".into());
     }
+    let (headline, tone) = if scan.results.is_empty() {
+        ("No port was tested".to_string(), Tone::Unknown)
+    } else if open > 0 {
+        let head = if open == 1 {
+            "1 port accepts connections from the internet".to_string()
+        } else {
+            format!("{open} ports accept connections from the internet")
+        };
+        let head = if finished {
+            head
+        } else {
+            format!("{head} (the test did not finish)")
+        };
+        (head, Tone::Risk)
+    } else if !finished {
+        (
+            "The test did not finish: the results below are incomplete".to_string(),
+            Tone::Unknown,
+        )
+    } else if closed + filtered > 0 {
+        (
+            "No port accepts connections — good; invisible (stealth) would be better".to_string(),
+            Tone::Fair,
+        )
+    } else if pinged || chatty {
+        (
+            "No port answered, but your address is not silent".to_string(),
+            Tone::Fair,
+        )
+    } else {
+        (
+            "Nothing answered — your address looks invisible to this test".to_string(),
+            Tone::Good,
+        )
+    };
+    let (not_tested, wider) = coverage(scan);
     Verdict {
         passed: failures.is_empty() && untested.is_empty(),
         failures,
         untested,
+        headline,
+        tone,
+        not_tested,
+        wider,
     }
 }
 

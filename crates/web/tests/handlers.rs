@@ -367,11 +367,46 @@ async fn a_scan_runs_and_reports_with_a_verdict() {
     assert_eq!(v["counts"]["stealth"], 25);
     assert_eq!(v["verdict"]["passed"], false);
     let page = text(send(&state, get(&format!("/scan/{id}"), VISITOR)).await).await;
-    assert!(page.contains("Stealth: not passed"));
-    assert!(page.contains("class=\"verdict fail\""));
+    // Results first: the verdict leads with the risk, in the summary card.
+    assert!(page.contains("<h2>1 port accepts connections from the internet</h2>"));
+    assert!(page.contains("class=\"verdict fail t-risk\""));
+    let (sum, findings, results) = (
+        page.find("id=\"sum\"").unwrap(),
+        page.find("id=\"findings\"").unwrap(),
+        page.find("id=\"results\"").unwrap(),
+    );
+    assert!(sum < page.find("id=\"verdict\"").unwrap() && sum < findings && findings < results);
     assert_single_class_attributes(&page);
-    assert!(page.contains("What your open ports expose") && page.contains("80/tcp"));
+    // The finding: number, service, what it means, the first step, its page.
+    assert!(page.contains("<a href=\"/port/80\">Port 80 · http</a>"));
+    assert!(page.contains("What it means: ") && page.contains("First step: "));
+    // NAT explained, open because something is open.
+    assert!(page.contains("<details class=\"nat\" open>") && page.contains("port-forward"));
+    // A small test says what it left out and offers the wider one.
+    assert!(page.contains("Only 26 ports of the 65,536 TCP ports were tested"));
+    assert!(page.contains("href=\"/?test=service#tests\""));
+    // Every port as text, with its state as a word and the evidence.
     assert!(page.contains("id=\"p80\""));
+    for p in harbormaster_probe::COMMON_PORTS {
+        assert!(
+            page.contains(&format!("<a href=\"/port/{p}\">{p}</a>")),
+            "port {p} as text"
+        );
+    }
+    assert!(page.contains("<tr class=\"so\" id=\"p80\">"));
+    assert!(page.contains("</span> open</td><td>accepted (SYN-ACK)</td>"));
+    // No expert words or raw data.
+    for jargon in [
+        "reply(ies)",
+        "1 ports",
+        "mode: syn",
+        "unix time",
+        "role=\"listitem\"",
+        "(s)",
+    ] {
+        assert!(!page.contains(jargon), "{jargon:?} on the page");
+    }
+    assert!(page.contains("started <time datetime=\""), "human date");
     let report = send(&state, get(&format!("/scan/{id}/report.txt"), VISITOR)).await;
     assert_eq!(
         report.headers()[header::CONTENT_TYPE],
@@ -380,6 +415,23 @@ async fn a_scan_runs_and_reports_with_a_verdict() {
     let report = text(report).await;
     assert!(report.contains("open:         1  80"), "{report}");
     assert!(report.contains("stealth:     25  0,21-23,25,79,110,113,119,135,139,143,389,443,445,1002,1024-1030,1720,5000"), "{report}");
+    assert!(
+        report.contains("Result:   1 port accepts connections from the internet"),
+        "{report}"
+    );
+    assert!(
+        report.contains("Test:     Common Ports (26 ports)"),
+        "{report}"
+    );
+    assert!(report.contains("Stealth:  not passed"), "{report}");
+    assert!(
+        report.contains("Not tested:\n  - Only 26 ports"),
+        "{report}"
+    );
+    assert!(report.contains(" UTC\n"), "{report}");
+    for jargon in ["reply(ies)", "unix time", "Mode:", "(s)"] {
+        assert!(!report.contains(jargon), "{jargon:?} in the report");
+    }
 }
 
 #[tokio::test]
@@ -389,17 +441,70 @@ async fn an_all_stealth_quiet_visitor_passes() {
     let v = api_scan(&state, &id).await;
     assert_eq!(v["counts"]["stealth"], 1056);
     assert_eq!(v["verdict"]["passed"], true, "{v}");
+    assert_eq!(v["verdict"]["tone"], "good", "{v}");
     let page = text(send(&state, get(&format!("/scan/{id}"), VISITOR)).await).await;
-    assert!(page.contains("Stealth: passed"));
-    assert!(
-        page.contains("class=\"grid cols-32\""),
-        "service grid is 32 wide"
-    );
+    assert!(page.contains("<h2>Nothing answered — your address looks invisible to this test</h2>"));
+    assert!(page.contains("class=\"verdict pass t-good\""));
+    assert!(page.contains("No port was open or filtered: there is nothing to close."));
+    // The grid: every cell a link (no role replacing it) with a glyph and its
+    // port and state in its label; labels on both axes; a skip link past it.
     assert_eq!(
-        page.matches(" stealth\">S</a>").count(),
+        page.matches("<a class=\"ss\" id=\"p").count(),
         1056,
-        "every cell a link with a letter"
+        "every cell a stealth link"
     );
+    assert!(page.contains(
+        "<a class=\"ss\" id=\"p1055\" href=\"/port/1055\" aria-label=\"1055: stealth, no answer"
+    ));
+    assert!(!page.contains("role=\"listitem\""));
+    assert!(page.contains("<span class=\"gl\" aria-hidden=\"true\">+31</span>"));
+    assert!(page.contains("<span class=\"gl rl\" aria-hidden=\"true\">1024</span>"));
+    assert!(page.contains("<a class=\"skip\" href=\"#share\">") && page.contains("id=\"share\""));
+    // What a Service test leaves out; no wider test offered (Full is the
+    // operator's choice).
+    assert!(page.contains("Ports 1056–65535"));
+    assert!(page.contains("Service Ports (0–1055), 1056 ports"));
+    assert!(!page.contains("/?test="));
+    // NAT explained, folded when nothing is open.
+    assert!(page.contains("<details class=\"nat\">"));
+}
+
+#[tokio::test]
+async fn an_all_closed_small_test_says_good_and_offers_the_wider_test() {
+    let state = state_with(Scripted::new(|_| PortState::Closed), config());
+    let id = start(&state, VISITOR, "kind=common").await;
+    let v = api_scan(&state, &id).await;
+    assert_eq!(v["verdict"]["passed"], false, "{v}");
+    assert_eq!(v["verdict"]["wider"], "service", "{v}");
+    let page = text(send(&state, get(&format!("/scan/{id}"), VISITOR)).await).await;
+    assert!(page.contains(
+        "<h2>No port accepts connections — good; invisible (stealth) would be better</h2>"
+    ));
+    assert!(page.contains("class=\"verdict fail t-fair\""));
+    assert!(page.contains("a firewall that drops instead of refusing would make it invisible"));
+    assert!(page.contains("<a class=\"btn\" href=\"/?test=service#tests\">Run the wider Service Ports (0–1055) test</a>"));
+    assert!(page.contains("<strong>26</strong> closed"));
+    assert!(page.contains("</span> closed</td><td>refused (RST)</td>"));
+    let report = text(send(&state, get(&format!("/scan/{id}/report.txt"), VISITOR)).await).await;
+    assert!(report.contains(
+        "Result:   No port accepts connections — good; invisible (stealth) would be better"
+    ));
+}
+
+#[tokio::test]
+async fn a_running_scan_page_shows_progress_and_refreshes_slowly_without_javascript() {
+    let slow = slow(Duration::from_millis(50), |_| PortState::Stealth);
+    let state = state_with(slow, config());
+    let id = start(&state, VISITOR, "kind=common").await;
+    let page = text(send(&state, get(&format!("/scan/{id}"), VISITOR)).await).await;
+    assert!(page.contains("<progress id=\"prog\" max=\"26\""));
+    assert!(page.contains("aria-live=\"polite\""));
+    assert!(page.contains("<meta http-equiv=\"refresh\" content=\"4\">"));
+    assert!(page.contains("data-running=\"true\" data-from=\""));
+    assert!(page.contains(" ports tested so far."));
+    assert!(!page.contains("id=\"verdict\""));
+    assert_single_class_attributes(&page);
+    api_scan(&state, &id).await;
 }
 
 #[tokio::test]
@@ -590,7 +695,7 @@ async fn live_events_stream_results_then_done() {
     assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/event-stream");
     let body = text(resp).await;
     assert_eq!(body.matches("event: port").count(), 26, "{body}");
-    assert!(body.contains("{\"port\":22,\"state\":\"open\",\"reason\":\"syn-ack\"}"));
+    assert!(body.contains("{\"port\":22,\"state\":\"open\",\"reason\":\"syn-ack\",\"rtt_ms\":"));
     assert!(body.trim_end().ends_with("data: {}") && body.contains("event: done"));
     // While running, the page refreshes itself for browsers without JavaScript.
     let id2 = start(&state, "203.0.113.60", "kind=service").await;

@@ -8,7 +8,8 @@
 //   node streams.mjs SCAN_URL OUTDIR
 //
 // Prints one JSON line on stdout:
-//   {"tabs":[{"events":[200],"loads":1,"filled":12,"errors":[]}, ...]}
+//   {"tabs":[{"events":[200],"loads":1,"filled":12,"errors":[]}, ...],
+//    "axe_running":[], "running":true, "progress":"120 of 1056 ...", "live":"..."}
 // ("events": HTTP statuses of the tab's /events requests; "loads": page loads
 // during the run; "filled": cells with a result at the end). On failure prints
 // "streams.mjs: FAIL: ..." on stderr and exits non-zero. Bounded by TOTAL_MS.
@@ -16,6 +17,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
+import { axeViolations } from './axe.mjs';
 
 const TOTAL_MS = 60_000;
 const STEP_MS = 20_000;
@@ -71,17 +73,33 @@ try {
     tabs.push(tab);
   }
   await new Promise((r) => setTimeout(r, WATCH_MS));
+  // The first tab's running Service grid, checked by axe-core while it fills;
+  // its progress count and polite live summary have moved on.
+  const first = tabs[0].page;
+  const running = (await first.locator('#grid').getAttribute('data-running')) === 'true';
+  const axeRunning = (await axeViolations(first)).map((x) => `${x.id}: ${x.nodes.join(', ')}`);
+  const progress = (await first.locator('#count').textContent().catch(() => null))?.trim() ?? null;
+  const liveText = (await first.locator('#live').textContent().catch(() => null))?.trim() ?? null;
+  const bar = await first.locator('#prog').evaluate((p) => p.value).catch(() => -1);
+  // The summary's counts follow the grid.
+  const tally = await first.evaluate(() => {
+    const counted = [...document.querySelectorAll('#counts strong')].reduce((n, s) => n + parseInt(s.textContent, 10), 0);
+    const settled = document.querySelectorAll('#grid [id^="p"]:not(.sp)').length;
+    return { counted, settled };
+  });
   const out = [];
   for (const t of tabs) {
     const filled = await t.page
-      .evaluate(() => document.querySelectorAll('#grid .cell:not(.s-pending)').length)
+      .evaluate(() => document.querySelectorAll('#grid [id^="p"]:not(.sp)').length)
       .catch(() => -1);
     out.push({ events: t.events, loads: t.loads, filled, errors: t.errors });
   }
   clearTimeout(watchdog);
   await context.close();
   rmSync(profile, { recursive: true, force: true });
-  process.stdout.write(JSON.stringify({ tabs: out }) + '\n');
+  process.stdout.write(
+    JSON.stringify({ tabs: out, running, axe_running: axeRunning, progress, live: liveText, bar, tally }) + '\n',
+  );
   process.exit(0);
 } catch (e) {
   if (context) await Promise.race([context.close().catch(() => {}), new Promise((r) => setTimeout(r, 5000))]);

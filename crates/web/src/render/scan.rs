@@ -1,92 +1,411 @@
-//! Scan pages: the grid (filled so far), then the verdict and what open ports expose.
+//! Scan pages, results first: a summary card with the verdict, then the
+//! findings most serious first (open, then filtered ports, each with what it
+//! means and the first step to close it), then every port tested — a grid
+//! with port labels on both axes for the Service and All-ports tests, a table
+//! for the small ones — and last the report and share links.
+//!
+//! States are told apart by shape as well as colour (the palette is
+//! Okabe–Ito, safe under colour blindness), and every port carries its state
+//! as text: ● open, ▲ filtered, − closed, ○ stealth, · not yet tested.
+//! Class names are short (`so`, `sf`, `sc`, `ss`, `sp`) because a Service
+//! grid has 1,056 cells; `live.js` uses the same names.
 
-use harbormaster_knowledge::{Proto, lookup};
+use harbormaster_knowledge::{Proto, closing_rules, lookup};
 use maud::{Markup, html};
 
 use super::paragraphs;
 
-use crate::db::{Status, StoredScan};
-use crate::scans::{Verdict, test_label};
+use crate::db::{Status, StoredResult, StoredScan};
+use crate::report::utc;
+use crate::scans::{Tone, Verdict, plural, test_label, test_size};
 
-fn letter(state: &str) -> (&'static str, &'static str) {
+/// Open ports listed in the findings (each with its advice); the rest are
+/// counted.
+const MAX_OPEN_FINDINGS: usize = 50;
+/// Filtered ports listed in the findings.
+const MAX_FILTERED_FINDINGS: usize = 20;
+/// Columns of the grid (its row labels step by this).
+const GRID_COLS: u16 = 32;
+
+/// The glyph, class and word of a stored state.
+fn look(state: &str) -> (&'static str, &'static str, &'static str) {
     match state {
-        "open" => ("O", "open"),
-        "closed" => ("C", "closed"),
-        "filtered" => ("F", "filtered"),
-        "stealth" => ("S", "stealth"),
-        _ => ("·", "pending"),
+        "open" => ("●", "so", "open"),
+        "closed" => ("−", "sc", "closed"),
+        "filtered" => ("▲", "sf", "filtered"),
+        "stealth" => ("○", "ss", "stealth"),
+        _ => ("·", "sp", "not tested yet"),
     }
 }
 
-/// A scan's page: the grid (filled so far), then the verdict and report when done.
+/// The evidence behind a state, in words ("accepted (SYN-ACK)").
+fn evidence(reason: &str) -> String {
+    match reason {
+        "syn-ack" => "accepted (SYN-ACK)".into(),
+        "rst" => "refused (RST)".into(),
+        "no-response" => "no answer".into(),
+        "connected" => "connection accepted".into(),
+        "conn-refused" => "connection refused".into(),
+        "host-unreach" => "host unreachable".into(),
+        "net-unreach" => "network unreachable".into(),
+        other => match other.strip_prefix("icmp") {
+            Some(rest) => format!("blocked (ICMP{})", rest.replacen('-', " ", 1)),
+            None => other.to_string(),
+        },
+    }
+}
+
+/// "12.3 ms", or nothing.
+fn rtt(r: &StoredResult) -> String {
+    r.rtt_ms.map(|ms| format!("{ms:.1} ms")).unwrap_or_default()
+}
+
+/// The one-line description of a port's result, for a grid cell's label.
+fn cell_label(port: u16, r: Option<&StoredResult>) -> String {
+    match r {
+        None => format!("{port}: not tested yet"),
+        Some(r) => {
+            let (_, _, word) = look(&r.state);
+            let mut s = format!("{port}: {word}, {}", evidence(&r.reason));
+            if let Some(ms) = r.rtt_ms {
+                s.push_str(&format!(", {ms:.1} ms"));
+            }
+            if let Some(t) = r.ttl {
+                s.push_str(&format!(", TTL {t}"));
+            }
+            s
+        }
+    }
+}
+
+/// Whether the test gets a grid (contiguous from 0) rather than a table.
+fn gridded(s: &StoredScan) -> bool {
+    matches!(s.test.as_str(), "service" | "full")
+}
+
+/// A scan's page: the summary and verdict, the findings, every port, the report.
 pub fn scan(s: &StoredScan, ports: &[u16], verdict: Option<&Verdict>) -> Markup {
-    let running = s.status == Status::Running;
-    let by_port: std::collections::HashMap<u16, &str> = s
-        .results
-        .iter()
-        .map(|r| (r.port, r.state.as_str()))
-        .collect();
-    let grid_cols = if s.test == "service" { 32 } else { 16 };
     html! {
-        h1 { (test_label(&s.test)) " of " (s.target) }
-        p.small { (ports.len()) " port(s): " (s.ports) " · mode: " (s.mode) " · status: " span #status { (format!("{:?}", s.status).to_lowercase()) } }
-        @if let Some(e) = &s.error {
-            p.error #failure { "The test failed: " (e) }
+        // Outside the sections live.js swaps at the end, so what it says is heard.
+        p #live .sr aria-live="polite" {}
+        (summary(s, ports, verdict))
+        @match verdict {
+            Some(_) => (findings(s)),
+            None => div #findings {},
         }
-        @if running {
-            p #progress { "Probing… results appear as they arrive. " noscript { "(This page reloads every 2 seconds.)" } }
+        (results(s, ports))
+        @match verdict {
+            Some(v) => (share(s, v)),
+            None => p #share .small { "The report and the share link appear here when the test has finished." },
         }
-        div.legend aria-hidden="true" {
-            span.cell.s-open { "O" } " open " span.cell.s-closed { "C" } " closed " span.cell.s-filtered { "F" } " filtered " span.cell.s-stealth { "S" } " stealth " span.cell.s-pending { "·" } " pending"
+    }
+}
+
+fn summary(s: &StoredScan, ports: &[u16], verdict: Option<&Verdict>) -> Markup {
+    let running = s.status == Status::Running;
+    let done = s.results.len();
+    let total = ports.len().max(done);
+    let status = match s.status {
+        Status::Running => "running".to_string(),
+        Status::Done => match s.finished {
+            Some(f) => format!(
+                "finished in {}",
+                plural(f.saturating_sub(s.created) as usize, "second", "seconds")
+            ),
+            None => "finished".to_string(),
+        },
+        _ => format!("{:?}", s.status).to_lowercase(),
+    };
+    html! {
+        section #sum .card aria-labelledby="sum-h" {
+            h1 #sum-h { "Results for " (s.target) }
+            p .facts {
+                span { (test_size(&s.test, total)) }
+                " · " span { "started " time datetime=(utc_iso(s.created)) { (utc(s.created)) } }
+                " · " span #status { (status) }
+            }
+            @if let Some(e) = &s.error {
+                p.error #failure { "The test failed: " (e) }
+            }
+            @if running {
+                div #run {
+                    p #count { (done) " of " (total) " ports tested so far." }
+                    progress #prog max=(total) value=(done) aria-labelledby="count" { (done) " of " (total) }
+                    noscript { p.small { "This page reloads every few seconds until the test is done." } }
+                }
+            }
+            (counts(s))
+            @if let Some(v) = verdict { (verdict_block(s, v)) }
         }
-        div #grid class=(format!("grid cols-{grid_cols}")) data-scan=(s.id) data-running=(running) data-from=(s.results.len()) role="list" {
-            @for p in ports {
-                @let (l, class) = letter(by_port.get(p).copied().unwrap_or("pending"));
-                a class=(format!("cell s-{class}")) id=(format!("p{p}")) href=(format!("/port/{p}")) role="listitem" title=(format!("port {p}: {class}")) aria-label=(format!("port {p} {class}")) { (l) }
+    }
+}
+
+fn counts(s: &StoredScan) -> Markup {
+    let n = |state: &str| s.results.iter().filter(|r| r.state == state).count();
+    html! {
+        ul #counts .counts {
+            @for state in ["open", "filtered", "closed", "stealth"] {
+                @let (g, class, word) = look(state);
+                li { span class=(class) aria-hidden="true" { (g) } " " strong { (n(state)) } " " (word) }
             }
         }
-        @if let Some(v) = verdict { (verdict_block(s, v)) }
+    }
+}
+
+fn tone_class(v: &Verdict) -> &'static str {
+    match (v.passed, v.tone) {
+        (true, _) => "verdict pass t-good",
+        (false, Tone::Risk) => "verdict fail t-risk",
+        (false, Tone::Fair) => "verdict fail t-fair",
+        (false, Tone::Good) => "verdict fail t-good",
+        (false, Tone::Unknown) => "verdict fail t-unknown",
     }
 }
 
 fn verdict_block(s: &StoredScan, v: &Verdict) -> Markup {
-    let open: Vec<&crate::db::StoredResult> =
-        s.results.iter().filter(|r| r.state == "open").collect();
+    let open = s.results.iter().filter(|r| r.state == "open").count();
     html! {
-        section #verdict class=(if v.passed { "verdict pass" } else { "verdict fail" }) {
-            @if v.passed {
-                h2 { "Stealth: passed" }
-                p { "Every tested port stayed silent, your address did not answer ping, and nothing arrived from it unprompted. To this test your connection looks like nothing is there." }
-            } @else {
-                h2 { "Stealth: not passed" }
-                @if !v.failures.is_empty() { ul { @for f in &v.failures { li { (f) } } } }
-                @if !v.untested.is_empty() { p { "Not judged:" } ul { @for u in &v.untested { li { (u) } } } }
-                p.small { "Answering is not the same as being vulnerable: a closed port reveals that a device is there, nothing more. Open ports deserve a look." }
+        div #verdict class=(tone_class(v)) {
+            h2 { (v.headline) }
+            @if open > 0 {
+                p { "Anyone on the internet can try to connect to "
+                    (if open == 1 { "it" } else { "them" })
+                    ". The list below says what each one usually is and the first step to close it." }
+            } @else if v.tone == Tone::Fair {
+                p { "Nothing let a connection in. But your address answered, which tells a scanner that a device is there; a firewall that drops instead of refusing would make it invisible." }
             }
-            @if let Some(w) = &s.watch {
-                p { "Ping: " (w.pings_sent) " echo request(s) sent, " (w.ping_replies) " repl" (if w.ping_replies == 1 { "y" } else { "ies" }) ". Unsolicited packets: " (w.unsolicited)
-                    @if !w.unsolicited_examples.is_empty() { " (" (w.unsolicited_examples.join("; ")) ")" } "." }
+            @if !v.failures.is_empty() || !v.untested.is_empty() {
+                p .small .rh { (if v.failures.is_empty() { "What could not be judged:" } else { "Why your address is not invisible:" }) }
+                ul .reasons {
+                    @for f in &v.failures { li { (capital(f)) "." } }
+                    @for u in &v.untested { li { "Not judged: " (u) "." } }
+                }
+            }
+            (watch_line(s))
+            details .nat open[open > 0] {
+                summary { "Is this my computer or my router?" }
+                p { "The address tested, " (s.target) ", is the one your connection comes from. At home that is usually your router: it answers for every device behind it. An open port there means the router passes connections on to a device inside, because of:" }
+                ul {
+                    li { strong { "a port-forward" } " (\"virtual server\") someone set up in the router's settings;" }
+                    li { strong { "a UPnP mapping" } " that a device or app (a games console, camera, file-sharing program) opened by itself;" }
+                    li { strong { "a DMZ" } " (\"exposed host\") setting that sends everything to one device." }
+                }
+                p { "To check: open your router's admin page, remove forwards you do not need, turn UPnP off unless something relies on it, turn the DMZ off, then run the test again." }
+            }
+            @if !v.not_tested.is_empty() {
+                p .nt { strong { "Not tested: " } @for (i, n) in v.not_tested.iter().enumerate() { @if i > 0 { " " } (n) } }
+            }
+            @if let Some(w) = v.wider {
+                p { a .btn href=(format!("/?test={w}#tests")) { "Run the wider " (test_label(w)) " test" } }
             }
         }
-        @if !open.is_empty() {
-            section.open {
-                h2 { "What your open ports expose" }
-                @for r in &open {
-                    @let info = lookup(r.port, Proto::Tcp);
-                    article {
-                        h3 { a href=(format!("/port/{}", r.port)) { (r.port) "/tcp · " (info.name()) } }
-                        p { (info.summary()) }
-                        @if let Some(c) = info.curated {
-                            details { summary { "Why it matters and how to close it" } (paragraphs(c.security)) (paragraphs(c.close)) }
+    }
+}
+
+/// "ports answered…" → "Ports answered…".
+fn capital(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+fn watch_line(s: &StoredScan) -> Markup {
+    match &s.watch {
+        None => html! {},
+        Some(w) => {
+            let ping = if w.ping_replies == 0 {
+                format!(
+                    "your address did not answer ({} sent)",
+                    plural(w.pings_sent as usize, "echo request", "echo requests")
+                )
+            } else {
+                format!(
+                    "your address answered {} of {}",
+                    w.ping_replies,
+                    plural(w.pings_sent as usize, "echo request", "echo requests")
+                )
+            };
+            let unsolicited = if w.unsolicited == 0 {
+                "none".to_string()
+            } else {
+                let mut u = plural(w.unsolicited as usize, "packet", "packets");
+                if !w.unsolicited_examples.is_empty() {
+                    u.push_str(&format!(" ({})", w.unsolicited_examples.join("; ")));
+                }
+                u
+            };
+            html! { p .small { "Ping: " (ping) ". Packets your address sent us unasked: " (unsolicited) "." } }
+        }
+    }
+}
+
+/// The first paragraph of a port's closing advice, or the router advice.
+fn first_step(port: u16) -> String {
+    match lookup(port, Proto::Tcp).curated {
+        Some(c) if !c.close.trim().is_empty() => c
+            .close
+            .split("\n\n")
+            .next()
+            .unwrap_or(c.close)
+            .trim()
+            .to_string(),
+        _ => closing_rules(port, Proto::Tcp).router,
+    }
+}
+
+fn findings(s: &StoredScan) -> Markup {
+    let open: Vec<&StoredResult> = s.results.iter().filter(|r| r.state == "open").collect();
+    let filtered: Vec<&StoredResult> = s.results.iter().filter(|r| r.state == "filtered").collect();
+    html! {
+        section #findings aria-labelledby="findings-h" {
+            h2 #findings-h { "Findings, most serious first" }
+            @if open.is_empty() && filtered.is_empty() {
+                p { "No port was open or filtered: there is nothing to close." }
+            }
+            @if !open.is_empty() {
+                ol .findings {
+                    @for r in open.iter().take(MAX_OPEN_FINDINGS) {
+                        @let info = lookup(r.port, Proto::Tcp);
+                        li .so-f {
+                            h3 { span .so aria-hidden="true" { "●" } " " a href=(format!("/port/{}", r.port)) { "Port " (r.port) " · " (info.name()) } " — open" }
+                            p { (info.summary()) }
+                            p { strong { "What it means: " } "this port accepts connections from anyone on the internet; whatever answers there can be attacked directly." }
+                            p { strong { "First step: " } (first_step(r.port)) }
+                            @if let Some(c) = info.curated {
+                                details { summary { "Why it matters" } (paragraphs(c.security)) }
+                            }
+                        }
+                    }
+                }
+                @if open.len() > MAX_OPEN_FINDINGS {
+                    p { "…and " (plural(open.len() - MAX_OPEN_FINDINGS, "more open port", "more open ports")) ": see every port below." }
+                }
+            }
+            @if !filtered.is_empty() {
+                h3 { span .sf aria-hidden="true" { "▲" } " " (plural(filtered.len(), "filtered port", "filtered ports")) }
+                p { "Something on the way (usually your router or a firewall) answered that these ports are blocked. They are not a way in, but the answer shows a device is there; a firewall set to drop rather than reject would make them invisible." }
+                ul .inline {
+                    @for r in filtered.iter().take(MAX_FILTERED_FINDINGS) {
+                        li { a href=(format!("/port/{}", r.port)) { (r.port) " · " (lookup(r.port, Proto::Tcp).name()) } }
+                    }
+                    @if filtered.len() > MAX_FILTERED_FINDINGS {
+                        li { "…and " (filtered.len() - MAX_FILTERED_FINDINGS) " more" }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn legend() -> Markup {
+    html! {
+        ul .legend {
+            li { span .so aria-hidden="true" { "●" } " open: accepts connections" }
+            li { span .sf aria-hidden="true" { "▲" } " filtered: blocked, with an answer" }
+            li { span .sc aria-hidden="true" { "−" } " closed: refused, nothing listening" }
+            li { span .ss aria-hidden="true" { "○" } " stealth: no answer at all" }
+            li { span .sp aria-hidden="true" { "·" } " not tested yet" }
+        }
+    }
+}
+
+fn results(s: &StoredScan, ports: &[u16]) -> Markup {
+    let running = s.status == Status::Running;
+    let by_port: std::collections::HashMap<u16, &StoredResult> =
+        s.results.iter().map(|r| (r.port, r)).collect();
+    let total = ports.len();
+    html! {
+        section #results aria-labelledby="results-h" {
+            h2 #results-h { "Every port tested" }
+            (legend())
+            @if gridded(s) {
+                a .skip href="#share" { "Skip the grid of " (total) " ports" }
+                p .small #grid-help { "Rows start at the port on the left; add the column's number. Each square links to its port's page." }
+                div .gw {
+                    div #grid .grid data-scan=(s.id) data-running=(running) data-from=(s.results.len()) data-total=(total) {
+                        span .gl aria-hidden="true" {}
+                        @for c in 0..GRID_COLS { span .gl aria-hidden="true" { "+" (c) } }
+                        @for (i, p) in ports.iter().enumerate() {
+                            @if i % usize::from(GRID_COLS) == 0 { span .gl .rl aria-hidden="true" { (p) } }
+                            @let r = by_port.get(p).copied();
+                            @let (g, class, _) = look(r.map_or("", |r| r.state.as_str()));
+                            @let label = cell_label(*p, r);
+                            a class=(class) id=(format!("p{p}")) href=(format!("/port/{p}")) aria-label=(label) { (g) }
+                        }
+                    }
+                }
+            } @else {
+                div .tw {
+                    table #grid .ports data-scan=(s.id) data-running=(running) data-from=(s.results.len()) data-total=(total) {
+                        thead { tr { th scope="col" { "Port" } th scope="col" { "Service" } th scope="col" { "State" } th scope="col" { "Evidence" } th scope="col" { "Round trip" } th scope="col" { "TTL" } } }
+                        tbody {
+                            @for p in ports {
+                                @let r = by_port.get(p).copied();
+                                @let (g, class, word) = look(r.map_or("", |r| r.state.as_str()));
+                                tr class=(class) id=(format!("p{p}")) {
+                                    th scope="row" { a href=(format!("/port/{p}")) { (p) } }
+                                    td { (lookup(*p, Proto::Tcp).name()) }
+                                    td { span .g aria-hidden="true" { (g) } " " (word) }
+                                    td { (r.map(|r| evidence(&r.reason)).unwrap_or_default()) }
+                                    td { (r.map(rtt).unwrap_or_default()) }
+                                    td { (r.and_then(|r| r.ttl).map(|t| t.to_string()).unwrap_or_default()) }
+                                }
+                            }
                         }
                     }
                 }
             }
         }
-        section.share {
-            h2 { "Keep or share" }
-            p { "Share link: " a href=(format!("/scan/{}", s.id)) { "/scan/" (s.id) } " · " a href=(format!("/scan/{}/report.txt", s.id)) { "plain-text report" } " · " a href=(format!("/api/scans/{}", s.id)) { "JSON" } }
-            details open { summary { "Report (copy and paste)" } pre #report { (crate::report::text(s, v)) } }
+    }
+}
+
+fn share(s: &StoredScan, v: &Verdict) -> Markup {
+    html! {
+        section #share .share aria-labelledby="share-h" {
+            h2 #share-h { "Keep or share" }
+            p { "Anyone with this link can see these results until " (utc(s.expires)) ": "
+                a href=(format!("/scan/{}", s.id)) { "share link" } " · "
+                a href=(format!("/scan/{}/report.txt", s.id)) { "plain-text report" } " · "
+                a href=(format!("/api/scans/{}", s.id)) { "JSON" } }
+            details { summary { "Report (copy and paste)" } pre #report { (crate::report::text(s, v)) } }
         }
+    }
+}
+
+/// `2026-12-03T11:57:00Z`, for `<time datetime>`.
+fn utc_iso(secs: u64) -> String {
+    let (y, m, d, hh, mm, ss) = crate::report::civil(secs);
+    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evidence_reads_as_words() {
+        assert_eq!(evidence("syn-ack"), "accepted (SYN-ACK)");
+        assert_eq!(evidence("icmp-3-13"), "blocked (ICMP 3-13)");
+        assert_eq!(evidence("icmpv6-1-4"), "blocked (ICMPv6 1-4)");
+        assert_eq!(evidence("weird"), "weird");
+    }
+
+    #[test]
+    fn glyphs_are_distinct_and_not_letters() {
+        let glyphs: Vec<&str> = ["open", "closed", "filtered", "stealth", ""]
+            .iter()
+            .map(|s| look(s).0)
+            .collect();
+        let mut unique = glyphs.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), glyphs.len());
+        assert!(
+            glyphs
+                .iter()
+                .all(|g| !g.chars().any(|c| c.is_alphanumeric()))
+        );
     }
 }
