@@ -42,6 +42,8 @@ pub const BANNER_CAP: usize = 64;
 const SAMPLE_LOW: u16 = 20_000;
 /// Packets one verification costs on the wire from our side (SYN, ACK, RST).
 const PACKETS_PER_CHECK: u32 = 3;
+/// The longest a connection is watched.
+pub const MAX_WATCH: Duration = Duration::from_secs(1);
 /// The longest the verification may take at the scan's rate before it is skipped.
 const MAX_PACED: Duration = Duration::from_secs(5);
 
@@ -54,7 +56,10 @@ pub struct VerifyConfig {
     pub wildcard_sample: u16,
     /// Timeout of each connect().
     pub connect_timeout: Duration,
-    /// How long a connection is watched for a banner, a reset or an EOF.
+    /// How long a connection is watched for a banner, a reset or an EOF, at
+    /// least: a proxy's reset comes about one round trip after the handshake,
+    /// so on a slow path the watch grows to 2 × the scan's smoothed RTT + 50 ms,
+    /// up to [`MAX_WATCH`].
     pub watch: Duration,
     /// Connections at once.
     pub concurrency: usize,
@@ -69,8 +74,10 @@ impl Default for VerifyConfig {
             max_open: DEFAULT_MAX_OPEN,
             wildcard_sample: DEFAULT_WILDCARD_SAMPLE,
             connect_timeout: Duration::from_secs(1),
-            watch: Duration::from_millis(400),
-            concurrency: 64,
+            watch: Duration::from_millis(250),
+            // All at once: a silent listener costs the whole watch, and 256
+            // sockets are far below any descriptor limit.
+            concurrency: DEFAULT_MAX_OPEN,
             rate: None,
         }
     }
@@ -270,10 +277,20 @@ pub fn verify_scan(
         Verification::skipped(Skipped::RateBudget)
     } else {
         let started = Instant::now();
+        let watch = summary
+            .srtt
+            .map_or(config.watch, |rtt| {
+                config.watch.max(rtt * 2 + Duration::from_millis(50))
+            })
+            .min(MAX_WATCH);
+        let config = VerifyConfig {
+            watch,
+            ..config.clone()
+        };
         let checks = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map(|rt| rt.block_on(check_ports(target, &open, config)))
+            .map(|rt| rt.block_on(check_ports(target, &open, &config)))
             .unwrap_or_else(|_| {
                 open.iter()
                     .map(|&port| PortCheck {
