@@ -454,3 +454,46 @@ fn verification_keeps_real_open_ports_open() {
         }
     }
 }
+
+/// Under a low `--rate` the wildcard sample is skipped and the connections of
+/// the verification are paced to the rate (3 packets each).
+#[test]
+fn middlebox_checks_keep_to_the_rate() {
+    let spec = TargetSpec {
+        open: vec![22],
+        synproxy: true,
+        ..TargetSpec::default()
+    };
+    let net = testnet_or_skip!(&spec);
+    let mut cmd = net.scanner_command(assert_cmd::cargo::cargo_bin("harbormaster"));
+    cmd.args([
+        "scan",
+        "198.18.0.2",
+        "-p",
+        "20-29",
+        "--mode",
+        "syn",
+        "--rate",
+        "20",
+        "--format",
+        "json",
+    ]);
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = &v["targets"][0]["summary"];
+    assert_eq!(s["wildcard"]["skipped"], "rate-budget", "{s}");
+    assert_eq!(s["wildcard"]["answers_every_port"], false, "{s}");
+    assert_eq!(s["verification"]["checked"], 10, "{s}");
+    assert_eq!(s["verification"]["held"], 1, "{s}");
+    assert_eq!(s["verification"]["syn_ack_only"], 9, "{s}");
+    // 10 connections at 20 packets/s, 3 packets each: at least 1.35 s.
+    assert!(
+        s["verification"]["elapsed_ms"].as_f64().unwrap() >= 1350.0,
+        "{s}"
+    );
+}
