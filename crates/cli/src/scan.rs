@@ -380,6 +380,22 @@ fn write_text(
         for note in middlebox_notes(s) {
             writeln!(out, "  note: {note}")?;
         }
+        if let Some(v) = s.verification.as_ref().filter(|v| v.syn_ack_only > 0) {
+            // The open list may be hidden as the most common state: name the real ones.
+            let held: Vec<u16> = r
+                .results
+                .iter()
+                .filter(|p| p.reason == Reason::SynAck)
+                .map(|p| p.port)
+                .collect();
+            if v.held > 0 {
+                writeln!(
+                    out,
+                    "  handshake held (really open): {}",
+                    compress_ranges(&held)
+                )?;
+            }
+        }
         if let Some(v) = &s.verification {
             for b in &v.banners {
                 writeln!(out, "  banner {}/tcp: {}", b.port, b.text)?;

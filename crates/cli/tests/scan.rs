@@ -351,6 +351,10 @@ fn synproxy_ports_without_a_listener_are_not_plain_open() {
     let text = String::from_utf8(scan(&["--format", "text"])).unwrap();
     assert!(text.contains("answered SYN only"), "{text}");
     assert!(text.contains("answers for every port"), "{text}");
+    assert!(
+        text.contains("handshake held (really open): 21-22,80"),
+        "{text}"
+    );
 
     let nd = String::from_utf8(scan(&["--format", "ndjson"])).unwrap();
     let mut ports = 0;
