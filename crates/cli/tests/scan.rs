@@ -427,6 +427,36 @@ fn synproxy_answering_too_many_ports_is_flagged_as_wildcard() {
             .all(|r| r["reason"] == "syn-ack-wildcard"),
         "every unverified open port on a wildcard host is marked"
     );
+
+    // A list with no free high port: the scan's own high ports are the sample.
+    let mut cmd = net.scanner_command(assert_cmd::cargo::cargo_bin("harbormaster"));
+    cmd.args([
+        "scan",
+        "198.18.0.2",
+        "-p",
+        "all",
+        "--mode",
+        "syn",
+        "--format",
+        "json",
+    ]);
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let w = &v["targets"][0]["summary"]["wildcard"];
+    assert_eq!(w["answers_every_port"], true, "{w}");
+    assert!(
+        w["sampled"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p.as_u64().unwrap() >= 20_000),
+        "{w}"
+    );
 }
 
 /// On an ordinary host the verification confirms every open port and the

@@ -40,6 +40,8 @@ pub const BANNER_CAP: usize = 64;
 /// Lowest port the wildcard sample draws from: above the well-known and most
 /// registered service ports, so a real service is unlikely there.
 const SAMPLE_LOW: u16 = 20_000;
+/// The smallest sample the wildcard check judges.
+const MIN_SAMPLE: usize = 4;
 /// Packets one verification costs on the wire from our side (SYN, ACK, RST).
 const PACKETS_PER_CHECK: u32 = 3;
 /// The longest a connection is watched.
@@ -134,7 +136,7 @@ pub enum Skipped {
     TooManyOpen,
     /// The scan's rate cap would make the check too slow.
     RateBudget,
-    /// The scan's list covers every port the sample could use.
+    /// Too few high ports, in the list or out of it, to sample.
     NoFreePorts,
     /// Turned off in the configuration.
     Disabled,
@@ -258,12 +260,19 @@ pub fn verify_scan(
         WildcardReport::skipped(Skipped::RateBudget)
     } else {
         let seed = std::collections::hash_map::RandomState::new().build_hasher();
-        let sample = sample_ports(scanned, config.wildcard_sample, seed);
-        if sample.is_empty() {
-            WildcardReport::skipped(Skipped::NoFreePorts)
-        } else {
+        let sample = sample_ports(scanned, config.wildcard_sample, seed.clone(), false);
+        if sample.len() >= MIN_SAMPLE {
             let answers = probe_sample(engine, target, &sample, config.rate);
             judge_wildcard(results, &sample, &answers)
+        } else {
+            // The list covers (nearly) every high port: the scan's own answers
+            // there are the sample, at no cost.
+            let own = sample_ports(scanned, config.wildcard_sample, seed, true);
+            if own.len() >= MIN_SAMPLE {
+                judge_wildcard(results, &own, results)
+            } else {
+                WildcardReport::skipped(Skipped::NoFreePorts)
+            }
         }
     };
     let mut held_ports = Vec::new();
@@ -379,9 +388,10 @@ pub fn printable(bytes: &[u8]) -> String {
     s
 }
 
-/// Up to `n` distinct random ports in `SAMPLE_LOW..=65535` that are not in
-/// `scanned`, drawn from `rng` (bounded draws, so a nearly full list ends it).
-fn sample_ports(scanned: &PortList, n: u16, mut rng: impl Hasher) -> Vec<u16> {
+/// Up to `n` distinct random ports in `SAMPLE_LOW..=65535` that are in
+/// `scanned` (`inside`) or not, drawn from `rng` (bounded draws, so a list
+/// that leaves few candidates ends it).
+fn sample_ports(scanned: &PortList, n: u16, mut rng: impl Hasher, inside: bool) -> Vec<u16> {
     let mut out: Vec<u16> = Vec::new();
     for i in 0..u32::from(n) * 64 {
         if out.len() >= usize::from(n) {
@@ -390,7 +400,7 @@ fn sample_ports(scanned: &PortList, n: u16, mut rng: impl Hasher) -> Vec<u16> {
         rng.write_u32(i);
         let span = u64::from(u16::MAX - SAMPLE_LOW) + 1;
         let port = SAMPLE_LOW + (rng.finish() % span) as u16;
-        if scanned.ports().binary_search(&port).is_err() && !out.contains(&port) {
+        if scanned.ports().binary_search(&port).is_ok() == inside && !out.contains(&port) {
             out.push(port);
         }
     }
@@ -471,7 +481,7 @@ fn judge_wildcard(open: &[PortResult], sample: &[u16], answers: &[PortResult]) -
         matching,
         signature,
         // "Most": at least three quarters of a sample of at least four.
-        answers_every_port: sample.len() >= 4 && matching * 4 >= sample.len() * 3,
+        answers_every_port: sample.len() >= MIN_SAMPLE && matching * 4 >= sample.len() * 3,
         skipped: None,
     }
 }
@@ -591,15 +601,21 @@ mod tests {
     #[test]
     fn the_sample_avoids_the_scanned_ports_and_is_bounded() {
         let scanned = PortList::parse("0-40000").unwrap();
-        let s = sample_ports(&scanned, 8, std::hash::DefaultHasher::new());
+        let s = sample_ports(&scanned, 8, std::hash::DefaultHasher::new(), false);
         assert_eq!(s.len(), 8);
         assert!(s.iter().all(|&p| p > 40000), "{s:?}");
         let mut d = s.clone();
         d.dedup();
         assert_eq!(d, s);
-        // Every port taken: nothing to sample, and the draw still ends.
+        // Every port taken: nothing to sample outside, and the draw still ends;
+        // inside the list there is plenty.
         let all = PortList::parse("0-65535").unwrap();
-        assert!(sample_ports(&all, 8, std::hash::DefaultHasher::new()).is_empty());
+        assert!(sample_ports(&all, 8, std::hash::DefaultHasher::new(), false).is_empty());
+        let own = sample_ports(&all, 8, std::hash::DefaultHasher::new(), true);
+        assert_eq!(own.len(), 8);
+        assert!(own.iter().all(|&p| p >= SAMPLE_LOW), "{own:?}");
+        let low = PortList::parse("0-1000").unwrap();
+        assert!(sample_ports(&low, 8, std::hash::DefaultHasher::new(), true).is_empty());
     }
 
     #[test]
