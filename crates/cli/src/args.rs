@@ -76,6 +76,9 @@ pub struct ScanArgs {
     /// Write the output to this file instead of standard output.
     #[arg(short = 'o', long = "output")]
     pub output: Option<std::path::PathBuf>,
+    /// SYN mode: skip the check of open ports with real connections (up to 256) and of random high ports, which tells a proxy answering for every port.
+    #[arg(long)]
+    pub no_verify: bool,
 }
 
 /// `harbormaster serve`.

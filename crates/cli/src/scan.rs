@@ -11,6 +11,7 @@ use harbormaster_probe::{
     ConnectConfig, Engine, EngineConfig, PortList, PortResult, PortState, RawTransport, Reason,
     ScanEvent, ScanRequest, ScanSummary, compress_ranges, connect_scan, raw_sockets_allowed,
     resolve, source_address,
+    verify::{VerifyConfig, verify_scan},
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -35,6 +36,8 @@ struct Plan {
     mode: Mode,
     tries: Option<u8>,
     rate: Option<u32>,
+    /// Verify open ports and check for a wildcard host after the SYN pass.
+    verify: bool,
 }
 
 fn plan(args: &ScanArgs) -> Result<Plan, Failure> {
@@ -70,6 +73,7 @@ fn plan(args: &ScanArgs) -> Result<Plan, Failure> {
         mode,
         tries: args.tries,
         rate: args.rate,
+        verify: !args.no_verify,
     })
 }
 
@@ -123,6 +127,9 @@ pub fn run(args: &ScanArgs, out: &mut dyn Write) -> Result<(), Failure> {
         Mode::Connect => run_connect(&plan, &mut on_result)?,
     };
     progress.finish_and_clear();
+    if ndjson && stream_error.is_none() {
+        stream_error = write_middlebox_lines(out, &reports).err();
+    }
     if let Some(e) = stream_error {
         return Err(Failure::Runtime(e.into()));
     }
@@ -195,13 +202,26 @@ fn run_syn(
     while running > 0 {
         match rx.recv() {
             Ok(ScanEvent::Port(r)) => {
-                on_result(&r);
+                // Open ports are reported once verified: their reason may change.
+                if !(plan.verify && r.state == PortState::Open) {
+                    on_result(&r);
+                }
                 results.entry(r.target).or_default().push(r);
             }
-            Ok(ScanEvent::Done(summary)) => {
+            Ok(ScanEvent::Done(mut summary)) => {
                 running -= 1;
                 let mut rs = results.remove(&summary.target).unwrap_or_default();
                 rs.sort_by_key(|r| r.port);
+                if plan.verify {
+                    let config = VerifyConfig {
+                        rate: plan.rate,
+                        ..VerifyConfig::default()
+                    };
+                    verify_scan(&engine, &plan.ports, &mut rs, &mut summary, &config);
+                    rs.iter()
+                        .filter(|r| r.state == PortState::Open)
+                        .for_each(&mut *on_result);
+                }
                 reports.push(TargetReport {
                     target: summary.target,
                     summary,
@@ -275,7 +295,54 @@ fn summary_json<S: serde::Serializer>(s: &ScanSummary, ser: S) -> Result<S::Ok, 
     m.serialize_entry("tries_limit", &s.tries_limit)?;
     m.serialize_entry("srtt_ms", &s.srtt.map(|d| d.as_secs_f64() * 1e3))?;
     m.serialize_entry("elapsed_s", &s.elapsed.as_secs_f64())?;
+    m.serialize_entry("verification", &s.verification)?;
+    m.serialize_entry("wildcard", &s.wildcard)?;
     m.end()
+}
+
+/// NDJSON: one line per target where the middlebox checks found something,
+/// after the port lines, told apart from them by `"type"`.
+fn write_middlebox_lines(out: &mut dyn Write, reports: &[TargetReport]) -> io::Result<()> {
+    #[derive(Serialize)]
+    struct Line<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        target: IpAddr,
+        verification: &'a Option<Box<harbormaster_probe::verify::Verification>>,
+        wildcard: &'a Option<Box<harbormaster_probe::verify::WildcardReport>>,
+    }
+    for r in reports {
+        if middlebox_notes(&r.summary).is_empty() {
+            continue;
+        }
+        let line = Line {
+            kind: "middlebox",
+            target: r.target,
+            verification: &r.summary.verification,
+            wildcard: &r.summary.wildcard,
+        };
+        writeln!(out, "{}", serde_json::to_string(&line)?)?;
+    }
+    Ok(())
+}
+
+/// What the middlebox checks found, in words; empty when nothing.
+fn middlebox_notes(s: &ScanSummary) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(w) = s.wildcard.as_ref().filter(|w| w.answers_every_port) {
+        notes.push(format!(
+            "this host answers for every port: {} of {} random high ports outside the list answered SYN-ACK like the open ports (same TTL and window); a proxy or firewall may be answering",
+            w.matching,
+            w.sampled.len()
+        ));
+    }
+    if let Some(v) = s.verification.as_ref().filter(|v| v.syn_ack_only > 0) {
+        notes.push(format!(
+            "{} open port(s) answered SYN only: a real connection was reset or closed at once, so a proxy or firewall may be answering for these ports ({} held)",
+            v.syn_ack_only, v.held
+        ));
+    }
+    notes
 }
 
 fn unix(t: SystemTime) -> u64 {
@@ -310,6 +377,30 @@ fn write_text(
             .map(|st| format!("{} {}", s.counts[*st as usize], st))
             .collect();
         writeln!(out, "  {}", counts.join(", "))?;
+        for note in middlebox_notes(s) {
+            writeln!(out, "  note: {note}")?;
+        }
+        if let Some(v) = s.verification.as_ref().filter(|v| v.syn_ack_only > 0) {
+            // The open list may be hidden as the most common state: name the real ones.
+            let held: Vec<u16> = r
+                .results
+                .iter()
+                .filter(|p| p.reason == Reason::SynAck)
+                .map(|p| p.port)
+                .collect();
+            if v.held > 0 {
+                writeln!(
+                    out,
+                    "  handshake held (really open): {}",
+                    compress_ranges(&held)
+                )?;
+            }
+        }
+        if let Some(v) = &s.verification {
+            for b in &v.banners {
+                writeln!(out, "  banner {}/tcp: {}", b.port, b.text)?;
+            }
+        }
         let default = PortState::ALL
             .iter()
             .copied()
@@ -374,6 +465,8 @@ fn xml_escape(s: &str) -> String {
 fn nmap_reason(r: Reason) -> String {
     match r {
         Reason::SynAck | Reason::Connected => "syn-ack".into(),
+        Reason::SynAckOnly => "syn-ack-only".into(),
+        Reason::SynAckWildcard => "syn-ack-wildcard".into(),
         Reason::Rst => "reset".into(),
         Reason::ConnRefused => "conn-refused".into(),
         Reason::NoResponse => "no-response".into(),
@@ -460,7 +553,12 @@ fn write_xml(
             "<address addr=\"{}\" addrtype=\"{family}\"/>",
             r.target
         )?;
-        writeln!(out, "<hostnames>\n</hostnames>\n<ports>")?;
+        writeln!(out, "<hostnames>\n</hostnames>")?;
+        for note in middlebox_notes(&r.summary) {
+            // A comment keeps the document valid for nmap tooling; "--" may not appear in one.
+            writeln!(out, "<!-- harbormaster: {} -->", note.replace("--", "- -"))?;
+        }
+        writeln!(out, "<ports>")?;
         // The most common nmap state is summarised as extraports, as nmap does.
         let mut per_state: std::collections::BTreeMap<&str, usize> = Default::default();
         for p in &r.results {

@@ -253,6 +253,7 @@ fn result(
         rtt,
         tries,
         ttl: None,
+        window: None,
     }
 }
 

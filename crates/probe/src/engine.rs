@@ -177,6 +177,13 @@ pub struct ScanSummary {
     pub error: Option<String>,
     /// Ping and unsolicited-packet observations, when the scan watched.
     pub watch: Option<WatchReport>,
+    /// The check of open ports with real connections, when it ran
+    /// ([`crate::verify`]; the engine itself leaves it `None`). Boxed, as is
+    /// `wildcard`, so a summary event stays small.
+    pub verification: Option<Box<crate::verify::Verification>>,
+    /// Whether random ports outside the list answer like the open ones, when
+    /// it was checked ([`crate::verify`]; the engine leaves it `None`).
+    pub wildcard: Option<Box<crate::verify::WildcardReport>>,
 }
 
 impl ScanSummary {
@@ -196,6 +203,8 @@ impl ScanSummary {
             cancelled: false,
             error: None,
             watch: None,
+            verification: None,
+            wildcard: None,
         }
     }
 }
@@ -403,6 +412,8 @@ struct Scan {
     echo: Option<EchoTemplate>,
     last_ping: Option<Instant>,
     sink: Sink,
+    /// The TCP window of the reply being recorded (see `on_tcp`).
+    reply_window: Option<u16>,
 }
 
 impl Scan {
@@ -463,6 +474,7 @@ impl Scan {
             report: WatchReport::default(),
             last_ping: None,
             sink,
+            reply_window: None,
         }
     }
 
@@ -710,7 +722,11 @@ impl Scan {
         } else {
             return;
         };
+        // Carried to the result beside `answer`'s arguments; cleared when the
+        // answer was a duplicate, so it never sticks to another port.
+        self.reply_window = Some(r.window);
         self.answer(idx, try_no, reason, Some(r.ttl), now, true);
+        self.reply_window = None;
     }
 
     fn on_icmp(&mut self, e: &IcmpError, now: Instant) {
@@ -826,6 +842,7 @@ impl Scan {
             rtt,
             tries,
             ttl,
+            window: self.reply_window.take(),
         }));
     }
 
@@ -847,6 +864,8 @@ impl Scan {
             cancelled,
             error,
             watch: self.watch.as_ref().map(|_| self.report.clone()),
+            verification: None,
+            wildcard: None,
         }
     }
 }

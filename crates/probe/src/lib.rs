@@ -24,6 +24,7 @@ mod sys;
 mod target;
 mod timing;
 mod transport;
+pub mod verify;
 
 pub use connect::{ConnectConfig, connect_scan};
 pub use cookie::CookieKey;

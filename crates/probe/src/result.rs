@@ -81,13 +81,22 @@ pub enum Reason {
     HostUnreachable,
     /// connect() reported the network unreachable.
     NetUnreachable,
+    /// A SYN-ACK answered the SYN, but a real connection did not hold (reset
+    /// or closed at once, or refused): a proxy or firewall may be answering
+    /// for this port. The state stays open, since something did answer.
+    SynAckOnly,
+    /// A SYN-ACK answered the SYN, on a host that answers SYN-ACK for random
+    /// ports too, and the port was not verified: likely a proxy or firewall.
+    SynAckWildcard,
 }
 
 impl Reason {
     /// The state this evidence implies.
     pub const fn state(self) -> PortState {
         match self {
-            Reason::SynAck | Reason::Connected => PortState::Open,
+            Reason::SynAck | Reason::Connected | Reason::SynAckOnly | Reason::SynAckWildcard => {
+                PortState::Open
+            }
             Reason::Rst | Reason::ConnRefused => PortState::Closed,
             Reason::Icmp { .. } | Reason::HostUnreachable | Reason::NetUnreachable => {
                 PortState::Filtered
@@ -118,6 +127,8 @@ impl fmt::Display for Reason {
             Reason::ConnRefused => "conn-refused",
             Reason::HostUnreachable => "host-unreach",
             Reason::NetUnreachable => "net-unreach",
+            Reason::SynAckOnly => "syn-ack-only",
+            Reason::SynAckWildcard => "syn-ack-wildcard",
         })
     }
 }
@@ -148,6 +159,10 @@ pub struct PortResult {
     pub tries: u8,
     /// TTL (IPv4) or hop limit (IPv6) of the reply, when one came and it is known.
     pub ttl: Option<u8>,
+    /// TCP window of a SYN-ACK or RST answer (SYN mode): with the TTL, the
+    /// signature that tells a proxy answering for every port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<u16>,
 }
 
 fn millis<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -189,6 +204,8 @@ mod tests {
             (Reason::ConnRefused, PortState::Closed, "conn-refused"),
             (Reason::HostUnreachable, PortState::Filtered, "host-unreach"),
             (Reason::NetUnreachable, PortState::Filtered, "net-unreach"),
+            (Reason::SynAckOnly, PortState::Open, "syn-ack-only"),
+            (Reason::SynAckWildcard, PortState::Open, "syn-ack-wildcard"),
         ];
         for (reason, state, text) in cases {
             assert_eq!(reason.state(), state);
@@ -220,6 +237,7 @@ mod tests {
             rtt: Some(Duration::from_micros(1234)),
             tries: 1,
             ttl: Some(64),
+            window: None,
         };
         let json = serde_json::to_string(&r).unwrap();
         assert!(json.contains("\"rtt_ms\":1.234"), "{json}");

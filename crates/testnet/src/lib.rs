@@ -65,6 +65,16 @@ pub struct TargetSpec {
     pub drop_unlisted: bool,
     /// With `drop_unlisted`: the ports that still answer closed (RST).
     pub closed: Vec<u16>,
+    /// An nftables `synproxy` in front of every TCP port of the target: the
+    /// kernel answers every SYN with a cookie SYN-ACK before any listener is
+    /// asked, as SYN-flood protection appliances and some firewalls do. A
+    /// scanner then sees every port "open"; only ports in `open` have a
+    /// listener behind the proxy. Ports in `dropped`/`filtered` are still
+    /// dropped/rejected first.
+    pub synproxy: bool,
+    /// Open ports whose listener greets each connection with this banner (and
+    /// then closes it); every other open port accepts and stays silent.
+    pub banners: Vec<(u16, String)>,
 }
 
 impl TargetSpec {
@@ -112,7 +122,8 @@ impl TargetSpec {
         }
     }
 
-    /// What a correct scan reports for `port`: "open", "closed", "filtered" or "stealth".
+    /// What a correct scan reports for `port`: "open", "closed", "filtered" or
+    /// "stealth"; "syn-proxied" for a port only the SYN proxy answers.
     pub fn truth(&self, port: u16) -> &'static str {
         let unlisted =
             self.drop_unlisted && !self.open.contains(&port) && !self.closed.contains(&port);
@@ -120,6 +131,8 @@ impl TargetSpec {
             "stealth"
         } else if self.open.contains(&port) {
             "open"
+        } else if self.synproxy && !self.filtered.contains(&port) {
+            "syn-proxied"
         } else if self.filtered.contains(&port) {
             "filtered"
         } else {
@@ -164,6 +177,8 @@ pub struct TestNet {
     pub path_ns: Option<String>,
     forwarder: Option<path::Forwarder>,
     _listeners: Vec<TcpListener>,
+    /// Tells the banner threads to stop.
+    banner_stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -268,11 +283,15 @@ impl TestNet {
             path_ns: spec.path.map(|_| format!("hm-p{id}")),
             forwarder: None,
             _listeners: Vec::new(),
+            banner_stop: Default::default(),
         };
         // On failure `net` is dropped here, which removes whatever was created.
         match net.build(spec) {
             Ok(listeners) => net._listeners = listeners,
             Err(e) => return skip(e),
+        }
+        if let Err(e) = net.serve_banners(spec) {
+            return skip(e);
         }
         if let (Some(p), Some(spec)) = (&net.path_ns, &spec.path) {
             match path::Forwarder::start(p, "pa", "pb", spec) {
@@ -481,6 +500,37 @@ impl TestNet {
             filtered = set(&spec.filtered),
         );
         run_stdin(&["ip", "netns", "exec", t, "nft", "-f", "-"], &target_rules)?;
+        if spec.synproxy {
+            // The nftables wiki's recipe: SYNs bypass conntrack (raw priority,
+            // before the stealth/filtered chain at priority 0 sees them as
+            // new), so they arrive untracked and synproxy answers them with a
+            // cookie; the client's ACK, invalid to a strict conntrack, is
+            // checked and only then is the real listener asked.
+            let rules = "table inet hmsyn {
+  chain pre {
+    type filter hook prerouting priority raw; policy accept;
+    iif != lo tcp flags & (syn | ack) == syn notrack
+  }
+  chain input {
+    type filter hook input priority 1; policy accept;
+    iif != lo meta l4proto tcp ct state invalid,untracked synproxy mss 1460 wscale 7 timestamp sack-perm
+    iif != lo ct state invalid drop
+  }
+}
+";
+            run_stdin(&["ip", "netns", "exec", t, "nft", "-f", "-"], rules)?;
+            // Loose pickup would make the proxied ACK a tracked connection of
+            // its own and bypass the proxy.
+            run(&[
+                "ip",
+                "netns",
+                "exec",
+                t,
+                "sysctl",
+                "-qw",
+                "net.netfilter.nf_conntrack_tcp_loose=0",
+            ])?;
+        }
         let mut ips = vec![TARGET_IP];
         ips.extend((0..spec.extra_addresses).map(|i| Ipv4Addr::new(198, 18, 0, 3 + i)));
         in_namespace(t, || {
@@ -494,6 +544,34 @@ impl TestNet {
             }
             Ok(listeners)
         })
+    }
+
+    /// Accepts on every banner port: each connection gets its banner, then EOF.
+    fn serve_banners(&self, spec: &TargetSpec) -> Result<(), String> {
+        for (port, banner) in &spec.banners {
+            let listener = self
+                ._listeners
+                .iter()
+                .find(|l| l.local_addr().is_ok_and(|a| a.port() == *port))
+                .ok_or(format!("banner port {port} is not in `open`"))?
+                .try_clone()
+                .map_err(|e| e.to_string())?;
+            listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+            let (stop, banner) = (self.banner_stop.clone(), banner.clone());
+            std::thread::spawn(move || {
+                use std::io::Write;
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((mut conn, _)) => {
+                            let _ = conn.set_nonblocking(false);
+                            let _ = conn.write_all(banner.as_bytes());
+                        }
+                        Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+                    }
+                }
+            });
+        }
+        Ok(())
     }
 
     /// A command that runs `program` inside the scanner namespace.
@@ -530,6 +608,7 @@ impl TestNet {
 
 impl Drop for TestNet {
     fn drop(&mut self) {
+        self.banner_stop.store(true, Ordering::Relaxed);
         // The forwarder's sockets live in the path namespace: stop it first.
         drop(self.forwarder.take());
         if let Some(p) = &self.path_ns {

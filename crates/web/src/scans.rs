@@ -799,6 +799,7 @@ mod tests {
                         rtt: None,
                         tries: 3,
                         ttl: None,
+                        window: None,
                     }));
                 }
                 let _ = events.send(ScanEvent::Done(summary));

@@ -100,6 +100,7 @@ impl Prober for Scripted {
                     rtt: Some(Duration::from_micros(300)),
                     tries: 1,
                     ttl: Some(64),
+                    window: None,
                 }));
             }
             let mut s = cancelled_summary(target);

@@ -1,0 +1,751 @@
+//! Middlebox awareness: is a SYN-ACK a service, or a proxy answering for it?
+//!
+//! SYN proxies, some firewalls and CDNs answer SYN-ACK on every port, so a
+//! SYN scan alone calls every port open. Two checks run after the SYN pass:
+//!
+//! - **Verification** (when at most [`VerifyConfig::max_open`] ports are open):
+//!   a real connection to each open port, watched briefly. A banner or a
+//!   connection that stays up means the handshake holds; a reset, an EOF or a
+//!   refusal at once means only the SYN was answered ([`Reason::SynAckOnly`]).
+//!   A zero receive window cannot be seen from userspace, so it is not used.
+//! - **Wildcard check**: a few random high ports outside the scan's list, on
+//!   the same target, through the same engine. If most answer SYN-ACK with the
+//!   same (TTL, window) signature as the open ports, the host answers for every
+//!   port; open ports that were not verified become [`Reason::SynAckWildcard`].
+//!
+//! Both are bounded in count and time and paced by the scan's rate.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde::{Serialize, Serializer};
+use socket2::{Domain, Socket, Type};
+
+use crate::engine::{Engine, ScanEvent, ScanRequest, ScanSummary};
+use crate::result::{PortResult, PortState, Reason};
+use crate::spec::PortList;
+
+/// Open ports verified at most, by default: above this the host is either a
+/// wildcard (which the sample tells) or genuinely busy, and a connection per
+/// port would cost more than the scan.
+pub const DEFAULT_MAX_OPEN: usize = 256;
+/// Random ports probed by the wildcard check, by default.
+pub const DEFAULT_WILDCARD_SAMPLE: u16 = 8;
+/// Bytes of a banner kept as evidence.
+pub const BANNER_CAP: usize = 64;
+/// Lowest port the wildcard sample draws from: above the well-known and most
+/// registered service ports, so a real service is unlikely there.
+const SAMPLE_LOW: u16 = 20_000;
+/// The smallest sample the wildcard check judges.
+const MIN_SAMPLE: usize = 4;
+/// Packets one verification costs on the wire from our side (SYN, ACK, RST).
+const PACKETS_PER_CHECK: u32 = 3;
+/// The longest a connection is watched.
+pub const MAX_WATCH: Duration = Duration::from_secs(1);
+/// The longest the verification may take at the scan's rate before it is skipped.
+const MAX_PACED: Duration = Duration::from_secs(5);
+
+/// Settings of both checks.
+#[derive(Debug, Clone)]
+pub struct VerifyConfig {
+    /// Verify only when at most this many ports are open.
+    pub max_open: usize,
+    /// Random ports for the wildcard check (0 turns it off).
+    pub wildcard_sample: u16,
+    /// Timeout of each connect().
+    pub connect_timeout: Duration,
+    /// How long a connection is watched for a banner, a reset or an EOF, at
+    /// least: a proxy's reset comes about one round trip after the handshake,
+    /// so on a slow path the watch grows to 2 × the scan's smoothed RTT + 50 ms,
+    /// up to [`MAX_WATCH`].
+    pub watch: Duration,
+    /// Connections at once.
+    pub concurrency: usize,
+    /// The scan's probe-rate cap: connections are paced to it, and a check
+    /// that would take too long at it is skipped.
+    pub rate: Option<u32>,
+}
+
+impl Default for VerifyConfig {
+    fn default() -> Self {
+        VerifyConfig {
+            max_open: DEFAULT_MAX_OPEN,
+            wildcard_sample: DEFAULT_WILDCARD_SAMPLE,
+            connect_timeout: Duration::from_secs(1),
+            // A proxy's reset follows the handshake by about one round trip
+            // (well under a millisecond on a LAN); 100 ms leaves room for a
+            // busy machine, and slow paths get 2 × RTT + 50 ms (below).
+            watch: Duration::from_millis(100),
+            // All at once: a silent listener costs the whole watch, and 256
+            // sockets are far below any descriptor limit.
+            concurrency: DEFAULT_MAX_OPEN,
+            rate: None,
+        }
+    }
+}
+
+/// What one real connection to an open port showed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The server sent data first: the handshake holds.
+    Banner,
+    /// Connected and stayed up silently through the watch: the handshake holds.
+    Silent,
+    /// Connected, then reset at once.
+    Reset,
+    /// Connected, then closed at once without data.
+    Eof,
+    /// The connect itself was refused, although the SYN got a SYN-ACK.
+    Refused,
+    /// The connect did not complete in time: inconclusive.
+    Timeout,
+    /// A local error (e.g. out of sockets): inconclusive.
+    Error,
+}
+
+impl Outcome {
+    /// True when a service really accepted the connection.
+    pub const fn holds(self) -> bool {
+        matches!(self, Outcome::Banner | Outcome::Silent)
+    }
+
+    /// True when the outcome says something about the port (not a timeout or local error).
+    pub const fn conclusive(self) -> bool {
+        !matches!(self, Outcome::Timeout | Outcome::Error)
+    }
+}
+
+/// One verified port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortCheck {
+    /// The port.
+    pub port: u16,
+    /// What the connection showed.
+    pub outcome: Outcome,
+    /// The first bytes the server sent, at most [`BANNER_CAP`].
+    pub banner: Vec<u8>,
+}
+
+/// Why a check did not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Skipped {
+    /// More open ports than [`VerifyConfig::max_open`].
+    TooManyOpen,
+    /// The scan's rate cap would make the check too slow.
+    RateBudget,
+    /// Too few high ports, in the list or out of it, to sample.
+    NoFreePorts,
+    /// Turned off in the configuration.
+    Disabled,
+}
+
+/// A banner kept as evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Banner {
+    /// The port that sent it.
+    pub port: u16,
+    /// Its first bytes, printable ASCII as is and everything else escaped.
+    pub text: String,
+}
+
+/// The result of the verification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verification {
+    /// Open ports connected to.
+    pub checked: usize,
+    /// Of them, where the handshake held (banner or silent and up).
+    pub held: usize,
+    /// Of them, answered SYN only (reset, EOF or refused at once).
+    pub syn_ack_only: usize,
+    /// Of them, neither (timeout or local error): left as they were.
+    pub inconclusive: usize,
+    /// Set when the verification did not run, and why.
+    pub skipped: Option<Skipped>,
+    /// Banners seen, in port order.
+    pub banners: Vec<Banner>,
+    /// Wall time the connections took.
+    #[serde(rename = "elapsed_ms", serialize_with = "millis")]
+    pub elapsed: Duration,
+}
+
+impl Verification {
+    fn skipped(why: Skipped) -> Verification {
+        Verification {
+            checked: 0,
+            held: 0,
+            syn_ack_only: 0,
+            inconclusive: 0,
+            skipped: Some(why),
+            banners: Vec::new(),
+            elapsed: Duration::ZERO,
+        }
+    }
+}
+
+/// What a SYN-ACK looked like: the same middlebox gives the same one everywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct Signature {
+    /// TTL or hop limit as received.
+    pub ttl: u8,
+    /// TCP window.
+    pub window: u16,
+}
+
+/// The result of the wildcard check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WildcardReport {
+    /// The random ports probed.
+    pub sampled: Vec<u16>,
+    /// Of them, answered SYN-ACK.
+    pub syn_ack: usize,
+    /// Of those, with the open ports' most common signature.
+    pub matching: usize,
+    /// The open ports' most common SYN-ACK signature.
+    pub signature: Option<Signature>,
+    /// Most of the sample answered like the open ports: the host (or something
+    /// in front of it) answers SYN-ACK for every port.
+    pub answers_every_port: bool,
+    /// Set when the check did not run, and why.
+    pub skipped: Option<Skipped>,
+}
+
+impl WildcardReport {
+    fn skipped(why: Skipped) -> WildcardReport {
+        WildcardReport {
+            sampled: Vec::new(),
+            syn_ack: 0,
+            matching: 0,
+            signature: None,
+            answers_every_port: false,
+            skipped: Some(why),
+        }
+    }
+}
+
+fn millis<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e3)
+}
+
+/// Runs both checks on one finished SYN scan of `summary.target`, through
+/// `engine` (for the wildcard sample) and ordinary sockets (for the
+/// verification), then rewrites the reasons in `results` and fills
+/// `summary.verification` and `summary.wildcard`. Blocks the calling thread
+/// (at most about `connect_timeout + watch` per `concurrency` ports, plus the
+/// sample's own scan); does nothing when no port is open.
+pub fn verify_scan(
+    engine: &Engine,
+    scanned: &PortList,
+    results: &mut [PortResult],
+    summary: &mut ScanSummary,
+    config: &VerifyConfig,
+) {
+    let open: Vec<u16> = results
+        .iter()
+        .filter(|r| r.state == PortState::Open && r.reason == Reason::SynAck)
+        .map(|r| r.port)
+        .collect();
+    if open.is_empty() || summary.cancelled || summary.error.is_some() {
+        return;
+    }
+    let target = summary.target;
+    let wildcard = if config.wildcard_sample == 0 {
+        WildcardReport::skipped(Skipped::Disabled)
+    } else if config
+        .rate
+        .is_some_and(|r| r < u32::from(config.wildcard_sample) * 4)
+    {
+        WildcardReport::skipped(Skipped::RateBudget)
+    } else {
+        let seed = std::collections::hash_map::RandomState::new().build_hasher();
+        let sample = sample_ports(scanned, config.wildcard_sample, seed.clone(), false);
+        if sample.len() >= MIN_SAMPLE {
+            let answers = probe_sample(engine, target, &sample, config.rate);
+            judge_wildcard(results, &sample, &answers)
+        } else {
+            // The list covers (nearly) every high port: the scan's own answers
+            // there are the sample, at no cost.
+            let own = sample_ports(scanned, config.wildcard_sample, seed, true);
+            if own.len() >= MIN_SAMPLE {
+                judge_wildcard(results, &own, results)
+            } else {
+                WildcardReport::skipped(Skipped::NoFreePorts)
+            }
+        }
+    };
+    let mut held_ports = Vec::new();
+    let verification = if open.len() > config.max_open {
+        Verification::skipped(Skipped::TooManyOpen)
+    } else if config.rate.is_some_and(|r| {
+        Duration::from_secs_f64(
+            f64::from(PACKETS_PER_CHECK) * open.len() as f64 / f64::from(r.max(1)),
+        ) > MAX_PACED
+    }) {
+        Verification::skipped(Skipped::RateBudget)
+    } else {
+        let started = Instant::now();
+        let watch = summary
+            .srtt
+            .map_or(config.watch, |rtt| {
+                config.watch.max(rtt * 2 + Duration::from_millis(50))
+            })
+            .min(MAX_WATCH);
+        let config = VerifyConfig {
+            watch,
+            ..config.clone()
+        };
+        let checks = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map(|rt| rt.block_on(check_ports(target, &open, &config)))
+            .unwrap_or_else(|_| {
+                open.iter()
+                    .map(|&port| PortCheck {
+                        port,
+                        outcome: Outcome::Error,
+                        banner: Vec::new(),
+                    })
+                    .collect()
+            });
+        held_ports = checks
+            .iter()
+            .filter(|c| c.outcome.holds())
+            .map(|c| c.port)
+            .collect();
+        apply_checks(results, &checks, started.elapsed())
+    };
+    if wildcard.answers_every_port {
+        // A port whose handshake held keeps plain syn-ack; an unverified or
+        // inconclusive one is suspect on a host that answers for every port.
+        for r in results.iter_mut() {
+            if r.state == PortState::Open
+                && r.reason == Reason::SynAck
+                && !held_ports.contains(&r.port)
+            {
+                r.reason = Reason::SynAckWildcard;
+            }
+        }
+    }
+    summary.verification = Some(Box::new(verification));
+    summary.wildcard = Some(Box::new(wildcard));
+}
+
+/// Rewrites the reasons of `results` from `checks` and sums them up.
+fn apply_checks(
+    results: &mut [PortResult],
+    checks: &[PortCheck],
+    elapsed: Duration,
+) -> Verification {
+    let mut v = Verification {
+        checked: checks.len(),
+        held: 0,
+        syn_ack_only: 0,
+        inconclusive: 0,
+        skipped: None,
+        banners: Vec::new(),
+        elapsed,
+    };
+    let by_port: HashMap<u16, &PortCheck> = checks.iter().map(|c| (c.port, c)).collect();
+    for r in results.iter_mut() {
+        let Some(c) = by_port.get(&r.port) else {
+            continue;
+        };
+        if c.outcome.holds() {
+            v.held += 1;
+        } else if c.outcome.conclusive() {
+            v.syn_ack_only += 1;
+            r.reason = Reason::SynAckOnly;
+        } else {
+            v.inconclusive += 1;
+        }
+        if !c.banner.is_empty() {
+            v.banners.push(Banner {
+                port: c.port,
+                text: printable(&c.banner),
+            });
+        }
+    }
+    v.banners.sort_by_key(|b| b.port);
+    v
+}
+
+/// Banner bytes as text: printable ASCII as is, everything else escaped, so
+/// untrusted bytes never reach a terminal or a document raw.
+pub fn printable(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len());
+    for &b in bytes.iter().take(BANNER_CAP) {
+        match b {
+            b'\\' => s.push_str("\\\\"),
+            b'\r' => s.push_str("\\r"),
+            b'\n' => s.push_str("\\n"),
+            b'\t' => s.push_str("\\t"),
+            0x20..=0x7e => s.push(char::from(b)),
+            _ => s.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    s
+}
+
+/// Up to `n` distinct random ports in `SAMPLE_LOW..=65535` that are in
+/// `scanned` (`inside`) or not, drawn from `rng` (bounded draws, so a list
+/// that leaves few candidates ends it).
+fn sample_ports(scanned: &PortList, n: u16, mut rng: impl Hasher, inside: bool) -> Vec<u16> {
+    let mut out: Vec<u16> = Vec::new();
+    for i in 0..u32::from(n) * 64 {
+        if out.len() >= usize::from(n) {
+            break;
+        }
+        rng.write_u32(i);
+        let span = u64::from(u16::MAX - SAMPLE_LOW) + 1;
+        let port = SAMPLE_LOW + (rng.finish() % span) as u16;
+        if scanned.ports().binary_search(&port).is_ok() == inside && !out.contains(&port) {
+            out.push(port);
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+/// SYN-probes `sample` on `target` through `engine`; the results that came back.
+fn probe_sample(
+    engine: &Engine,
+    target: IpAddr,
+    sample: &[u16],
+    rate: Option<u32>,
+) -> Vec<PortResult> {
+    let (tx, rx) = mpsc::channel();
+    let request = ScanRequest {
+        target,
+        ports: PortList::from_ports(sample.to_vec()),
+        // Two tries: a lost probe must not hide a wildcard, and silence is cheap here.
+        tries: Some(2),
+        rate,
+        watch: None,
+    };
+    let submitted = engine.submit(
+        request,
+        Box::new(move |ev| {
+            let _ = tx.send(ev);
+        }),
+    );
+    let Ok(handle) = submitted else {
+        return Vec::new();
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut out = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(ScanEvent::Port(r)) => out.push(r),
+            Ok(ScanEvent::Done(_)) | Err(_) => break,
+        }
+    }
+    drop(handle);
+    out
+}
+
+/// Compares the sample's answers with the open ports' SYN-ACK signature.
+fn judge_wildcard(open: &[PortResult], sample: &[u16], answers: &[PortResult]) -> WildcardReport {
+    let signature_of = |r: &PortResult| {
+        Some(Signature {
+            ttl: r.ttl?,
+            window: r.window?,
+        })
+    };
+    let mut seen: HashMap<Signature, usize> = HashMap::new();
+    for r in open
+        .iter()
+        .filter(|r| r.state == PortState::Open && r.reason == Reason::SynAck)
+    {
+        if let Some(s) = signature_of(r) {
+            *seen.entry(s).or_default() += 1;
+        }
+    }
+    let signature = seen
+        .into_iter()
+        .max_by_key(|(s, n)| (*n, s.window, s.ttl))
+        .map(|(s, _)| s);
+    let syn_acks: Vec<&PortResult> = answers
+        .iter()
+        .filter(|r| sample.contains(&r.port) && r.reason == Reason::SynAck)
+        .collect();
+    let matching = syn_acks
+        .iter()
+        .filter(|r| signature.is_some() && signature_of(r) == signature)
+        .count();
+    WildcardReport {
+        sampled: sample.to_vec(),
+        syn_ack: syn_acks.len(),
+        matching,
+        signature,
+        // "Most": at least three quarters of a sample of at least four.
+        answers_every_port: sample.len() >= MIN_SAMPLE && matching * 4 >= sample.len() * 3,
+        skipped: None,
+    }
+}
+
+/// Connects to every port in `ports`, `concurrency` at a time, paced by the rate.
+pub async fn check_ports(target: IpAddr, ports: &[u16], config: &VerifyConfig) -> Vec<PortCheck> {
+    let gap = config
+        .rate
+        .map(|r| Duration::from_secs_f64(f64::from(PACKETS_PER_CHECK) / f64::from(r.max(1))));
+    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(config.concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for &port in ports {
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            break;
+        };
+        let (timeout, watch) = (config.connect_timeout, config.watch);
+        tasks.spawn(async move {
+            let check = check_port(SocketAddr::new(target, port), timeout, watch).await;
+            drop(permit);
+            check
+        });
+        if let Some(gap) = gap {
+            tokio::time::sleep(gap).await;
+        }
+    }
+    let mut out = Vec::with_capacity(ports.len());
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(check) = done {
+            out.push(check);
+        }
+    }
+    out.sort_by_key(|c| c.port);
+    out
+}
+
+/// One real connection to `addr`, watched for `watch` after it completes.
+pub async fn check_port(addr: SocketAddr, timeout: Duration, watch: Duration) -> PortCheck {
+    let (outcome, banner) = match connect_and_watch(addr, timeout, watch).await {
+        Ok(seen) => seen,
+        Err(e) => (classify_error(&e), Vec::new()),
+    };
+    PortCheck {
+        port: addr.port(),
+        outcome,
+        banner,
+    }
+}
+
+async fn connect_and_watch(
+    addr: SocketAddr,
+    timeout: Duration,
+    watch: Duration,
+) -> io::Result<(Outcome, Vec<u8>)> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    // Close with a RST: no TIME_WAIT, nothing left on the server.
+    socket.set_linger(Some(Duration::ZERO))?;
+    socket.set_nonblocking(true)?;
+    socket.set_cloexec(true)?;
+    let socket = tokio::net::TcpSocket::from_std_stream(socket.into());
+    let stream = match tokio::time::timeout(timeout, socket.connect(addr)).await {
+        Err(_) => return Ok((Outcome::Timeout, Vec::new())),
+        Ok(r) => r?,
+    };
+    let deadline = tokio::time::Instant::now() + watch;
+    let mut buf = [0u8; BANNER_CAP];
+    loop {
+        match tokio::time::timeout_at(deadline, stream.readable()).await {
+            Err(_) => return Ok((Outcome::Silent, Vec::new())),
+            Ok(r) => r?,
+        }
+        match stream.try_read(&mut buf) {
+            Ok(0) => return Ok((Outcome::Eof, Vec::new())),
+            // The first bytes are enough: a greeting proves a service.
+            Ok(n) => return Ok((Outcome::Banner, buf[..n].to_vec())),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn classify_error(e: &io::Error) -> Outcome {
+    match e.raw_os_error() {
+        Some(libc::ECONNRESET) | Some(libc::EPIPE) => Outcome::Reset,
+        Some(libc::ECONNREFUSED) => Outcome::Refused,
+        Some(libc::ETIMEDOUT) => Outcome::Timeout,
+        _ => Outcome::Error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::result::Transport;
+
+    fn result(port: u16, reason: Reason, ttl: u8, window: u16) -> PortResult {
+        PortResult {
+            target: "198.18.0.2".parse().unwrap(),
+            port,
+            proto: Transport::Tcp,
+            state: reason.state(),
+            reason,
+            rtt: None,
+            tries: 1,
+            ttl: Some(ttl),
+            window: Some(window),
+        }
+    }
+
+    #[test]
+    fn banners_are_escaped_and_capped() {
+        assert_eq!(printable(b"220 ok\r\n"), "220 ok\\r\\n");
+        assert_eq!(printable(b"\x1b[2J\\"), "\\x1b[2J\\\\");
+        assert_eq!(printable(&[b'a'; 200]).len(), BANNER_CAP);
+        assert_eq!(printable(b""), "");
+    }
+
+    #[test]
+    fn the_sample_avoids_the_scanned_ports_and_is_bounded() {
+        let scanned = PortList::parse("0-40000").unwrap();
+        let s = sample_ports(&scanned, 8, std::hash::DefaultHasher::new(), false);
+        assert_eq!(s.len(), 8);
+        assert!(s.iter().all(|&p| p > 40000), "{s:?}");
+        let mut d = s.clone();
+        d.dedup();
+        assert_eq!(d, s);
+        // Every port taken: nothing to sample outside, and the draw still ends;
+        // inside the list there is plenty.
+        let all = PortList::parse("0-65535").unwrap();
+        assert!(sample_ports(&all, 8, std::hash::DefaultHasher::new(), false).is_empty());
+        let own = sample_ports(&all, 8, std::hash::DefaultHasher::new(), true);
+        assert_eq!(own.len(), 8);
+        assert!(own.iter().all(|&p| p >= SAMPLE_LOW), "{own:?}");
+        let low = PortList::parse("0-1000").unwrap();
+        assert!(sample_ports(&low, 8, std::hash::DefaultHasher::new(), true).is_empty());
+    }
+
+    #[test]
+    fn wildcard_needs_most_of_the_sample_with_the_open_signature() {
+        let open = [
+            result(22, Reason::SynAck, 64, 0),
+            result(80, Reason::SynAck, 64, 0),
+            result(81, Reason::Rst, 64, 0),
+        ];
+        let sample: Vec<u16> = (30000..30008).collect();
+        let like = |n: usize, window: u16| -> Vec<PortResult> {
+            sample
+                .iter()
+                .enumerate()
+                .map(|(i, &p)| {
+                    if i < n {
+                        result(p, Reason::SynAck, 64, window)
+                    } else {
+                        result(p, Reason::Rst, 64, 0)
+                    }
+                })
+                .collect()
+        };
+        let w = judge_wildcard(&open, &sample, &like(8, 0));
+        assert!(w.answers_every_port);
+        assert_eq!((w.syn_ack, w.matching), (8, 8));
+        assert_eq!(w.signature, Some(Signature { ttl: 64, window: 0 }));
+        assert!(judge_wildcard(&open, &sample, &like(6, 0)).answers_every_port);
+        assert!(!judge_wildcard(&open, &sample, &like(5, 0)).answers_every_port);
+        // SYN-ACKs, but not like the open ports: a busy host, not one middlebox.
+        let other = judge_wildcard(&open, &sample, &like(8, 64240));
+        assert!(!other.answers_every_port);
+        assert_eq!((other.syn_ack, other.matching), (8, 0));
+        // No answers at all (a truncated or empty sample result).
+        assert!(!judge_wildcard(&open, &sample, &[]).answers_every_port);
+        assert!(!judge_wildcard(&open, &sample[..3], &like(3, 0)).answers_every_port);
+    }
+
+    #[test]
+    fn checks_rewrite_only_the_ports_that_did_not_hold() {
+        let mut rs = vec![
+            result(21, Reason::SynAck, 64, 0),
+            result(22, Reason::SynAck, 64, 0),
+            result(23, Reason::SynAck, 64, 0),
+            result(24, Reason::SynAck, 64, 0),
+            result(25, Reason::Rst, 64, 0),
+        ];
+        let check = |port, outcome, banner: &[u8]| PortCheck {
+            port,
+            outcome,
+            banner: banner.to_vec(),
+        };
+        let checks = [
+            check(21, Outcome::Banner, b"220 hi\r\n"),
+            check(22, Outcome::Silent, b""),
+            check(23, Outcome::Reset, b""),
+            check(24, Outcome::Timeout, b""),
+        ];
+        let v = apply_checks(&mut rs, &checks, Duration::ZERO);
+        assert_eq!(
+            (v.checked, v.held, v.syn_ack_only, v.inconclusive),
+            (4, 2, 1, 1)
+        );
+        let reasons: Vec<Reason> = rs.iter().map(|r| r.reason).collect();
+        assert_eq!(
+            reasons,
+            [
+                Reason::SynAck,
+                Reason::SynAck,
+                Reason::SynAckOnly,
+                Reason::SynAck,
+                Reason::Rst
+            ]
+        );
+        assert_eq!(
+            v.banners,
+            [Banner {
+                port: 21,
+                text: "220 hi\\r\\n".into()
+            }]
+        );
+    }
+
+    /// Real connections on loopback: a greeting, a silent listener, a server
+    /// that closes at once and one that resets at once.
+    #[tokio::test]
+    async fn real_connections_are_told_apart() {
+        use tokio::io::AsyncWriteExt;
+        let bind = || std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (greet, silent, closer, resetter) = (bind(), bind(), bind(), bind());
+        let addr = |l: &std::net::TcpListener| l.local_addr().unwrap();
+        let (a_greet, a_silent, a_close, a_reset) =
+            (addr(&greet), addr(&silent), addr(&closer), addr(&resetter));
+        let serve = |l: std::net::TcpListener, mode: u8| {
+            l.set_nonblocking(true).unwrap();
+            let l = tokio::net::TcpListener::from_std(l).unwrap();
+            tokio::spawn(async move {
+                while let Ok((mut s, _)) = l.accept().await {
+                    match mode {
+                        0 => {
+                            let _ = s.write_all(b"SSH-2.0-test\r\n").await;
+                            tokio::time::sleep(Duration::from_secs(2)).await;
+                        }
+                        1 => drop(s),
+                        _ => {
+                            let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+                            drop(s);
+                        }
+                    }
+                }
+            });
+        };
+        serve(greet, 0);
+        serve(closer, 1);
+        serve(resetter, 2);
+        let t = Duration::from_secs(1);
+        let w = Duration::from_millis(300);
+        let g = check_port(a_greet, t, w).await;
+        assert_eq!(
+            (g.outcome, g.banner.as_slice()),
+            (Outcome::Banner, &b"SSH-2.0-test\r\n"[..])
+        );
+        assert_eq!(check_port(a_silent, t, w).await.outcome, Outcome::Silent);
+        assert_eq!(check_port(a_close, t, w).await.outcome, Outcome::Eof);
+        assert_eq!(check_port(a_reset, t, w).await.outcome, Outcome::Reset);
+        drop(silent);
+        // Nothing listens any more: refused.
+        assert_eq!(check_port(a_silent, t, w).await.outcome, Outcome::Refused);
+    }
+}
