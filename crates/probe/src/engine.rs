@@ -35,7 +35,10 @@ use crate::error::ProbeError;
 use crate::permute::Permutation;
 use crate::result::{PortResult, PortState, Reason, Transport as Proto};
 use crate::spec::PortList;
-use crate::timing::{Congestion, RateBudget, RateLimiter, RttEstimator, needed_tries};
+use crate::timing::{
+    Congestion, PACE_INITIAL, PACE_MIN, PathPacer, RateBudget, RateLimiter, RttEstimator,
+    needed_tries,
+};
 use crate::transport::{MAX_BATCH as BATCH, RecvBatch, SendBatch, Transport};
 
 /// First source port the engine uses. The range above it lies outside Linux's
@@ -396,6 +399,9 @@ struct Scan {
     outstanding: usize,
     rtt: RttEstimator,
     cc: Congestion,
+    /// Paces sends to what the path has shown it carries (see [`PathPacer`]):
+    /// the window alone lets a stealth host's path be overrun.
+    pacer: PathPacer,
     rate: Option<RateLimiter>,
     fixed_tries: Option<u8>,
     answers: u64,
@@ -455,6 +461,7 @@ impl Scan {
             outstanding: 0,
             rtt: RttEstimator::new(config.initial_rto, config.min_rto, config.max_rto),
             cc: Congestion::new(config.initial_window, 16, config.max_window),
+            pacer: PathPacer::new(PACE_INITIAL, PACE_MIN),
             rate: request.rate.map(RateLimiter::new),
             fixed_tries: request.tries.map(|t| t.clamp(1, TRIES_PER_BLOCK as u8)),
             answers: 0,
@@ -545,6 +552,14 @@ impl Scan {
         if let Some(t) = self.fixed_tries {
             return t;
         }
+        // The path dropped answers to congestion at least once: every silent port may
+        // have lost a try to it, so each gets two more (at the slower pace by then)
+        // before it is called stealth.
+        let min = if self.pacer.cuts().1 > 0 {
+            MIN_TRIES + 2
+        } else {
+            MIN_TRIES
+        };
         // Project the responsive ports over the whole scan from the share answered so far.
         let decided = self.done.max(1) as u64;
         let responsive = (self.answers * self.ports.len() as u64 / decided).max(self.answers);
@@ -552,7 +567,7 @@ impl Scan {
             self.answers,
             self.lost_before,
             responsive,
-            MIN_TRIES,
+            min,
             TRIES_PER_BLOCK as u8,
         )
     }
@@ -561,8 +576,13 @@ impl Scan {
     fn fill(&mut self, now: Instant, quota: usize, batch: &mut SendBatch) -> usize {
         let window_room = self.cc.window().saturating_sub(self.outstanding);
         let mut allowed = quota.min(window_room).min(batch.room());
+        allowed = self.pacer.take(now, self.rtt.srtt(), allowed);
         if let Some(rate) = &mut self.rate {
+            let paced = allowed;
             allowed = rate.take(now, allowed);
+            // Slots the rate cap refused go back to the pacer, or the two
+            // would take turns wasting each other's slots.
+            self.pacer.refund(paced - allowed);
         }
         self.started.get_or_insert(now);
         let mut n = 0;
@@ -792,6 +812,12 @@ impl Scan {
         let lost_before = try_no > 0;
         self.cc.on_answer(lost_before && counts_for_loss);
         if counts_for_loss {
+            // An answer to try k > 0 proves the first try was lost (or very late):
+            // drop evidence for the pacer, dated by when that try left.
+            let lost_sent = if lost_before { slot.first_sent } else { None };
+            self.pacer.on_answer(now, sent_at, rtt, lost_sent);
+        }
+        if counts_for_loss {
             self.answers += 1;
             if lost_before {
                 self.lost_before += 1;
@@ -1017,8 +1043,11 @@ fn run<T: Transport>(
                 if let Some(d) = scan.next_deadline() {
                     wait = wait.min(d.saturating_duration_since(now));
                 }
-                if let Some(r) = scan.rate.as_ref().filter(|_| scan.has_work()) {
-                    wait = wait.min(r.wait());
+                if scan.has_work() {
+                    // A scan sends when both its pacer and its rate cap allow.
+                    let cap = scan.rate.as_ref().map_or(Duration::ZERO, RateLimiter::wait);
+                    let pace = scan.pacer.wait().max(Duration::from_micros(50));
+                    wait = wait.min(cap.max(pace));
                 }
             }
             if let Some(r) = &l.rate {

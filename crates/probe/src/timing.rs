@@ -133,6 +133,248 @@ impl Congestion {
     }
 }
 
+/// Pacing for paths whose capacity is unknown: the send rate starts low and
+/// grows like TCP's slow start, and falls back when the path shows it is full.
+///
+/// A window of probes in flight protects nothing against a stealth host: it
+/// answers so few probes that the window never learns the path's capacity, and
+/// a burst of a thousand SYNs overflows a home router's 2 Mbit/s queue (issue 9
+/// measured 73 % of probes tail-dropped, and open ports reported stealth).
+/// So the engine also paces: probes leave at `rate` per second, with bursts of
+/// about a millisecond's worth, and the rate is steered by the evidence the
+/// few answers carry:
+///
+/// - **queueing delay**: an answer whose RTT exceeds the smallest RTT seen by
+///   more than a threshold says a queue is building at the bottleneck; that is
+///   seen before the queue overflows, so the rate is halved before drops cost
+///   answers (delay-based, as in TCP Vegas or HyStart);
+/// - **drop evidence**: an answer that arrives only to a later try (the try is
+///   in the source port) proves the earlier tries were lost; when a round's
+///   share of such answers is well above the background loss seen so far, the
+///   rate is halved too.
+///
+/// Only evidence from probes sent after the last cut counts, so one episode of
+/// congestion cuts once (as TCP's recovery does). Without congestion the rate
+/// grows once per round trip, and only after an answer has proven the current
+/// rate; each step is bounded so that one round of overshoot builds at most a
+/// few tens of milliseconds of queue (see [`PathPacer::end_round`]). Rounds
+/// without any answer creep on, since they carry no evidence. ICMP errors are
+/// never fed in: routers rate-limit them (RFC 1812).
+#[derive(Debug, Clone)]
+pub struct PathPacer {
+    rate: f64,
+    min_rate: f64,
+    max_rate: f64,
+    tokens: f64,
+    last: Option<Instant>,
+    slow_start: bool,
+    min_rtt: Option<Duration>,
+    round_end: Option<Instant>,
+    round_answers: u32,
+    round_losses: u32,
+    /// Smoothed fraction of answers that needed a retry, outside congestion.
+    background: f64,
+    last_cut: Option<Instant>,
+    /// When the rate last grew.
+    last_growth: Option<Instant>,
+    /// An answer to a probe sent at the current rate came back without
+    /// queueing delay: the current rate is proven, the next step may be taken.
+    validated: bool,
+    cuts: u32,
+    drop_cuts: u32,
+}
+
+/// Rate a scan starts at: about 1 Mbit/s of SYNs, half of the slowest home
+/// downlink the project targets (2 Mbit/s), so even the first round trip
+/// cannot overflow it.
+pub const PACE_INITIAL: f64 = 2_000.0;
+/// The slowest pace: about 0.15 Mbit/s of SYNs.
+pub const PACE_MIN: f64 = 300.0;
+/// A round's share of retried answers above which it signals congestion
+/// (and at least three times the background).
+const PACE_LOSS_CUT: f64 = 0.15;
+
+impl PathPacer {
+    /// A pacer starting at `initial` probes per second, never below `min`.
+    pub fn new(initial: f64, min: f64) -> PathPacer {
+        PathPacer {
+            rate: initial.max(min),
+            min_rate: min,
+            max_rate: 50_000_000.0,
+            tokens: 1.0,
+            last: None,
+            slow_start: true,
+            min_rtt: None,
+            round_end: None,
+            round_answers: 0,
+            round_losses: 0,
+            background: 0.0,
+            last_cut: None,
+            last_growth: None,
+            validated: false,
+            cuts: 0,
+            drop_cuts: 0,
+        }
+    }
+
+    /// Probes per second now.
+    #[cfg(test)]
+    pub(crate) fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    /// How often the rate was cut, and how many of those cuts were for drops
+    /// (as opposed to queueing delay alone).
+    pub fn cuts(&self) -> (u32, u32) {
+        (self.cuts, self.drop_cuts)
+    }
+
+    /// Queueing delay above the smallest RTT that signals a building queue:
+    /// a quarter of the RTT (a jittery long path varies by more than a fixed
+    /// few milliseconds), at least 5 ms (the scanner's own scheduling on a
+    /// busy machine) and at most 25 ms (half of a typical 50 ms router queue).
+    fn delay_threshold(min_rtt: Duration) -> Duration {
+        (min_rtt / 4).clamp(Duration::from_millis(5), Duration::from_millis(25))
+    }
+
+    /// Takes up to `want` send slots at `now`; returns how many were granted.
+    /// Bursts are capped at about a millisecond's worth (at least one probe).
+    pub fn take(&mut self, now: Instant, srtt: Option<Duration>, want: usize) -> usize {
+        self.end_round(now, srtt);
+        let burst = (self.rate / 1000.0).max(1.0);
+        if let Some(last) = self.last {
+            let earned = now.saturating_duration_since(last).as_secs_f64() * self.rate;
+            self.tokens = (self.tokens + earned).min(burst);
+        }
+        self.last = Some(now);
+        let granted = (self.tokens.floor() as usize).min(want);
+        self.tokens -= granted as f64;
+        granted
+    }
+
+    /// Gives back `n` slots taken but not used (another limit refused them).
+    pub fn refund(&mut self, n: usize) {
+        self.tokens += n as f64;
+    }
+
+    /// How long until the next send slot.
+    pub fn wait(&self) -> Duration {
+        if self.tokens >= 1.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64((1.0 - self.tokens) / self.rate)
+        }
+    }
+
+    /// An answer from the target (SYN-ACK or RST, never ICMP). `sent` is when
+    /// the answered try left, if known (then `rtt` is its round trip);
+    /// `lost_sent` is when the first unanswered earlier try left, if the
+    /// answer came to a later try.
+    pub fn on_answer(
+        &mut self,
+        now: Instant,
+        sent: Option<Instant>,
+        rtt: Option<Duration>,
+        lost_sent: Option<Instant>,
+    ) {
+        let after_cut = |t: Instant| self.last_cut.is_none_or(|c| t >= c);
+        let mut congested = false;
+        if let (Some(sent), Some(rtt)) = (sent, rtt) {
+            let min = self.min_rtt.map_or(rtt, |m| m.min(rtt));
+            self.min_rtt = Some(min);
+            let threshold = Self::delay_threshold(min);
+            if after_cut(sent) && rtt > min + threshold {
+                congested = true;
+            } else if rtt > min + threshold / 2 {
+                // A queue has started to form: stop doubling before it is full
+                // (HyStart's delay exit), growing gently from here.
+                self.slow_start = false;
+            } else if self.last_growth.is_none_or(|g| sent >= g) {
+                self.validated = true;
+            }
+        }
+        let lost = lost_sent.is_some_and(after_cut);
+        self.round_answers += 1;
+        if lost {
+            self.round_losses += 1;
+        }
+        if congested {
+            self.cut(now, false);
+        }
+    }
+
+    /// Closes the current round when its time is up and adjusts the rate.
+    fn end_round(&mut self, now: Instant, srtt: Option<Duration>) {
+        let round = srtt
+            .unwrap_or(Duration::from_millis(50))
+            .max(Duration::from_millis(1));
+        let Some(end) = self.round_end else {
+            self.round_end = Some(now + round);
+            return;
+        };
+        if now < end {
+            return;
+        }
+        self.round_end = Some(now + round);
+        let (answers, losses) = (self.round_answers, self.round_losses);
+        self.round_answers = 0;
+        self.round_losses = 0;
+        if answers > 0 {
+            let fraction = f64::from(losses) / f64::from(answers);
+            // One retried answer proves nothing on a path with background loss
+            // (a stealth host gives a round only a few answers, so one loss is
+            // a large share): it takes two in a round.
+            if losses >= 2 && fraction > PACE_LOSS_CUT && fraction > 3.0 * self.background {
+                self.cut(now, true);
+                return;
+            }
+            let weight = (f64::from(answers) / 256.0).min(0.2);
+            self.background = (1.0 - weight) * self.background + weight * fraction;
+        }
+        // Growth per round is bounded in time, not only in ratio: sending at
+        // `factor` times the capacity for one round (plus the round it takes the
+        // evidence to come back) builds `(factor - 1) · 2 · round` of queue, and
+        // that must stay well inside a home router's ~50 ms queue. So a 40 ms
+        // path grows by ~38 % per round, a 150 ms one by 10 %, and a LAN still
+        // doubles per millisecond.
+        let secs = round.as_secs_f64();
+        let step = if self.slow_start {
+            (0.015 / secs).min(1.0)
+        } else {
+            (0.004 / secs).min(0.125)
+        };
+        // Grow only once the current rate is proven (an answer to a probe sent
+        // at it came back without delay); otherwise the evidence lags a round
+        // behind and slow start overshoots by the square of the step. Rounds
+        // without any answer carry no evidence either way: they creep on (a
+        // host that answers nothing has nothing to be got wrong), at a quarter
+        // of the step.
+        let factor = if self.validated {
+            1.0 + step
+        } else if answers == 0 {
+            1.0 + step / 4.0
+        } else {
+            return;
+        };
+        self.rate = (self.rate * factor).min(self.max_rate);
+        self.validated = false;
+        self.last_growth = Some(now);
+    }
+
+    /// Halves the rate and leaves slow start.
+    fn cut(&mut self, now: Instant, for_drops: bool) {
+        self.rate = (self.rate / 2.0).max(self.min_rate);
+        self.slow_start = false;
+        self.last_cut = Some(now);
+        self.cuts += 1;
+        if for_drops {
+            self.drop_cuts += 1;
+        }
+        self.round_answers = 0;
+        self.round_losses = 0;
+    }
+}
+
 /// A token bucket: at most `rate` packets per second, bursts of `burst`.
 #[derive(Debug, Clone)]
 pub struct RateLimiter {
@@ -371,6 +613,101 @@ mod tests {
             c.on_answer(i % 2 == 0);
         }
         assert!(c.window() < before, "{} !< {before}", c.window());
+    }
+
+    /// Drives a pacer against a simulated bottleneck of `capacity` probes/s
+    /// with a drop-tail queue of `queue` probes and a base RTT of `rtt`, where
+    /// one probe in `answer_every` gets an answer (a stealth host); returns
+    /// (probes sent, probes tail-dropped) over `secs` seconds.
+    fn drive(capacity: f64, queue: f64, rtt: Duration, answer_every: u64, secs: f64) -> (u64, u64) {
+        let mut p = PathPacer::new(PACE_INITIAL, PACE_MIN);
+        let t0 = Instant::now();
+        let step = Duration::from_micros(100);
+        let mut backlog = 0.0f64;
+        let (mut sent, mut dropped) = (0u64, 0u64);
+        // Answers due: (arrival, sent, rtt).
+        let mut due: std::collections::VecDeque<(Instant, Instant, Duration)> = Default::default();
+        let mut now = t0;
+        while now < t0 + Duration::from_secs_f64(secs) {
+            backlog = (backlog - capacity * step.as_secs_f64()).max(0.0);
+            while due.front().is_some_and(|d| d.0 <= now) {
+                let (_, at, r) = due.pop_front().unwrap();
+                p.on_answer(now, Some(at), Some(r), None);
+            }
+            let n = p.take(now, Some(rtt), 1000);
+            for _ in 0..n {
+                sent += 1;
+                if backlog + 1.0 > queue {
+                    dropped += 1;
+                    continue;
+                }
+                backlog += 1.0;
+                if sent % answer_every == 0 {
+                    let r = rtt + Duration::from_secs_f64(backlog / capacity);
+                    due.push_back((now + r, now, r));
+                }
+            }
+            now += step;
+        }
+        (sent, dropped)
+    }
+
+    #[test]
+    fn pacing_finds_a_2_mbit_bottleneck_from_a_stealth_hosts_few_answers() {
+        // 2 Mbit/s of 54-byte frames, a 50 ms queue, 40 ms RTT, 1.5 % answered.
+        let capacity = 2e6 / (54.0 * 8.0);
+        let (sent, dropped) = drive(
+            capacity,
+            capacity * 0.05,
+            Duration::from_millis(40),
+            66,
+            5.0,
+        );
+        assert!(dropped == 0, "{dropped} of {sent} tail-dropped");
+        // It uses the path: at least half its capacity on average.
+        assert!(sent as f64 > capacity * 5.0 * 0.5, "only {sent} sent");
+    }
+
+    #[test]
+    fn pacing_reaches_a_fast_paths_rate_quickly() {
+        // A cooperative host on a fast path (veth), every probe answered.
+        let mut p = PathPacer::new(PACE_INITIAL, PACE_MIN);
+        let t0 = Instant::now();
+        let mut now = t0;
+        while now < t0 + Duration::from_millis(30) {
+            p.take(now, Some(Duration::from_micros(200)), 1_000_000);
+            p.on_answer(now, Some(now), Some(Duration::from_micros(200)), None);
+            now += Duration::from_micros(100);
+        }
+        assert!(p.rate() > 200_000.0, "rate {} after 30 ms", p.rate());
+    }
+
+    #[test]
+    fn retried_answers_cut_the_pace_but_background_loss_does_not_stop_growth() {
+        let mut p = PathPacer::new(10_000.0, PACE_MIN);
+        let t0 = Instant::now();
+        let rtt = Some(Duration::from_millis(10));
+        p.take(t0, rtt, 0);
+        // Half the answers of one round came to a retry of a probe sent after start.
+        for i in 0..20 {
+            let lost = (i % 2 == 0).then_some(t0);
+            p.on_answer(t0, None, None, lost);
+        }
+        p.take(t0 + Duration::from_millis(11), rtt, 0);
+        assert_eq!(p.cuts(), (1, 1));
+        assert_eq!(p.rate(), 5_000.0);
+        // Then 2 % background loss, spread over rounds: no further cuts.
+        let mut now = t0 + Duration::from_millis(11);
+        for round in 0..50 {
+            for i in 0..50 {
+                let lost = (i == 0 && round % 2 == 0).then_some(now);
+                p.on_answer(now, Some(now), rtt, lost);
+            }
+            now += Duration::from_millis(11);
+            p.take(now, rtt, 0);
+        }
+        assert_eq!(p.cuts(), (1, 1));
+        assert!(p.rate() > 5_000.0);
     }
 
     #[test]
