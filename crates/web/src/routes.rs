@@ -7,13 +7,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::serve::IncomingStream;
 use harbormaster_knowledge::{Proto, port_page};
 use harbormaster_probe::{
     COMMON_PORTS, CapError, MAX_SPEC_CHARS, PortList, PortResult, SERVICE_PORTS,
@@ -38,14 +37,6 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// Our address the peer connected to.
     pub local: SocketAddr,
-}
-
-impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for ConnInfo {
-    fn connect_info(stream: IncomingStream<'_, tokio::net::TcpListener>) -> Self {
-        let peer = *stream.remote_addr();
-        let local = stream.io().local_addr().unwrap_or(peer);
-        ConnInfo { peer, local }
-    }
 }
 
 /// A failed request, rendered as a page.

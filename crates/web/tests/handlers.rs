@@ -9,115 +9,17 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, Response, StatusCode, header};
-use harbormaster_probe::{
-    PortList, PortResult, PortState, ProbeError, Protocol, Reason, ScanEvent, ScanSummary,
-    WatchReport,
-};
-use harbormaster_web::{
-    AppState, Cancel, Config, ConnInfo, Db, ProbeMode, Prober, app, cancelled_summary,
-};
+use harbormaster_probe::{PortState, ScanSummary};
+use harbormaster_web::{AppState, Config, ConnInfo, Db, Prober, app, cancelled_summary};
 use http_body_util::BodyExt;
-use tokio::sync::mpsc;
 use tower::ServiceExt;
 
 const SERVER: &str = "192.0.2.1:8080";
 const VISITOR: &str = "203.0.113.50";
 
-/// Answers every port from a rule, after `delay` per port; counts starts.
-struct Scripted {
-    delay: Duration,
-    state: fn(u16) -> PortState,
-    watch: WatchReport,
-    starts: AtomicUsize,
-}
+mod common;
 
-impl Scripted {
-    fn new(state: fn(u16) -> PortState) -> Arc<Scripted> {
-        Arc::new(Scripted {
-            delay: Duration::ZERO,
-            state,
-            watch: WatchReport {
-                pings_sent: 3,
-                ..WatchReport::default()
-            },
-            starts: AtomicUsize::new(0),
-        })
-    }
-}
-
-/// A prober that takes `delay` per port.
-fn slow(delay: Duration, state: fn(u16) -> PortState) -> Arc<Scripted> {
-    Arc::new(Scripted {
-        delay,
-        ..Arc::try_unwrap(Scripted::new(state)).ok().unwrap()
-    })
-}
-
-impl Prober for Scripted {
-    fn mode(&self) -> ProbeMode {
-        ProbeMode::Scripted
-    }
-
-    fn start(
-        &self,
-        target: IpAddr,
-        ports: PortList,
-        events: mpsc::UnboundedSender<ScanEvent>,
-    ) -> Result<Cancel, ProbeError> {
-        self.starts.fetch_add(1, Ordering::SeqCst);
-        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (delay, rule, watch) = (self.delay, self.state, self.watch.clone());
-        tokio::spawn(async move {
-            let mut counts = [0; 4];
-            for &port in ports.ports() {
-                if !delay.is_zero() {
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = &mut stop_rx => {
-                            let _ = events.send(ScanEvent::Done(cancelled_summary(target)));
-                            return;
-                        }
-                    }
-                }
-                let state = rule(port);
-                counts[state as usize] += 1;
-                let reason = match state {
-                    PortState::Open => Reason::SynAck,
-                    PortState::Closed => Reason::Rst,
-                    PortState::Filtered => Reason::Icmp {
-                        v6: false,
-                        icmp_type: 3,
-                        code: 13,
-                    },
-                    PortState::Stealth => Reason::NoResponse,
-                };
-                let _ = events.send(ScanEvent::Port(PortResult {
-                    target,
-                    port,
-                    proto: Protocol::Tcp,
-                    state,
-                    reason,
-                    rtt: Some(Duration::from_micros(300)),
-                    tries: 1,
-                    ttl: Some(64),
-                    window: None,
-                }));
-            }
-            let mut s = cancelled_summary(target);
-            s.cancelled = false;
-            s.ports = ports.len();
-            s.counts = counts;
-            s.watch = Some(watch);
-            let _ = events.send(ScanEvent::Done(s));
-        });
-        let stop = std::sync::Mutex::new(Some(stop_tx));
-        Ok(Cancel::new(move || {
-            if let Some(tx) = stop.lock().unwrap().take() {
-                let _ = tx.send(());
-            }
-        }))
-    }
-}
+use common::{Scripted, slow};
 
 /// Test visitors come from documentation ranges (nothing is ever sent to them:
 /// the prober is scripted), which the policy treats as private, so allow them.

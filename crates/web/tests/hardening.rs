@@ -5,81 +5,22 @@
 //! errors that keep internal detail in the log.
 
 use std::io::Read;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, Response, StatusCode, header};
-use harbormaster_probe::{
-    PortList, PortResult, PortState, ProbeError, Protocol, Reason, ScanEvent, WatchReport,
-};
-use harbormaster_web::{
-    AppState, Cancel, Config, ConnInfo, Db, ProbeMode, Prober, TestKind, app, cancelled_summary,
-};
+use harbormaster_probe::{PortList, PortState};
+use harbormaster_web::{AppState, Config, ConnInfo, Db, TestKind, app};
 use http_body_util::BodyExt;
-use tokio::sync::mpsc;
 use tower::ServiceExt;
 
+mod common;
+
+use common::slow;
+
 const VISITOR: &str = "203.0.113.50";
-
-/// Every port closed, `delay` per port (cancellable).
-struct Scripted {
-    delay: Duration,
-}
-
-impl Prober for Scripted {
-    fn mode(&self) -> ProbeMode {
-        ProbeMode::Scripted
-    }
-
-    fn start(
-        &self,
-        target: IpAddr,
-        ports: PortList,
-        events: mpsc::UnboundedSender<ScanEvent>,
-    ) -> Result<Cancel, ProbeError> {
-        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let delay = self.delay;
-        tokio::spawn(async move {
-            for &port in ports.ports() {
-                if !delay.is_zero() {
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = &mut stop_rx => {
-                            let _ = events.send(ScanEvent::Done(cancelled_summary(target)));
-                            return;
-                        }
-                    }
-                }
-                let _ = events.send(ScanEvent::Port(PortResult {
-                    target,
-                    port,
-                    proto: Protocol::Tcp,
-                    state: PortState::Closed,
-                    reason: Reason::Rst,
-                    rtt: Some(Duration::from_micros(300)),
-                    tries: 1,
-                    ttl: Some(64),
-                    window: None,
-                }));
-            }
-            let mut s = cancelled_summary(target);
-            s.cancelled = false;
-            s.ports = ports.len();
-            s.counts = [0, ports.len(), 0, 0];
-            s.watch = Some(WatchReport::default());
-            let _ = events.send(ScanEvent::Done(s));
-        });
-        let stop = std::sync::Mutex::new(Some(stop_tx));
-        Ok(Cancel::new(move || {
-            if let Some(tx) = stop.lock().unwrap().take() {
-                let _ = tx.send(());
-            }
-        }))
-    }
-}
 
 fn config() -> Config {
     Config {
@@ -94,7 +35,7 @@ fn state(delay: Duration) -> AppState {
     AppState::new(
         config(),
         Db::in_memory().unwrap(),
-        Arc::new(Scripted { delay }),
+        slow(delay, |_| PortState::Closed),
     )
 }
 
@@ -431,13 +372,7 @@ async fn api_errors_do_not_show_internal_detail() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let db = Db::open(&dir).unwrap();
-    let state = AppState::new(
-        config(),
-        db,
-        Arc::new(Scripted {
-            delay: Duration::ZERO,
-        }),
-    );
+    let state = AppState::new(config(), db, slow(Duration::ZERO, |_| PortState::Closed));
     // Break the storage under the running service.
     let conn = rusqlite::Connection::open(dir.join("harbormaster.sqlite3")).unwrap();
     let tables: Vec<String> = conn
