@@ -182,6 +182,33 @@ fn run_browser(ns: &str, script: &str, url: &str, outdir: &Path) -> BrowserRun {
     }
 }
 
+/// Runs `script` like [`run_browser`], logs what it printed, fails the test
+/// if it failed (naming `outdir`, where it leaves screenshots), and returns
+/// its report: the last JSON line on its stdout.
+fn run_browser_json(ns: &str, script: &str, url: &str, outdir: &Path) -> Value {
+    let run = run_browser(ns, script, url, outdir);
+    eprintln!(
+        "browser: {} in {:.1} s\n--- stdout\n{}--- stderr\n{}---",
+        if run.ok { "ok" } else { "FAILED" },
+        run.elapsed.as_secs_f64(),
+        run.stdout,
+        run.stderr
+    );
+    assert!(
+        run.ok,
+        "{script} failed (screenshots, if any, in {}):\n{}",
+        outdir.display(),
+        run.stderr
+    );
+    let line = run
+        .stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON line from {script}: {}", run.stdout));
+    serde_json::from_str(line).unwrap()
+}
+
 #[test]
 fn a_visitor_in_chromium_runs_the_common_test_and_sees_the_truth() {
     prerequisites_or_skip!();
@@ -194,27 +221,7 @@ fn a_visitor_in_chromium_runs_the_common_test_and_sees_the_truth() {
     std::fs::create_dir_all(&shots).unwrap();
     let server = Server::start(&net, &data);
 
-    let run = run_browser(&net.target_ns, "run.mjs", SERVER, &shots);
-    eprintln!(
-        "browser: {} in {:.1} s\n--- stdout\n{}--- stderr\n{}---",
-        if run.ok { "ok" } else { "FAILED" },
-        run.elapsed.as_secs_f64(),
-        run.stdout,
-        run.stderr
-    );
-    assert!(
-        run.ok,
-        "run.mjs failed (screenshots, if any, in {}):\n{}",
-        shots.display(),
-        run.stderr
-    );
-    let line = run
-        .stdout
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .unwrap_or_else(|| panic!("no JSON line from run.mjs: {}", run.stdout));
-    let v: Value = serde_json::from_str(line).unwrap();
+    let v = run_browser_json(&net.target_ns, "run.mjs", SERVER, &shots);
 
     // The landing page showed the visitor's own address.
     assert_eq!(v["visitor"], "198.18.0.2", "{v}");
@@ -384,22 +391,7 @@ fn a_tab_over_the_stream_cap_falls_back_to_reloading() {
         format!("{SERVER}{}", resp.headers()["location"].to_str().unwrap())
     });
 
-    let run = run_browser(&net.target_ns, "streams.mjs", &scan_url, &shots);
-    eprintln!(
-        "browser: {} in {:.1} s\n--- stdout\n{}--- stderr\n{}---",
-        if run.ok { "ok" } else { "FAILED" },
-        run.elapsed.as_secs_f64(),
-        run.stdout,
-        run.stderr
-    );
-    assert!(run.ok, "streams.mjs failed:\n{}", run.stderr);
-    let line = run
-        .stdout
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .unwrap_or_else(|| panic!("no JSON line from streams.mjs: {}", run.stdout));
-    let v: Value = serde_json::from_str(line).unwrap();
+    let v = run_browser_json(&net.target_ns, "streams.mjs", &scan_url, &shots);
     let tabs = v["tabs"].as_array().unwrap();
     assert_eq!(tabs.len(), 5, "{v}");
     for (i, t) in tabs[..4].iter().enumerate() {
@@ -462,22 +454,7 @@ fn a_visitor_reads_the_start_port_search_and_error_pages() {
     std::fs::create_dir_all(&shots).unwrap();
     let server = Server::start(&net, &data);
 
-    let run = run_browser(&net.target_ns, "pages.mjs", SERVER, &shots);
-    eprintln!(
-        "browser: {} in {:.1} s\n--- stdout\n{}--- stderr\n{}---",
-        if run.ok { "ok" } else { "FAILED" },
-        run.elapsed.as_secs_f64(),
-        run.stdout,
-        run.stderr
-    );
-    assert!(run.ok, "pages.mjs failed:\n{}", run.stderr);
-    let line = run
-        .stdout
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .unwrap_or_else(|| panic!("no JSON line from pages.mjs: {}", run.stdout));
-    let v: Value = serde_json::from_str(line).unwrap();
+    let v = run_browser_json(&net.target_ns, "pages.mjs", SERVER, &shots);
 
     // Every page as expected, with zero axe-core violations in both colour schemes.
     for (path, status) in [
