@@ -254,6 +254,35 @@ pub fn parse_reply(packet: &[u8]) -> Result<Reply, WireError> {
     }
 }
 
+/// The data of a UDP datagram in `packet` (which starts at the IP header),
+/// after the same checks as [`parse_reply`]; `None` when `packet` is not a
+/// well-formed UDP datagram. Used to judge a reply by its payload.
+pub fn udp_payload(packet: &[u8]) -> Option<&[u8]> {
+    // Where the datagram lies in `packet`, found through the checked views.
+    let (start, end) = match packet.first().map(|b| b >> 4) {
+        Some(4) => {
+            let ip = ipv4::Packet::new_checked(packet).ok()?;
+            if ip.frag_offset() != 0 || ip.protocol() != PROTO_UDP {
+                return None;
+            }
+            (ip.header_len(), usize::from(ip.total_len()))
+        }
+        Some(6) => {
+            let ip = ipv6::Packet::new_checked(packet).ok()?;
+            let upper = ip.upper_layer().ok()?;
+            if upper.protocol != PROTO_UDP {
+                return None;
+            }
+            let start = ipv6::HEADER_LEN + upper.ext_len;
+            (start, start + upper.payload.len())
+        }
+        _ => return None,
+    };
+    let datagram = packet.get(start..end)?;
+    let n = udp::Packet::new_checked(datagram).ok()?.payload().len();
+    datagram.get(udp::HEADER_LEN..udp::HEADER_LEN + n)
+}
+
 fn parse_v4(packet: &[u8]) -> Result<Reply, WireError> {
     let ip = ipv4::Packet::new_checked(packet)?;
     if ip.frag_offset() != 0 {
@@ -1177,5 +1206,24 @@ mod tests {
             ok > 40_000,
             "only {ok} inputs parsed; the corpus is too shallow"
         );
+    }
+
+    #[test]
+    fn udp_payload_is_the_checked_data_of_both_families() {
+        for (src, dst) in [("198.18.0.2", "198.18.0.1"), ("fd00::2", "fd00::1")] {
+            let (src, dst): (IpAddr, IpAddr) = (src.parse().unwrap(), dst.parse().unwrap());
+            let t = crate::UdpTemplate::new(src, dst, 64).unwrap();
+            let mut buf = [0u8; 128];
+            let n = t.write(&mut buf, 53, 61441, b"answer").unwrap();
+            assert_eq!(udp_payload(&buf[..n]), Some(&b"answer"[..]));
+            // Every truncation is refused, never misread.
+            for cut in 0..n {
+                assert_eq!(udp_payload(&buf[..cut]), None, "{cut} of {n} bytes");
+            }
+            // A TCP segment has no UDP payload.
+            let syn = crate::SynTemplate::new(src, dst, 64, 1024).unwrap();
+            let n = syn.write(&mut buf, 1, 2, 3).unwrap();
+            assert_eq!(udp_payload(&buf[..n]), None);
+        }
     }
 }

@@ -34,8 +34,8 @@ use std::thread::JoinHandle;
 
 use crate::cookie::CookieKey;
 use crate::error::ProbeError;
-use crate::module::TcpSyn;
-use crate::result::PortResult;
+use crate::module::{EmptyDatagrams, ProbeModule, TcpSyn, UdpPayloads, UdpProbe};
+use crate::result::{PortResult, Transport as Protocol};
 use crate::transport::Transport;
 use scan::Scan;
 
@@ -62,6 +62,7 @@ pub struct Engine {
     config: EngineConfig,
     source: std::sync::Mutex<Box<dyn FnMut(IpAddr) -> std::io::Result<IpAddr> + Send>>,
     ipv6: bool,
+    udp_payloads: std::sync::Arc<dyn UdpPayloads>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -110,7 +111,15 @@ impl Engine {
             config,
             source: std::sync::Mutex::new(Box::new(route)),
             ipv6,
+            udp_payloads: std::sync::Arc::new(EmptyDatagrams),
         }
+    }
+
+    /// Uses `payloads` for the UDP scans submitted from now on (by default
+    /// every UDP probe is an empty datagram).
+    pub fn with_udp_payloads(mut self, payloads: std::sync::Arc<dyn UdpPayloads>) -> Engine {
+        self.udp_payloads = payloads;
+        self
     }
 
     /// Whether this engine can probe `target` (raw IPv6 is not wired up yet).
@@ -133,8 +142,13 @@ impl Engine {
             })?
         };
         let key = CookieKey::random();
-        let module = TcpSyn::new(source, request.target, self.config.ttl, key)
-            .map_err(|_| ProbeError::Unsupported("source and target address families differ"))?;
+        let (ttl, target) = (self.config.ttl, request.target);
+        let module: Box<dyn ProbeModule> = match request.protocol {
+            Protocol::Tcp => TcpSyn::new(source, target, ttl, key).map(|m| Box::new(m) as _),
+            Protocol::Udp => UdpProbe::new(source, target, ttl, key, self.udp_payloads.clone())
+                .map(|m| Box::new(m) as _),
+        }
+        .map_err(|_| ProbeError::Unsupported("source and target address families differ"))?;
         let block = {
             let mut blocks = self.blocks.lock().unwrap_or_else(|p| p.into_inner());
             let free = blocks
@@ -144,15 +158,7 @@ impl Engine {
             blocks[free] = true;
             free as u16
         };
-        let scan = Scan::new(
-            block,
-            source,
-            Box::new(module),
-            key,
-            request,
-            &self.config,
-            sink,
-        );
+        let scan = Scan::new(block, source, module, key, request, &self.config, sink);
         self.commands
             .send(Command::Submit(Box::new(scan)))
             .map_err(|_| ProbeError::Stopped)?;

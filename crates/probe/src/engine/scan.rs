@@ -341,7 +341,7 @@ impl Scan {
             if slot.tries < self.tries_limit() {
                 self.retry.push_back(f.slot);
             } else {
-                self.finish_port(f.slot as usize, Reason::NoResponse, None, None, None, now);
+                self.finish_port(f.slot as usize, Reason::NoResponse, None, None, now);
             }
         }
     }
@@ -438,20 +438,19 @@ impl Scan {
                 self.outstanding -= 1;
             }
         }
-        self.finish_port(idx, a.reason, rtt, Some(a.ttl), a.window, now);
+        self.finish_port(idx, a.reason, rtt, Some(&a), now);
     }
 
-    /// Reports the port's final result; `window` is the TCP window of the
-    /// answer, when one came.
+    /// Reports the port's final result: `answer`'s, or `reason` (no answer).
     fn finish_port(
         &mut self,
         idx: usize,
         reason: Reason,
         rtt: Option<Duration>,
-        ttl: Option<u8>,
-        window: Option<u16>,
+        answer: Option<&Answer>,
         now: Instant,
     ) {
+        let reason = answer.map_or(reason, |a| a.reason);
         let tries = self.slots[idx].tries;
         self.slots[idx].done = true;
         self.done += 1;
@@ -466,8 +465,9 @@ impl Scan {
             reason,
             rtt,
             tries,
-            ttl,
-            window,
+            ttl: answer.map(|a| a.ttl),
+            window: answer.and_then(|a| a.window),
+            evidence: answer.and_then(|a| a.evidence),
         }));
     }
 
