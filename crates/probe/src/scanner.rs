@@ -1,0 +1,468 @@
+//! One scanning interface for every mode: a [`Scanner`] takes a
+//! [`ScanRequest`] and streams [`ScanEvent`]s to a [`Sink`], ending with
+//! `Done`, whatever probes the ports. The CLI and the web service call it the
+//! same way; only the construction differs.
+//!
+//! - [`RawScanner`]: SYN probes through a shared [`Engine`]; targets the engine
+//!   cannot probe (IPv6) go to its connect-mode fallback. Optionally runs the
+//!   middlebox checks ([`crate::verify`]) before reporting open ports, so every
+//!   caller gets verified results.
+//! - [`ConnectScanner`]: `connect()` probes on a tokio runtime (the caller's,
+//!   or one of its own when there is none).
+
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
+
+use serde::{Serialize, Serializer};
+use tokio::sync::oneshot;
+
+use crate::result::UnknownName;
+use crate::verify::{VerifyConfig, verify_scan};
+use crate::{
+    ConnectConfig, Engine, PortResult, PortState, ProbeError, RateBudget, ScanEvent, ScanRequest,
+    ScanSummary, Sink, connect_scan,
+};
+
+/// How a scan probes, as shown to users and stored with a scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProbeMode {
+    /// Raw SYN probes (with ping and unsolicited-packet watch when asked).
+    Syn,
+    /// `connect()` probes; no ping or watch.
+    Connect,
+    /// Results from a script (tests): nothing is sent.
+    Scripted,
+}
+
+impl ProbeMode {
+    /// Every mode.
+    pub const ALL: [ProbeMode; 3] = [ProbeMode::Syn, ProbeMode::Connect, ProbeMode::Scripted];
+
+    /// Lower-case name, as stored and serialised.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ProbeMode::Syn => "syn",
+            ProbeMode::Connect => "connect",
+            ProbeMode::Scripted => "scripted",
+        }
+    }
+
+    /// Whether ping and unsolicited packets are observed in this mode.
+    pub const fn watches(self) -> bool {
+        !matches!(self, ProbeMode::Connect)
+    }
+}
+
+impl std::fmt::Display for ProbeMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl FromStr for ProbeMode {
+    type Err = UnknownName;
+
+    /// Inverts [`ProbeMode`]'s `Display`.
+    fn from_str(s: &str) -> Result<ProbeMode, UnknownName> {
+        ProbeMode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| UnknownName::new("probe mode", s, "syn, connect or scripted"))
+    }
+}
+
+impl Serialize for ProbeMode {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// Stops a running scan; it then reports `Done` with `cancelled` set.
+pub struct Cancel(Box<dyn Fn() + Send + Sync>);
+
+impl Cancel {
+    /// A handle that runs `f` to cancel.
+    pub fn new(f: impl Fn() + Send + Sync + 'static) -> Cancel {
+        Cancel(Box::new(f))
+    }
+
+    /// Asks the scan to stop.
+    pub fn cancel(&self) {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Cancel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Cancel")
+    }
+}
+
+/// Something that probes targets and streams [`ScanEvent`]s.
+pub trait Scanner: Send + Sync + 'static {
+    /// The mode of most scans (what a server announces).
+    fn mode(&self) -> ProbeMode;
+
+    /// The mode a scan of `target` runs in (a raw scanner hands targets its
+    /// engine cannot probe to connect mode).
+    fn mode_for(&self, target: IpAddr) -> ProbeMode {
+        let _ = target;
+        self.mode()
+    }
+
+    /// Starts `request`; its events go to `sink`, one `Port` per port, then
+    /// `Done`. `request.watch` is honoured where the mode can watch.
+    fn start(&self, request: ScanRequest, sink: Sink) -> Result<Cancel, ProbeError>;
+}
+
+/// The summary of a scan stopped before it finished.
+pub fn cancelled_summary(target: IpAddr) -> ScanSummary {
+    ScanSummary {
+        cancelled: true,
+        ..ScanSummary::empty(target)
+    }
+}
+
+/// SYN scans through one shared [`Engine`].
+pub struct RawScanner {
+    engine: Arc<Engine>,
+    fallback: ConnectScanner,
+    verify: Option<VerifyConfig>,
+    /// One verification at a time: each may hold up to
+    /// [`VerifyConfig::concurrency`] sockets, and several at once would run
+    /// out of descriptors and turn checks inconclusive.
+    verifying: Arc<Mutex<()>>,
+}
+
+impl RawScanner {
+    /// Scans through `engine`; targets it cannot probe go to `fallback`.
+    pub fn new(engine: Engine, fallback: ConnectScanner) -> RawScanner {
+        RawScanner {
+            engine: Arc::new(engine),
+            fallback,
+            verify: None,
+            verifying: Arc::default(),
+        }
+    }
+
+    /// Runs the middlebox checks after each scan with `config` (its `rate`
+    /// is replaced by the request's when the request has one): open ports
+    /// are reported after them, with their verified reasons, and the summary
+    /// carries `verification` and `wildcard`.
+    pub fn verify(mut self, config: VerifyConfig) -> RawScanner {
+        self.verify = Some(config);
+        self
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+impl Scanner for RawScanner {
+    fn mode(&self) -> ProbeMode {
+        ProbeMode::Syn
+    }
+
+    fn mode_for(&self, target: IpAddr) -> ProbeMode {
+        if self.engine.supports(target) {
+            ProbeMode::Syn
+        } else {
+            ProbeMode::Connect
+        }
+    }
+
+    fn start(&self, request: ScanRequest, sink: Sink) -> Result<Cancel, ProbeError> {
+        if !self.engine.supports(request.target) {
+            return self.fallback.start(request, sink);
+        }
+        let Some(config) = self.verify.clone() else {
+            let handle = self.engine.submit(request, sink)?;
+            return Ok(Cancel::new(move || handle.cancel()));
+        };
+        let config = VerifyConfig {
+            rate: request.rate.or(config.rate),
+            ..config
+        };
+        // The engine calls sinks on its own thread, and the checks use the
+        // engine: they run on a thread of their own.
+        let (tx, rx) = mpsc::channel();
+        let ports = request.ports.clone();
+        let handle = self.engine.submit(
+            request,
+            Box::new(move |e| {
+                let _ = tx.send(e);
+            }),
+        )?;
+        let engine = self.engine.clone();
+        let verifying = self.verifying.clone();
+        std::thread::Builder::new()
+            .name("harbormaster-verify".into())
+            .spawn(move || verify_then_report(&engine, &ports, rx, sink, &config, &verifying))
+            .map_err(|source| ProbeError::Io {
+                what: "starting the verification thread",
+                source,
+            })?;
+        Ok(Cancel::new(move || handle.cancel()))
+    }
+}
+
+/// Passes results on as they come, except open ones, which wait for the
+/// checks (they may change their reason); then the open ones and `Done`.
+fn verify_then_report(
+    engine: &Engine,
+    ports: &crate::PortList,
+    rx: mpsc::Receiver<ScanEvent>,
+    mut sink: Sink,
+    config: &VerifyConfig,
+    verifying: &Mutex<()>,
+) {
+    let mut results: Vec<PortResult> = Vec::new();
+    for event in rx {
+        match event {
+            ScanEvent::Port(r) => {
+                if r.state != PortState::Open {
+                    sink(ScanEvent::Port(r));
+                }
+                results.push(r);
+            }
+            ScanEvent::Done(mut summary) => {
+                results.sort_by_key(|r| r.port);
+                {
+                    let _one = verifying.lock().unwrap_or_else(|p| p.into_inner());
+                    verify_scan(engine, ports, &mut results, &mut summary, config);
+                }
+                for r in results.into_iter().filter(|r| r.state == PortState::Open) {
+                    sink(ScanEvent::Port(r));
+                }
+                sink(ScanEvent::Done(summary));
+                return;
+            }
+        }
+    }
+}
+
+/// `connect()` scans; every scan of one scanner takes its attempts from one
+/// shared budget, when it has one.
+pub struct ConnectScanner {
+    budget: Option<RateBudget>,
+    concurrency: Option<usize>,
+    /// The runtime of the caller that made the scanner, if it had one.
+    handle: Option<tokio::runtime::Handle>,
+    /// Otherwise one of our own, made at the first scan.
+    own: OnceLock<tokio::runtime::Runtime>,
+}
+
+impl ConnectScanner {
+    /// A scanner running on the current tokio runtime, or on its own when
+    /// made outside one.
+    pub fn new() -> ConnectScanner {
+        ConnectScanner {
+            budget: None,
+            concurrency: None,
+            handle: tokio::runtime::Handle::try_current().ok(),
+            own: OnceLock::new(),
+        }
+    }
+
+    /// Keeps all scans together under `budget`.
+    pub fn budget(mut self, budget: RateBudget) -> ConnectScanner {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Connections in flight per scan (default: from the open-file limit).
+    pub fn concurrency(mut self, n: usize) -> ConnectScanner {
+        self.concurrency = Some(n);
+        self
+    }
+
+    fn runtime(&self) -> Result<tokio::runtime::Handle, ProbeError> {
+        if let Some(h) = &self.handle {
+            return Ok(h.clone());
+        }
+        if let Some(rt) = self.own.get() {
+            return Ok(rt.handle().clone());
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("harbormaster-connect")
+            .enable_all()
+            .build()
+            .map_err(|source| ProbeError::Io {
+                what: "starting the connect-mode runtime",
+                source,
+            })?;
+        // A race lost to another first scan drops the spare runtime here,
+        // outside any runtime, which is allowed.
+        let _ = self.own.set(rt);
+        Ok(self
+            .own
+            .get()
+            .map(|rt| rt.handle().clone())
+            .expect("just set"))
+    }
+}
+
+impl Default for ConnectScanner {
+    fn default() -> Self {
+        ConnectScanner::new()
+    }
+}
+
+impl Drop for ConnectScanner {
+    fn drop(&mut self) {
+        // Dropping a runtime inside another blocks, which tokio forbids.
+        if let Some(rt) = self.own.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Scanner for ConnectScanner {
+    fn mode(&self) -> ProbeMode {
+        ProbeMode::Connect
+    }
+
+    fn start(&self, request: ScanRequest, mut sink: Sink) -> Result<Cancel, ProbeError> {
+        let runtime = self.runtime()?;
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let stop = Mutex::new(Some(stop_tx));
+        let config = ConnectConfig {
+            tries: request.tries,
+            concurrency: self.concurrency,
+            rate: request.rate,
+            budget: self.budget.clone(),
+            ..ConnectConfig::default()
+        };
+        runtime.spawn(async move {
+            let target = request.target;
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let scan = connect_scan(target, &request.ports, config, move |r| {
+                let _ = tx.send(r);
+            });
+            tokio::pin!(scan);
+            let mut stop_rx = stop_rx;
+            let summary = loop {
+                tokio::select! {
+                    s = &mut scan => break s,
+                    Some(r) = rx.recv() => sink(ScanEvent::Port(r)),
+                    _ = &mut stop_rx => break cancelled_summary(target),
+                }
+            };
+            // Results reported before the end are delivered before `Done`.
+            while let Ok(r) = rx.try_recv() {
+                sink(ScanEvent::Port(r));
+            }
+            sink(ScanEvent::Done(summary));
+        });
+        Ok(Cancel::new(move || {
+            if let Some(tx) = stop.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                let _ = tx.send(());
+            }
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PortList;
+    use std::time::Duration;
+
+    #[test]
+    fn modes_parse_back_from_their_display() {
+        for m in ProbeMode::ALL {
+            assert_eq!(m.to_string().parse::<ProbeMode>(), Ok(m));
+        }
+        assert_eq!(ProbeMode::Syn.to_string(), "syn");
+        assert_eq!(ProbeMode::Connect.to_string(), "connect");
+        let e = "raw".parse::<ProbeMode>().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unknown probe mode \"raw\"; expected syn, connect or scripted"
+        );
+        assert!(!ProbeMode::Connect.watches() && ProbeMode::Syn.watches());
+    }
+
+    fn request(target: IpAddr, ports: &str) -> ScanRequest {
+        ScanRequest {
+            target,
+            ports: PortList::parse(ports).unwrap(),
+            tries: Some(1),
+            rate: None,
+            watch: None,
+        }
+    }
+
+    /// Made outside any runtime (as the CLI does), a connect scanner runs on
+    /// its own and reports every port, then `Done`, through the sink.
+    #[test]
+    fn connect_scanner_without_a_runtime_reports_every_port_then_done() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = listener.local_addr().unwrap().port();
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let scanner = ConnectScanner::new();
+        assert_eq!(scanner.mode_for("::1".parse().unwrap()), ProbeMode::Connect);
+        let (tx, rx) = mpsc::channel();
+        let _cancel = scanner
+            .start(
+                request("127.0.0.1".parse().unwrap(), &format!("{open},{closed}")),
+                Box::new(move |e| {
+                    let _ = tx.send(e);
+                }),
+            )
+            .unwrap();
+        let mut states = Vec::new();
+        loop {
+            match rx.recv_timeout(Duration::from_secs(10)).unwrap() {
+                ScanEvent::Port(r) => states.push((r.port, r.state)),
+                ScanEvent::Done(s) => {
+                    assert!(!s.cancelled);
+                    assert_eq!(s.ports, 2);
+                    break;
+                }
+            }
+        }
+        states.sort();
+        let mut want = vec![(open, PortState::Open), (closed, PortState::Closed)];
+        want.sort();
+        assert_eq!(states, want);
+        drop(listener);
+    }
+
+    /// Inside a runtime, the scanner uses it; cancelling ends the scan with
+    /// `Done` marked cancelled, and the scanner can be dropped there.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connect_scanner_on_the_callers_runtime_can_be_cancelled() {
+        let scanner = ConnectScanner::new().concurrency(1);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        // Loopback ports with nothing listening: each answers at once, so
+        // the scan runs long enough only because there are many.
+        let cancel = scanner
+            .start(
+                request("127.0.0.1".parse().unwrap(), "1-65535"),
+                Box::new(move |e| {
+                    let _ = tx.send(e);
+                }),
+            )
+            .unwrap();
+        cancel.cancel();
+        let done = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if let Some(ScanEvent::Done(s)) = rx.recv().await {
+                    break s;
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert!(done.cancelled);
+        drop(scanner);
+    }
+}
