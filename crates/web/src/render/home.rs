@@ -7,6 +7,7 @@ use harbormaster_probe::COMMON_PORTS;
 use maud::{Markup, html};
 
 use crate::prober::ProbeMode;
+use crate::scans::TestKind;
 
 /// What the landing page knows about the visitor.
 pub struct Visitor<'a> {
@@ -31,7 +32,7 @@ pub struct Offer {
     /// How long results are kept.
     pub retention: Duration,
     /// The test ticked when the page opens (`/?test=service`); `common` otherwise.
-    pub selected: &'static str,
+    pub selected: TestKind,
 }
 
 /// `24 hours`, `7 days`, `30 minutes`: a retention in plain words.
@@ -62,12 +63,13 @@ fn mode_note(mode: ProbeMode) -> Markup {
 }
 
 /// One test choice: a radio with its own label and a hint below it.
-fn choice(value: &str, selected: &str, title: Markup, hint: Markup) -> Markup {
+fn choice(kind: TestKind, selected: TestKind, title: Markup, hint: Markup) -> Markup {
+    let value = kind.name();
     let id = format!("kind-{value}");
     let hint_id = format!("{id}-hint");
     html! {
         div.choice {
-            input type="radio" name="kind" value=(value) id=(id) checked[selected == value] aria-describedby=(hint_id);
+            input type="radio" name="kind" value=(value) id=(id) checked[selected == kind] aria-describedby=(hint_id);
             label for=(id) { (title) }
             p.hint id=(hint_id) { (hint) }
         }
@@ -91,13 +93,13 @@ pub fn home(v: &Visitor<'_>, offer: &Offer) -> Markup {
                     input type="hidden" name="token" value=(v.token);
                     fieldset {
                         legend { "Which ports to test" }
-                        (choice("common", offer.selected,
+                        (choice(TestKind::Common, offer.selected,
                             html! { "Common ports " span.badge { "Recommended for a first visit" } },
                             html! { "The " (COMMON_PORTS.len()) " ports attackers try first; takes seconds and shows whether your router answers strangers." }))
-                        (choice("service", offer.selected,
+                        (choice(TestKind::Service, offer.selected,
                             html! { "Service ports" },
                             html! { "Ports 0 to 1055, where most well-known services live; about a minute." }))
-                        (choice("custom", offer.selected,
+                        (choice(TestKind::Custom, offer.selected,
                             html! { "Custom ports" },
                             html! { "Up to " (offer.custom_cap) " ports you choose, e.g. a game or camera port." }))
                         div.custom-field {
@@ -106,7 +108,7 @@ pub fn home(v: &Visitor<'_>, offer: &Offer) -> Markup {
                             p.hint #custom-ports-hint { "Numbers and ranges with commas; typing here picks Custom." }
                         }
                         @if offer.allow_full {
-                            (choice("full", offer.selected,
+                            (choice(TestKind::Full, offer.selected,
                                 html! { "All ports" },
                                 html! { "Every port from 0 to 65535. Takes much longer." }))
                         }
