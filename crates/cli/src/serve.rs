@@ -3,10 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use harbormaster_probe::{Engine, EngineConfig, RateBudget, RawTransport, source_address};
-use harbormaster_web::{
-    AppState, Config, ConnectProber, Db, DbError, Prober, SynProber, default_data_dir,
+use harbormaster_probe::{
+    ConnectScanner, Engine, EngineConfig, RateBudget, RawScanner, RawTransport, source_address,
 };
+use harbormaster_web::{AppState, Config, Db, DbError, Prober, default_data_dir};
 
 use crate::Failure;
 use crate::args::{ScanMode, ServeArgs};
@@ -73,9 +73,14 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
                     },
                     source_address,
                 );
-                Arc::new(SynProber::new(engine, config.http_ports.clone()).connect_budget(budget))
+                let fallback = ConnectScanner::new().concurrency(256).budget(budget);
+                Arc::new(RawScanner::new(engine, fallback))
             }
-            None => Arc::new(ConnectProber::new(Some(args.max_rate))),
+            None => Arc::new(
+                ConnectScanner::new()
+                    .concurrency(256)
+                    .budget(RateBudget::new(args.max_rate)),
+            ),
         };
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await

@@ -242,6 +242,11 @@ fn verify_then_report(
             }
         }
     }
+    // The engine stopped without a summary: pass on what it found; dropping
+    // the sink then tells the caller the scan did not finish.
+    for r in results.into_iter().filter(|r| r.state == PortState::Open) {
+        sink(ScanEvent::Port(r));
+    }
 }
 
 /// `connect()` scans; every scan of one scanner takes its attempts from one
@@ -345,11 +350,17 @@ impl Scanner for ConnectScanner {
             });
             tokio::pin!(scan);
             let mut stop_rx = stop_rx;
+            // A dropped handle closes the channel without a cancel: the scan
+            // then simply runs to its end.
+            let mut may_stop = true;
             let summary = loop {
                 tokio::select! {
                     s = &mut scan => break s,
                     Some(r) = rx.recv() => sink(ScanEvent::Port(r)),
-                    _ = &mut stop_rx => break cancelled_summary(target),
+                    stop = &mut stop_rx, if may_stop => match stop {
+                        Ok(()) => break cancelled_summary(target),
+                        Err(_) => may_stop = false,
+                    },
                 }
             };
             // Results reported before the end are delivered before `Done`.
@@ -434,6 +445,41 @@ mod tests {
         want.sort();
         assert_eq!(states, want);
         drop(listener);
+    }
+
+    /// Dropping the handle is not cancelling: the scan runs to its end.
+    #[test]
+    fn a_dropped_handle_does_not_cancel_the_scan() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = listener.local_addr().unwrap().port();
+        let scanner = ConnectScanner::new();
+        for _ in 0..20 {
+            let (tx, rx) = mpsc::channel();
+            drop(
+                scanner
+                    .start(
+                        request("127.0.0.1".parse().unwrap(), &open.to_string()),
+                        Box::new(move |e| {
+                            let _ = tx.send(e);
+                        }),
+                    )
+                    .unwrap(),
+            );
+            let mut ports = 0;
+            loop {
+                match rx.recv_timeout(Duration::from_secs(10)).unwrap() {
+                    ScanEvent::Port(r) => {
+                        assert_eq!(r.state, PortState::Open);
+                        ports += 1;
+                    }
+                    ScanEvent::Done(s) => {
+                        assert!(!s.cancelled);
+                        break;
+                    }
+                }
+            }
+            assert_eq!(ports, 1);
+        }
     }
 
     /// Inside a runtime, the scanner uses it; cancelling ends the scan with
