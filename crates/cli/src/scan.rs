@@ -475,12 +475,31 @@ fn nmap_reason(r: Reason) -> String {
     }
 }
 
+/// A state as nmap names it. Ordered by name, so the most common one is
+/// chosen among equals as it was when these were strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum NmapState {
+    Closed,
+    Filtered,
+    Open,
+}
+
+impl std::fmt::Display for NmapState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NmapState::Closed => "closed",
+            NmapState::Filtered => "filtered",
+            NmapState::Open => "open",
+        })
+    }
+}
+
 /// nmap has no "stealth": a port that answered nothing is "filtered" there.
-fn nmap_state(s: PortState) -> &'static str {
+fn nmap_state(s: PortState) -> NmapState {
     match s {
-        PortState::Open => "open",
-        PortState::Closed => "closed",
-        PortState::Filtered | PortState::Stealth => "filtered",
+        PortState::Open => NmapState::Open,
+        PortState::Closed => NmapState::Closed,
+        PortState::Filtered | PortState::Stealth => NmapState::Filtered,
     }
 }
 
@@ -530,7 +549,7 @@ fn write_xml(
         }
         writeln!(out, "<ports>")?;
         // The most common nmap state is summarised as extraports, as nmap does.
-        let mut per_state: std::collections::BTreeMap<&str, usize> = Default::default();
+        let mut per_state: std::collections::BTreeMap<NmapState, usize> = Default::default();
         for p in &r.results {
             *per_state.entry(nmap_state(p.state)).or_default() += 1;
         }
@@ -550,7 +569,7 @@ fn write_xml(
             writeln!(
                 out,
                 "<extraports state=\"{extra}\" count=\"{}\">",
-                per_state[extra]
+                per_state[&extra]
             )?;
             for (reason, ports) in reasons {
                 writeln!(
@@ -607,7 +626,8 @@ mod tests {
 
     #[test]
     fn nmap_vocabulary() {
-        assert_eq!(nmap_state(PortState::Stealth), "filtered");
+        assert_eq!(nmap_state(PortState::Stealth), NmapState::Filtered);
+        assert_eq!(nmap_state(PortState::Stealth).to_string(), "filtered");
         assert_eq!(nmap_reason(Reason::Rst), "reset");
         assert_eq!(
             nmap_reason(Reason::Icmp {
