@@ -482,6 +482,109 @@ mod tests {
         }
     }
 
+    /// Drains `rx` to `Done`: the states by port, and the summary.
+    fn collect(rx: &mpsc::Receiver<ScanEvent>) -> (Vec<(u16, PortState)>, ScanSummary) {
+        let mut states = Vec::new();
+        loop {
+            match rx.recv_timeout(Duration::from_secs(20)).unwrap() {
+                ScanEvent::Port(r) => states.push((r.port, r.state)),
+                ScanEvent::Done(s) => {
+                    states.sort();
+                    return (states, s);
+                }
+            }
+        }
+    }
+
+    /// The simulated network as a transport without IPv6, as raw sockets
+    /// are today.
+    struct V4Only(crate::sim::SimNetwork);
+
+    impl crate::Transport for V4Only {
+        fn now(&self) -> std::time::Instant {
+            self.0.now()
+        }
+        fn source_for(&mut self, dst: IpAddr) -> std::io::Result<IpAddr> {
+            self.0.source_for(dst)
+        }
+        fn send(&mut self, batch: &crate::SendBatch) -> std::io::Result<usize> {
+            self.0.send(batch)
+        }
+        fn recv(
+            &mut self,
+            batch: &mut crate::RecvBatch,
+            timeout: Duration,
+        ) -> std::io::Result<usize> {
+            self.0.recv(batch, timeout)
+        }
+        fn supports_ipv6(&self) -> bool {
+            false
+        }
+        fn watch(&mut self, addrs: &[IpAddr]) -> std::io::Result<()> {
+            self.0.watch(addrs)
+        }
+        fn take_drops(&mut self) -> u64 {
+            self.0.take_drops()
+        }
+    }
+
+    /// A raw scanner runs IPv4 targets on its engine (here a simulated
+    /// network, so nothing leaves the machine) and hands IPv6 ones to its
+    /// connect scanner (here loopback), through the same call.
+    #[test]
+    fn raw_scanner_probes_on_its_engine_and_falls_back_to_connect_for_ipv6() {
+        use crate::sim::{SimHost, SimNetwork};
+        use crate::{Engine, EngineConfig};
+        use std::net::Ipv4Addr;
+        let target = Ipv4Addr::new(198, 18, 0, 2);
+        let host = SimHost {
+            open: [22].into(),
+            dropped: [23].into(),
+            ..SimHost::default()
+        };
+        let net = SimNetwork::new(
+            Ipv4Addr::new(198, 18, 0, 1),
+            Duration::from_millis(1),
+            0.0,
+            0.0,
+            7,
+        )
+        .host(target, host);
+        let source = net.source();
+        let engine = Engine::start(V4Only(net), EngineConfig::default(), move |_| Ok(source));
+        let scanner = RawScanner::new(engine, ConnectScanner::new());
+        assert_eq!(scanner.mode(), ProbeMode::Syn);
+        assert_eq!(scanner.mode_for(target.into()), ProbeMode::Syn);
+        assert_eq!(scanner.mode_for("::1".parse().unwrap()), ProbeMode::Connect);
+        let (tx, rx) = mpsc::channel();
+        let sink = move |tx: mpsc::Sender<ScanEvent>| -> Sink {
+            Box::new(move |e| {
+                let _ = tx.send(e);
+            })
+        };
+        let _c = scanner
+            .start(request(target.into(), "21-23"), sink(tx.clone()))
+            .unwrap();
+        let (states, summary) = collect(&rx);
+        assert_eq!(
+            states,
+            [
+                (21, PortState::Closed),
+                (22, PortState::Open),
+                (23, PortState::Stealth)
+            ]
+        );
+        assert!(summary.sent >= 3, "the engine probed: {summary:?}");
+
+        let listener = std::net::TcpListener::bind("[::1]:0").unwrap();
+        let open = listener.local_addr().unwrap().port();
+        let _c = scanner
+            .start(request("::1".parse().unwrap(), &open.to_string()), sink(tx))
+            .unwrap();
+        let (states, _) = collect(&rx);
+        assert_eq!(states, [(open, PortState::Open)]);
+    }
+
     /// Inside a runtime, the scanner uses it; cancelling ends the scan with
     /// `Done` marked cancelled, and the scanner can be dropped there.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
