@@ -20,8 +20,8 @@ use tokio::sync::oneshot;
 use crate::result::UnknownName;
 use crate::verify::{VerifyConfig, verify_scan};
 use crate::{
-    ConnectConfig, Engine, PortResult, PortState, ProbeError, RateBudget, ScanEvent, ScanRequest,
-    ScanSummary, Sink, connect_scan,
+    ConnectConfig, Engine, PortResult, PortState, ProbeError, Protocol, RateBudget, ScanEvent,
+    ScanRequest, ScanSummary, Sink, connect_scan,
 };
 
 /// How a scan probes, as shown to users and stored with a scan.
@@ -332,6 +332,11 @@ impl Scanner for ConnectScanner {
     }
 
     fn start(&self, request: ScanRequest, mut sink: Sink) -> Result<Cancel, ProbeError> {
+        if request.protocol != Protocol::Tcp {
+            return Err(ProbeError::Unsupported(
+                "connect mode probes TCP only; UDP needs raw sockets (SYN mode)",
+            ));
+        }
         let runtime = self.runtime()?;
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let stop = Mutex::new(Some(stop_tx));
@@ -405,6 +410,7 @@ mod tests {
             tries: Some(1),
             rate: None,
             watch: None,
+            protocol: crate::Protocol::Tcp,
         }
     }
 

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 pub use harbormaster_probe::{Cancel, ProbeMode, Scanner as Prober, cancelled_summary};
-use harbormaster_probe::{PortList, ScanRequest, Watch};
+use harbormaster_probe::{PortList, Protocol, ScanRequest, Watch};
 
 /// Echo requests per test.
 const PINGS: u8 = 3;
@@ -29,5 +29,6 @@ pub fn request(target: IpAddr, ports: PortList, http_ports: &[u16]) -> ScanReque
             expected_tcp_ports: http_ports.to_vec(),
             tail: WATCH_TAIL,
         }),
+        protocol: Protocol::Tcp,
     }
 }

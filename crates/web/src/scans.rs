@@ -855,6 +855,7 @@ mod tests {
                         tries: 3,
                         ttl: None,
                         window: None,
+                        evidence: None,
                     }));
                 }
                 sink(ScanEvent::Done(summary));

@@ -60,6 +60,8 @@ fn evidence(reason: Reason) -> String {
         Reason::SynAckOnly => {
             "SYN-ACK, but a real connection was cut at once (a proxy or firewall may answer)".into()
         }
+        Reason::UdpReply => "answered (UDP reply)".into(),
+        Reason::PortUnreach => "refused (ICMP port unreachable)".into(),
         Reason::SynAckWildcard => {
             "SYN-ACK, as for random ports (a proxy or firewall may answer)".into()
         }
