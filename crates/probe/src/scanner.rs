@@ -453,6 +453,24 @@ mod tests {
         drop(listener);
     }
 
+    /// Connect mode cannot probe UDP: such a request is refused, not run as TCP.
+    #[test]
+    fn connect_scanner_refuses_udp() {
+        let scanner = ConnectScanner::new();
+        let udp = ScanRequest {
+            protocol: crate::Protocol::Udp,
+            ..request("127.0.0.1".parse().unwrap(), "53")
+        };
+        let sent = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = sent.clone();
+        let got = scanner.start(
+            udp,
+            Box::new(move |_| seen.store(true, std::sync::atomic::Ordering::SeqCst)),
+        );
+        assert!(matches!(got, Err(ProbeError::Unsupported(_))), "{got:?}");
+        assert!(!sent.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
     /// Dropping the handle is not cancelling: the scan runs to its end.
     #[test]
     fn a_dropped_handle_does_not_cancel_the_scan() {

@@ -168,15 +168,26 @@ impl Status {
             Status::Failed => "failed",
         }
     }
+}
 
-    fn parse(s: &str) -> Status {
-        match s {
+impl std::str::FromStr for Status {
+    type Err = String;
+
+    /// Inverts [`Status::as_str`].
+    fn from_str(s: &str) -> Result<Status, String> {
+        Ok(match s {
             "running" => Status::Running,
             "done" => Status::Done,
             "cancelled" => Status::Cancelled,
+            "interrupted" => Status::Interrupted,
             "failed" => Status::Failed,
-            _ => Status::Interrupted,
-        }
+            _ => {
+                return Err(format!(
+                    "unknown status {:?}; expected running, done, cancelled, interrupted or failed",
+                    s.chars().take(64).collect::<String>()
+                ));
+            }
+        })
     }
 }
 
@@ -422,7 +433,7 @@ impl Db {
                         test: column(r, 2, "scans.test", |t| stored_test(t, &ports))?,
                         ports,
                         mode: column(r, 4, "scans.mode", str::parse)?,
-                        status: Status::parse(&r.get::<_, String>(5)?),
+                        status: column(r, 5, "scans.status", str::parse)?,
                         created: r.get(6)?,
                         finished: r.get(7)?,
                         expires: r.get(8)?,
@@ -840,7 +851,8 @@ mod tests {
                 ('q', '198.51.100.4', 'port', '21-22', 'syn', 'done', 1, 2, 10000, NULL, NULL),
                 ('l', '198.51.100.4', 'custom', '21-x', 'syn', 'done', 1, 2, 10000, NULL, NULL),
                 ('st', '198.51.100.4', 'common', '21', 'syn', 'done', 1, 2, 10000, NULL, NULL),
-                ('re', '198.51.100.4', 'common', '21', 'syn', 'done', 1, 2, 10000, NULL, NULL);
+                ('re', '198.51.100.4', 'common', '21', 'syn', 'done', 1, 2, 10000, NULL, NULL),
+                ('ss', '198.51.100.4', 'common', '21', 'syn', 'paused', 1, 2, 10000, NULL, NULL);
              INSERT INTO results VALUES
                 ('st', 21, 'half-open', 'syn-ack', NULL, 1, NULL),
                 ('re', 21, 'filtered', 'icmp-3-999', NULL, 1, NULL);",
@@ -853,6 +865,7 @@ mod tests {
             ("l", "scans.ports", "21-x"),
             ("st", "results.state", "unknown port state \"half-open\""),
             ("re", "results.reason", "unknown reason \"icmp-3-999\""),
+            ("ss", "scans.status", "unknown status \"paused\""),
         ];
         for (id, want_column, want_reason) in cases {
             match db.load(id) {
