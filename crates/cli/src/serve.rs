@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use harbormaster_probe::{
     ConnectScanner, Engine, EngineConfig, RateBudget, RawScanner, RawTransport, source_address,
+    verify::VerifyConfig,
 };
 use harbormaster_web::{AppState, Config, Db, DbError, Prober, default_data_dir};
 
@@ -37,12 +38,18 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
         header_timeout: Duration::from_secs(args.header_timeout.into()),
         idle_timeout: Duration::from_secs(args.idle_timeout.into()),
         shutdown_grace: Duration::from_secs(args.shutdown_grace.into()),
+        verify_open: args.verify_open,
         ..Config::default()
     };
     let raw = match args.mode {
         ScanMode::Connect => None,
         ScanMode::Syn => Some(RawTransport::open().map_err(|e| Failure::Usage(e.to_string()))?),
         ScanMode::Auto => RawTransport::open().ok(),
+    };
+    // Only a SYN-mode server has handshakes to verify.
+    let config = Config {
+        verify_open: config.verify_open && raw.is_some(),
+        ..config
     };
     let db = Db::open(&data_dir).map_err(|e| match e {
         DbError::InUse(dir) => Failure::Usage(format!(
@@ -74,7 +81,17 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
                     source_address,
                 );
                 let fallback = ConnectScanner::new().concurrency(256).budget(budget);
-                Arc::new(RawScanner::new(engine, fallback))
+                let scanner = RawScanner::new(engine, fallback);
+                if config.verify_open {
+                    Arc::new(scanner.verify(VerifyConfig {
+                        // Only the ports the visitor chose: no random sample.
+                        wildcard_sample: 0,
+                        rate: Some(args.max_rate),
+                        ..VerifyConfig::default()
+                    }))
+                } else {
+                    Arc::new(scanner)
+                }
             }
             None => Arc::new(
                 ConnectScanner::new()

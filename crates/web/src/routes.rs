@@ -384,6 +384,7 @@ pub async fn home(
         allow_full: state.config().allow_full,
         retention: state.config().retention,
         selected,
+        verifies: state.config().verify_open,
     };
     Html(
         render::page_with(

@@ -33,6 +33,8 @@ pub struct Offer {
     pub retention: Duration,
     /// The test ticked when the page opens (`/?test=service`); `common` otherwise.
     pub selected: TestKind,
+    /// Open ports get one real connection after the SYN probes.
+    pub verifies: bool,
 }
 
 /// `24 hours`, `7 days`, `30 minutes`: a retention in plain words.
@@ -50,10 +52,11 @@ pub fn plain_duration(d: Duration) -> String {
     format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
-fn mode_note(mode: ProbeMode) -> Markup {
+fn mode_note(mode: ProbeMode, verifies: bool) -> Markup {
     html! {
         p.mode {
             @match mode {
+                ProbeMode::Syn if verifies => { "For each port, this server sends the first packet of a connection and does not complete it. Each port that answers then gets one ordinary connection, closed at once without sending any data, to tell a real service from a firewall or proxy answering for it. It also pings your address once, and notes anything your side sends to it on its own while the test runs." }
                 ProbeMode::Syn => { "For each port, this server sends the first packet of a connection and never completes it, so no program on your side receives any data. It also pings your address once, and notes anything your side sends to it on its own while the test runs." }
                 ProbeMode::Connect => { "For each port, this server tries to open an ordinary connection and closes it at once, sending no data. It can tell open, closed, filtered and stealth ports apart, but (unlike its raw-packet mode) cannot ping you or notice what your side sends unasked." }
                 ProbeMode::Scripted => { "This server runs with a scripted prober (test mode): nothing is sent to you." }
@@ -129,7 +132,7 @@ pub fn home(v: &Visitor<'_>, offer: &Offer) -> Markup {
             }
             p { "A closed port is not a vulnerability: it only shows that a device answers. Stealth ports give an attacker nothing to work with; open ports are worth understanding, and each result links to what runs there and how to close it." }
             p { "At home, this address usually belongs to your router, not to your computer: an open port then means the router forwards it (a port-forward, a UPnP mapping or a DMZ setting) or runs a service itself." }
-            (mode_note(offer.mode))
+            (mode_note(offer.mode, offer.verifies))
             @match &v.rdns {
                 Some(name) => p { "Your address's reverse-DNS name: " code.name { (name) } ". Names like this often reveal your provider, your town or the kind of line you have; every server you visit can see it." },
                 None => p.small { "No reverse-DNS name was found for your address (or the lookup is turned off on this server)." },
