@@ -25,6 +25,17 @@ command -v ndiff >/dev/null 2>&1 || need+=(ndiff)
 [ -f /etc/services ] || need+=(netbase)
 # nginx, the reverse proxy in front of `serve` in crates/cli/tests/proxy.rs.
 [ -x /usr/sbin/nginx ] || need+=(nginx)
+# UDP reflectors for crates/probe/tests/udp_daemons.rs, each run in the target
+# namespace with a config of the test's own: dnsmasq (a recursing and a refusing
+# resolver, and the authority behind them), chrony (NTP server), snmpd
+# (`public` community) and memcached (UDP on 11211).
+[ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq)
+[ -x /usr/sbin/chronyd ] || need+=(chrony)
+[ -x /usr/sbin/snmpd ] || need+=(snmpd)
+[ -x /usr/bin/memcached ] || need+=(memcached)
+# miniupnpd answers SSDP M-SEARCH; avahi-daemon answers mDNS (same test).
+[ -x /usr/sbin/miniupnpd ] || need+=(miniupnpd)
+[ -x /usr/sbin/avahi-daemon ] || need+=(avahi-daemon)
 
 # playwright-core is (re)installed from the lock file when it is missing or the
 # lock file changed since the last install (npm ci writes node_modules/.package-lock.json).
