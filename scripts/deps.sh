@@ -36,6 +36,8 @@ command -v ndiff >/dev/null 2>&1 || need+=(ndiff)
 # miniupnpd answers SSDP M-SEARCH; avahi-daemon answers mDNS (same test).
 [ -x /usr/sbin/miniupnpd ] || need+=(miniupnpd)
 [ -x /usr/sbin/avahi-daemon ] || need+=(avahi-daemon)
+# libcoap's example coap-server answers CoAP (port 5683) in the same test.
+[ -x /usr/bin/coap-server-notls ] || need+=(libcoap3-bin)
 
 # playwright-core is (re)installed from the lock file when it is missing or the
 # lock file changed since the last install (npm ci writes node_modules/.package-lock.json).
