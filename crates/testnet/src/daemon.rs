@@ -1,0 +1,345 @@
+//! Real daemons (Debian's, installed by scripts/deps.sh) running inside the
+//! target namespace with configuration files of the test's own in a fresh
+//! directory: no systemd, no files under /etc, nothing reachable from
+//! outside the namespaces. [`Daemon`] kills its process on drop.
+//!
+//! The `start_*` helpers on [`TestNet`] each write a small configuration
+//! and wait until the daemon has bound its UDP port, so that a test's first
+//! probe finds it ready.
+
+use std::ffi::OsString;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::TestNet;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A daemon running in a namespace; SIGTERM then SIGKILL on drop, its
+/// directory removed.
+#[derive(Debug)]
+pub struct Daemon {
+    name: String,
+    ns: String,
+    child: Child,
+    dir: PathBuf,
+}
+
+/// Where Debian installs each daemon the helpers run.
+pub mod bin {
+    /// dnsmasq (package dnsmasq).
+    pub const DNSMASQ: &str = "/usr/sbin/dnsmasq";
+    /// chronyd (package chrony).
+    pub const CHRONYD: &str = "/usr/sbin/chronyd";
+    /// snmpd (package snmpd).
+    pub const SNMPD: &str = "/usr/sbin/snmpd";
+    /// memcached (package memcached).
+    pub const MEMCACHED: &str = "/usr/bin/memcached";
+    /// miniupnpd (package miniupnpd, nftables backend).
+    pub const MINIUPNPD: &str = "/usr/sbin/miniupnpd";
+    /// avahi-daemon (package avahi-daemon).
+    pub const AVAHI: &str = "/usr/sbin/avahi-daemon";
+    /// libcoap's example server without DTLS (package libcoap3-bin).
+    pub const COAP_SERVER: &str = "/usr/bin/coap-server-notls";
+}
+
+impl Daemon {
+    /// The daemon's directory (its configuration, pid file and log).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Its process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What it wrote to stdout and stderr (and to `log` in its directory) so far.
+    pub fn log(&self) -> String {
+        let mut s = std::fs::read_to_string(self.dir.join("output")).unwrap_or_default();
+        s.push_str(&std::fs::read_to_string(self.dir.join("log")).unwrap_or_default());
+        s
+    }
+
+    /// Waits until a UDP socket is bound to `port` in the daemon's namespace
+    /// (read from `/proc/thread-self/net/udp` there), failing early if the
+    /// daemon exits.
+    pub fn wait_udp(&mut self, port: u16, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        let needle = format!(":{port:04X}");
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("{} exited ({status}): {}", self.name, self.log()));
+            }
+            let bound = crate::in_namespace(&self.ns, || {
+                ["/proc/thread-self/net/udp", "/proc/thread-self/net/udp6"]
+                    .iter()
+                    .filter_map(|p| std::fs::read_to_string(p).ok())
+                    .any(|t| {
+                        t.lines().skip(1).any(|l| {
+                            l.split_whitespace()
+                                .nth(1)
+                                .is_some_and(|a| a.ends_with(&needle))
+                        })
+                    })
+            });
+            if bound {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{} did not bind UDP port {port} within {timeout:?}: {}",
+                    self.name,
+                    self.log()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // `ip netns exec` (and `sh -c 'exec …'`) exec the daemon in place, so
+        // the child is the daemon itself: ask it to stop, then make it.
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Fails (or, with `HARBORMASTER_REQUIRE_NETNS=1`, panics) if `program` is missing.
+fn installed(program: &str) -> Result<(), String> {
+    if Path::new(program).exists() {
+        return Ok(());
+    }
+    let why = format!("{program} is not installed (scripts/deps.sh installs it)");
+    if crate::required() {
+        panic!("HARBORMASTER_REQUIRE_NETNS=1 but {why}");
+    }
+    Err(why)
+}
+
+impl TestNet {
+    /// Runs `program` inside the target namespace. `configure` gets the
+    /// daemon's fresh directory, writes its files there and returns the
+    /// arguments; `env` is added to the environment (`$DIR` in a value
+    /// stands for the directory). The daemon must stay in
+    /// the foreground. Its stdout and stderr go to `output` in the directory.
+    pub fn spawn_in_target(
+        &self,
+        name: &str,
+        program: &str,
+        env: &[(&str, &str)],
+        configure: impl FnOnce(&Path) -> Result<Vec<OsString>, String>,
+    ) -> Result<Daemon, String> {
+        installed(program)?;
+        let dir = std::env::temp_dir().join(format!(
+            "hm-{name}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let args = configure(&dir)?;
+        let output = std::fs::File::create(dir.join("output")).map_err(|e| e.to_string())?;
+        let err = output.try_clone().map_err(|e| e.to_string())?;
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.target_ns, program])
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(output)
+            .stderr(err);
+        for (k, v) in env {
+            cmd.env(k, v.replace("$DIR", &dir.display().to_string()));
+        }
+        let child = cmd.spawn().map_err(|e| format!("start {program}: {e}"))?;
+        Ok(Daemon {
+            name: name.to_string(),
+            ns: self.target_ns.clone(),
+            child,
+            dir,
+        })
+    }
+
+    /// Starts dnsmasq on `listen:port` with `config` (lines of dnsmasq.conf)
+    /// added to a base that uses no system files (no resolv.conf, no hosts),
+    /// binds only that address, and logs queries.
+    pub fn start_dnsmasq(
+        &self,
+        listen: Ipv4Addr,
+        port: u16,
+        config: &str,
+    ) -> Result<Daemon, String> {
+        let mut d = self.spawn_in_target("dnsmasq", bin::DNSMASQ, &[], |dir| {
+            let conf = dir.join("dnsmasq.conf");
+            let text = format!(
+                "keep-in-foreground\nno-resolv\nno-hosts\nno-poll\nbind-interfaces\n\
+                 listen-address={listen}\nport={port}\nuser=root\ngroup=root\n\
+                 pid-file={pid}\nlog-facility={log}\nlog-queries\n{config}\n",
+                pid = dir.join("pid").display(),
+                log = dir.join("log").display(),
+            );
+            std::fs::write(&conf, text).map_err(|e| e.to_string())?;
+            Ok(vec![format!("--conf-file={}", conf.display()).into()])
+        })?;
+        d.wait_udp(port, Duration::from_secs(10))?;
+        Ok(d)
+    }
+
+    /// Starts chronyd as an NTP server on `listen`:123 serving its own clock
+    /// at stratum 8 (`local`) to 198.18.0.0/15, without touching the system
+    /// clock (`-x`) and without a command socket.
+    pub fn start_chronyd(&self, listen: Ipv4Addr) -> Result<Daemon, String> {
+        let mut d = self.spawn_in_target("chronyd", bin::CHRONYD, &[], |dir| {
+            let conf = dir.join("chrony.conf");
+            let text = format!(
+                "allow 198.18.0.0/15\nlocal stratum 8\nport 123\nbindaddress {listen}\n\
+                 cmdport 0\nbindcmdaddress /\npidfile {pid}\n",
+                pid = dir.join("pid").display()
+            );
+            std::fs::write(&conf, text).map_err(|e| e.to_string())?;
+            Ok(["-d", "-x", "-u", "root", "-f"]
+                .iter()
+                .map(OsString::from)
+                .chain([conf.into_os_string()])
+                .collect())
+        })?;
+        d.wait_udp(123, Duration::from_secs(10))?;
+        Ok(d)
+    }
+
+    /// Starts snmpd on `listen`:161 with the read-only community `public`
+    /// for 198.18.0.0/15 and its built-in sysDescr (from `uname`); only our
+    /// configuration is read (`-C`), persistent state goes to its directory.
+    pub fn start_snmpd(&self, listen: Ipv4Addr) -> Result<Daemon, String> {
+        let mut d = self.spawn_in_target(
+            "snmpd",
+            bin::SNMPD,
+            // No MIB files are needed to answer numeric OIDs; loading them
+            // only fills the log with warnings.
+            &[("SNMP_PERSISTENT_DIR", "$DIR"), ("MIBS", "")],
+            |dir| {
+                let conf = dir.join("snmpd.conf");
+                std::fs::write(&conf, "rocommunity public 198.18.0.0/15\n")
+                    .map_err(|e| e.to_string())?;
+                Ok(vec![
+                    "-f".into(),
+                    "-Lf".into(),
+                    dir.join("log").into_os_string(),
+                    "-C".into(),
+                    "-c".into(),
+                    conf.into_os_string(),
+                    "-p".into(),
+                    dir.join("pid").into_os_string(),
+                    format!("udp:{listen}:161").into(),
+                ])
+            },
+        )?;
+        d.wait_udp(161, Duration::from_secs(10))?;
+        Ok(d)
+    }
+
+    /// Starts memcached with UDP on `listen`:11211 and TCP off.
+    pub fn start_memcached(&self, listen: Ipv4Addr) -> Result<Daemon, String> {
+        let mut d = self.spawn_in_target("memcached", bin::MEMCACHED, &[], |_| {
+            Ok([
+                "-u",
+                "root",
+                "-l",
+                &listen.to_string(),
+                "-U",
+                "11211",
+                "-p",
+                "0",
+                "-m",
+                "16",
+                "-t",
+                "1",
+            ]
+            .iter()
+            .map(OsString::from)
+            .collect())
+        })?;
+        d.wait_udp(11211, Duration::from_secs(10))?;
+        Ok(d)
+    }
+
+    /// Starts miniupnpd (UPnP IGD with SSDP on 1900) on the target's
+    /// interface, which serves as both its LAN and WAN side, with the fixed
+    /// device UUID `uuid`.
+    pub fn start_miniupnpd(&self, uuid: &str) -> Result<Daemon, String> {
+        let mut d = self.spawn_in_target("miniupnpd", bin::MINIUPNPD, &[], |dir| {
+            let conf = dir.join("miniupnpd.conf");
+            let text = format!(
+                "ext_ifname=veth1\nlistening_ip=veth1\nhttp_port=5000\nenable_natpmp=no\n\
+                 enable_upnp=yes\nsecure_mode=yes\nsystem_uptime=yes\nuuid={uuid}\n\
+                 allow 1024-65535 198.18.0.0/15 1024-65535\ndeny 0-65535 0.0.0.0/0 0-65535\n"
+            );
+            std::fs::write(&conf, text).map_err(|e| e.to_string())?;
+            Ok(vec![
+                "-d".into(),
+                "-f".into(),
+                conf.into_os_string(),
+                "-P".into(),
+                dir.join("pid").into_os_string(),
+            ])
+        })?;
+        d.wait_udp(1900, Duration::from_secs(10))?;
+        Ok(d)
+    }
+
+    /// Starts avahi-daemon (mDNS on 5353) on the target's interface with host
+    /// name `host`, without D-Bus. avahi keeps its pid file and socket at a
+    /// fixed path under /run, so it runs with a private tmpfs there (`ip
+    /// netns exec` already gives it a mount namespace of its own).
+    pub fn start_avahi(&self, host: &str) -> Result<Daemon, String> {
+        installed(bin::AVAHI)?;
+        let mut d = self.spawn_in_target("avahi", "/bin/sh", &[], |dir| {
+            let conf = dir.join("avahi-daemon.conf");
+            let text = format!(
+                "[server]\nhost-name={host}\ndomain-name=local\nuse-ipv4=yes\nuse-ipv6=no\n\
+                 allow-interfaces=veth1\nenable-dbus=no\n[publish]\npublish-addresses=yes\n\
+                 publish-workstation=yes\n"
+            );
+            std::fs::write(&conf, text).map_err(|e| e.to_string())?;
+            Ok(vec![
+                "-c".into(),
+                format!(
+                    "mount -t tmpfs hm-avahi /run && mkdir -p /run/avahi-daemon && exec {} \
+                     --no-drop-root --no-chroot --no-rlimits --no-proc-title -f {}",
+                    bin::AVAHI,
+                    conf.display()
+                )
+                .into(),
+            ])
+        })?;
+        d.wait_udp(5353, Duration::from_secs(10))?;
+        Ok(d)
+    }
+
+    /// Starts libcoap's example CoAP server on `listen`:5683 (resources `/`,
+    /// `/time`, `/async` and `/.well-known/core`).
+    pub fn start_coap_server(&self, listen: Ipv4Addr) -> Result<Daemon, String> {
+        let mut d = self.spawn_in_target("coap-server", bin::COAP_SERVER, &[], |_| {
+            Ok(["-A", &listen.to_string(), "-p", "5683"]
+                .iter()
+                .map(OsString::from)
+                .collect())
+        })?;
+        d.wait_udp(5683, Duration::from_secs(10))?;
+        Ok(d)
+    }
+}
