@@ -388,8 +388,9 @@ fn mdns_service_enumeration_from_avahi() {
     let _avahi = net.start_avahi("hmtarget").expect("avahi");
     let mdns = spec_for(5353);
     let c = cookie();
-    // avahi announces itself for a moment after start; the bounded retries
-    // cover a query that arrives during probing.
+    // Right after start avahi (like dnsmasq) may leave the first query
+    // unanswered even once it reports startup complete; the bounded retries
+    // cover that, and the amplification is that of the answered try.
     let ex = exchange(
         &net,
         SocketAddrV4::new(TARGET_IP, 5353),

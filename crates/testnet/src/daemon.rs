@@ -59,39 +59,59 @@ impl Daemon {
 
     /// What it wrote to stdout and stderr (and to `log` in its directory) so far.
     pub fn log(&self) -> String {
-        let mut s = std::fs::read_to_string(self.dir.join("output")).unwrap_or_default();
-        s.push_str(&std::fs::read_to_string(self.dir.join("log")).unwrap_or_default());
+        Daemon::read_log(&self.dir)
+    }
+
+    /// Waits until a UDP socket is bound to `ip:port` (or to the wildcard
+    /// address and `port`) in the daemon's namespace, read from
+    /// `/proc/thread-self/net/udp` there, failing early if the daemon exits.
+    pub fn wait_udp(&mut self, ip: Ipv4Addr, port: u16, timeout: Duration) -> Result<(), String> {
+        // /proc prints the address as the in-memory (network-order) u32 in hex.
+        let hex = |a: Ipv4Addr| format!("{:08X}:{port:04X}", u32::from_ne_bytes(a.octets()));
+        let wanted = [hex(ip), hex(Ipv4Addr::UNSPECIFIED)];
+        self.wait_until(timeout, &format!("bind UDP {ip}:{port}"), |ns| {
+            crate::in_namespace(ns, || {
+                std::fs::read_to_string("/proc/thread-self/net/udp").is_ok_and(|t| {
+                    t.lines()
+                        .skip(1)
+                        .filter_map(|l| l.split_whitespace().nth(1))
+                        .any(|a| wanted.iter().any(|w| w == a))
+                })
+            })
+        })
+    }
+
+    /// Waits until the daemon's output or log contains `text`.
+    pub fn wait_log(&mut self, text: &str, timeout: Duration) -> Result<(), String> {
+        let dir = self.dir.clone();
+        self.wait_until(timeout, &format!("log {text:?}"), |_| {
+            Daemon::read_log(&dir).contains(text)
+        })
+    }
+
+    fn read_log(dir: &Path) -> String {
+        let mut s = std::fs::read_to_string(dir.join("output")).unwrap_or_default();
+        s.push_str(&std::fs::read_to_string(dir.join("log")).unwrap_or_default());
         s
     }
 
-    /// Waits until a UDP socket is bound to `port` in the daemon's namespace
-    /// (read from `/proc/thread-self/net/udp` there), failing early if the
-    /// daemon exits.
-    pub fn wait_udp(&mut self, port: u16, timeout: Duration) -> Result<(), String> {
+    fn wait_until(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        mut ready: impl FnMut(&str) -> bool,
+    ) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
-        let needle = format!(":{port:04X}");
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(format!("{} exited ({status}): {}", self.name, self.log()));
             }
-            let bound = crate::in_namespace(&self.ns, || {
-                ["/proc/thread-self/net/udp", "/proc/thread-self/net/udp6"]
-                    .iter()
-                    .filter_map(|p| std::fs::read_to_string(p).ok())
-                    .any(|t| {
-                        t.lines().skip(1).any(|l| {
-                            l.split_whitespace()
-                                .nth(1)
-                                .is_some_and(|a| a.ends_with(&needle))
-                        })
-                    })
-            });
-            if bound {
+            if ready(&self.ns) {
                 return Ok(());
             }
             if Instant::now() > deadline {
                 return Err(format!(
-                    "{} did not bind UDP port {port} within {timeout:?}: {}",
+                    "{} did not {what} within {timeout:?}: {}",
                     self.name,
                     self.log()
                 ));
@@ -195,7 +215,7 @@ impl TestNet {
             std::fs::write(&conf, text).map_err(|e| e.to_string())?;
             Ok(vec![format!("--conf-file={}", conf.display()).into()])
         })?;
-        d.wait_udp(port, Duration::from_secs(10))?;
+        d.wait_udp(listen, port, Duration::from_secs(10))?;
         Ok(d)
     }
 
@@ -217,7 +237,7 @@ impl TestNet {
                 .chain([conf.into_os_string()])
                 .collect())
         })?;
-        d.wait_udp(123, Duration::from_secs(10))?;
+        d.wait_udp(listen, 123, Duration::from_secs(10))?;
         Ok(d)
     }
 
@@ -248,7 +268,7 @@ impl TestNet {
                 ])
             },
         )?;
-        d.wait_udp(161, Duration::from_secs(10))?;
+        d.wait_udp(listen, 161, Duration::from_secs(10))?;
         Ok(d)
     }
 
@@ -273,7 +293,7 @@ impl TestNet {
             .map(OsString::from)
             .collect())
         })?;
-        d.wait_udp(11211, Duration::from_secs(10))?;
+        d.wait_udp(listen, 11211, Duration::from_secs(10))?;
         Ok(d)
     }
 
@@ -297,7 +317,7 @@ impl TestNet {
                 dir.join("pid").into_os_string(),
             ])
         })?;
-        d.wait_udp(1900, Duration::from_secs(10))?;
+        d.wait_udp(crate::TARGET_IP, 1900, Duration::from_secs(10))?;
         Ok(d)
     }
 
@@ -326,7 +346,9 @@ impl TestNet {
                 .into(),
             ])
         })?;
-        d.wait_udp(5353, Duration::from_secs(10))?;
+        // avahi answers only once it has probed for its host name (RFC 6762
+        // §8.1), which it reports on stderr.
+        d.wait_log("Server startup complete", Duration::from_secs(15))?;
         Ok(d)
     }
 
@@ -339,7 +361,7 @@ impl TestNet {
                 .map(OsString::from)
                 .collect())
         })?;
-        d.wait_udp(5683, Duration::from_secs(10))?;
+        d.wait_udp(listen, 5683, Duration::from_secs(10))?;
         Ok(d)
     }
 }
