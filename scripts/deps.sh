@@ -38,6 +38,8 @@ command -v ndiff >/dev/null 2>&1 || need+=(ndiff)
 [ -x /usr/sbin/avahi-daemon ] || need+=(avahi-daemon)
 # libcoap's example coap-server answers CoAP (port 5683) in the same test.
 [ -x /usr/bin/coap-server-notls ] || need+=(libcoap3-bin)
+# rpcbind answers the portmapper (port 111) in the same test.
+[ -x /usr/sbin/rpcbind ] || need+=(rpcbind)
 
 # playwright-core is (re)installed from the lock file when it is missing or the
 # lock file changed since the last install (npm ci writes node_modules/.package-lock.json).

@@ -441,3 +441,35 @@ fn coap_well_known_core_from_libcoap() {
     wrong_cookie_refused(coap, &ex.replies[0], ex.cookie);
     assert!(ex.amp.factor() > 1.0, "{}", ex.amp);
 }
+
+#[test]
+fn portmapper_dump_from_rpcbind() {
+    let net = testnet_or_skip!(&TargetSpec::default());
+    let _rpcbind = net.start_rpcbind().expect("rpcbind");
+    let pm = spec_for(111);
+    let ex = exchange(
+        &net,
+        SocketAddrV4::new(TARGET_IP, 111),
+        pm,
+        cookie(),
+        Duration::ZERO,
+    );
+    match ex.evidence.first() {
+        Some(Evidence::Rpc(r)) => {
+            assert!(r.accepted && r.status == 0, "{r:?}");
+            // rpcbind registers itself: program 100000 on port 111, over
+            // UDP and TCP.
+            for proto in [6, 17] {
+                assert!(
+                    r.mappings
+                        .iter()
+                        .any(|m| m.program == 100_000 && m.protocol == proto && m.port == 111),
+                    "{r:?}"
+                );
+            }
+        }
+        other => panic!("no portmapper answer: {other:?}"),
+    }
+    wrong_cookie_refused(pm, &ex.replies[0], ex.cookie);
+    assert!(ex.amp.factor() > 2.0, "{}", ex.amp);
+}

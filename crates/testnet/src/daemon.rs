@@ -44,6 +44,8 @@ pub mod bin {
     pub const AVAHI: &str = "/usr/sbin/avahi-daemon";
     /// libcoap's example server without DTLS (package libcoap3-bin).
     pub const COAP_SERVER: &str = "/usr/bin/coap-server-notls";
+    /// rpcbind, the portmapper (package rpcbind).
+    pub const RPCBIND: &str = "/usr/sbin/rpcbind";
 }
 
 impl Daemon {
@@ -362,6 +364,23 @@ impl TestNet {
                 .collect())
         })?;
         d.wait_udp(listen, 5683, Duration::from_secs(10))?;
+        Ok(d)
+    }
+
+    /// Starts rpcbind (the portmapper, port 111 on every address of the
+    /// target) in the foreground. It keeps its state and socket at fixed
+    /// paths under /run, so, like avahi, it gets a private tmpfs there.
+    /// (rpcbind 1.2.6's `-h` to pick one address crashes with a double free,
+    /// so it binds the wildcard address.)
+    pub fn start_rpcbind(&self) -> Result<Daemon, String> {
+        installed(bin::RPCBIND)?;
+        let mut d = self.spawn_in_target("rpcbind", "/bin/sh", &[], |_| {
+            Ok(vec![
+                "-c".into(),
+                format!("mount -t tmpfs hm-rpcbind /run && exec {} -f", bin::RPCBIND).into(),
+            ])
+        })?;
+        d.wait_udp(crate::TARGET_IP, 111, Duration::from_secs(10))?;
         Ok(d)
     }
 }

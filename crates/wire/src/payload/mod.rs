@@ -8,7 +8,8 @@
 //! specification (RFC 1035/6762/6891 for DNS and mDNS, RFC 5905 and RFC 1305
 //! appendix B for NTP, RFC 1157/3416 and X.690 for SNMP, the UPnP Device
 //! Architecture for SSDP, memcached's `protocol.txt`, RFC 7252/6690 for CoAP,
-//! RFC 862/864/865 for echo, chargen and QOTD); no third-party payload file
+//! RFC 862/864/865 for echo, chargen and QOTD, RFC 1833/5531 for the
+//! portmapper); no third-party payload file
 //! is used (see data/SOURCES.md).
 //!
 //! # Cookies
@@ -20,7 +21,8 @@
 //! NTP transmit timestamp (the server returns it as the origin timestamp; all
 //! 64 bits are derived from the cookie), the NTP control sequence number (16
 //! bits), the SNMP request ID (31 bits), the memcached request ID (16 bits),
-//! the CoAP message ID and token (16 + 32 bits), the echo payload (32 bits).
+//! the CoAP message ID and token (16 + 32 bits), the RPC XID (32 bits), the
+//! echo payload (32 bits).
 //! SSDP, chargen, QOTD and NTP mode 7 have no such field (mode 7 has a 7-bit
 //! sequence that is checked); for them [`PayloadSpec::cookie_bits`] says so
 //! and the caller must match on the source address and port alone.
@@ -39,6 +41,7 @@ pub mod coap;
 pub mod dns;
 pub mod memcached;
 pub mod ntp;
+pub mod rpc;
 pub mod simple;
 pub mod snmp;
 pub mod ssdp;
@@ -157,6 +160,8 @@ pub enum Protocol {
     Coap,
     /// memcached UDP `stats` (memcached protocol.txt), port 11211.
     Memcached,
+    /// ONC RPC portmapper DUMP (RFC 1833), port 111.
+    Portmapper,
 }
 
 impl fmt::Display for Protocol {
@@ -174,6 +179,7 @@ impl fmt::Display for Protocol {
             Protocol::Mdns => "mdns",
             Protocol::Coap => "coap",
             Protocol::Memcached => "memcached",
+            Protocol::Portmapper => "portmapper",
         })
     }
 }
@@ -208,6 +214,8 @@ pub enum Evidence {
     Memcached(memcached::MemcachedEvidence),
     /// A CoAP server's answer.
     Coap(coap::CoapEvidence),
+    /// A portmapper's answer.
+    Rpc(rpc::RpcEvidence),
 }
 
 /// A request writer: writes the request carrying `cookie` into `buf` and
@@ -263,6 +271,7 @@ pub static PAYLOADS: &[PayloadSpec] = &[
     simple::QOTD,
     simple::CHARGEN,
     dns::DNS,
+    rpc::PORTMAPPER,
     ntp::CLIENT,
     ntp::CONTROL,
     ntp::PRIVATE,
@@ -422,6 +431,7 @@ mod tests {
     fn lookup_by_port() {
         assert_eq!(payload_for(53).unwrap().protocol, Protocol::Dns);
         assert_eq!(payload_for(161).unwrap().protocol, Protocol::Snmp);
+        assert_eq!(payload_for(111).unwrap().protocol, Protocol::Portmapper);
         let ntp: Vec<Protocol> = payloads_for(123).iter().map(|p| p.protocol).collect();
         assert_eq!(
             ntp,
