@@ -72,6 +72,20 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   [ "$made_policy" -eq 0 ] || rm -f /usr/sbin/policy-rc.d
 fi
+# ntpsec's ntpd, for the NTP mode-6 test: Debian's ntpsec conflicts with chrony
+# (both provide time-daemon), so its package is unpacked, not installed, into
+# $ntpsec_dir; the test runs that ntpd without CAP_SYS_TIME (it cannot touch the
+# clock). Its libraries (libbsd0, libcap2, libssl3) come with the base system.
+ntpsec_dir=/var/lib/harbormaster/ntpsec
+if [ ! -x "$ntpsec_dir/usr/sbin/ntpd" ]; then
+  echo "deps: unpacking ntpsec into $ntpsec_dir" >&2
+  tmp="$(mktemp -d)"
+  chmod 755 "$tmp"
+  (cd "$tmp" && apt-get download -qq ntpsec 2>/dev/null || { apt-get update -qq && apt-get download -qq ntpsec; })
+  mkdir -p "$ntpsec_dir"
+  dpkg-deb -x "$tmp"/ntpsec_*.deb "$ntpsec_dir"
+  rm -rf "$tmp"
+fi
 if [ "$npm_ci" -eq 1 ]; then
   echo "deps: installing playwright-core (npm ci in crates/cli/tests/browser)" >&2
   (cd "$browser_dir" && npm ci --no-audit --no-fund)

@@ -2,7 +2,8 @@
 //! from Debian (installed by scripts/deps.sh) running in the target
 //! namespace: dnsmasq (a forwarding resolver, a refusing one, and the root
 //! authority behind the first, so nothing leaves the namespaces), chronyd,
-//! snmpd, memcached, miniupnpd, avahi-daemon and libcoap's coap-server.
+//! ntpsec's ntpd, snmpd, memcached, miniupnpd, avahi-daemon, rpcbind and
+//! libcoap's coap-server.
 //!
 //! Each test sends the payload from the scanner namespace with a plain UDP
 //! socket (at most three tries, bounded waits), keeps only replies from the
@@ -246,6 +247,48 @@ fn ntp_chronyd_answers_clients_not_control_queries() {
         );
         assert_eq!((ex.tries, ex.amp.reply_packets), (3, 0));
     }
+}
+
+#[test]
+fn ntp_ntpsec_answers_mode_6_not_mode_7() {
+    let net = testnet_or_skip!(&TargetSpec::default());
+    let _ntpd = net.start_ntpsec(TARGET_IP).expect("ntpsec");
+    let to = SocketAddrV4::new(TARGET_IP, 123);
+    let specs = payload::payloads_for(123);
+    // No time sources: it answers clients as unsynchronised (stratum 16
+    // or, while it starts, a kiss-o'-death with stratum 0).
+    let client = exchange(&net, to, &specs[0], cookie(), Duration::ZERO);
+    match client.evidence.first() {
+        Some(Evidence::Ntp(n)) => {
+            assert_eq!((n.mode, n.leap), (4, 3), "{n:?}");
+            assert!(n.stratum == 16 || n.stratum == 0, "{n:?}");
+        }
+        other => panic!("no NTP answer: {other:?}"),
+    }
+    let control = exchange(&net, to, &specs[1], cookie(), Duration::from_millis(300));
+    match control.evidence.first() {
+        Some(Evidence::NtpQuery(q)) => {
+            assert_eq!(q.mode, 6);
+            assert!(!q.error, "{q:?}");
+            let version = q.version.as_deref().unwrap_or_default();
+            assert!(version.contains("ntpsec-1."), "version {version:?}");
+            assert!(
+                q.system.as_deref().unwrap_or_default().starts_with("Linux"),
+                "{q:?}"
+            );
+        }
+        other => panic!("no mode-6 answer: {other:?}"),
+    }
+    wrong_cookie_refused(&specs[1], &control.replies[0], control.cookie);
+    assert!(control.amp.factor() > 10.0, "{}", control.amp);
+    // ntpsec removed mode 7 altogether.
+    let private = exchange(&net, to, &specs[2], cookie(), Duration::ZERO);
+    assert!(
+        private.evidence.is_empty() && private.rejected == 0,
+        "{:?}",
+        private.evidence
+    );
+    assert_eq!(private.tries, 3);
 }
 
 #[test]

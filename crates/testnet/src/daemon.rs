@@ -46,6 +46,11 @@ pub mod bin {
     pub const COAP_SERVER: &str = "/usr/bin/coap-server-notls";
     /// rpcbind, the portmapper (package rpcbind).
     pub const RPCBIND: &str = "/usr/sbin/rpcbind";
+    /// ntpsec's ntpd, unpacked (not installed: it conflicts with chrony) by
+    /// scripts/deps.sh.
+    pub const NTPSEC_NTPD: &str = "/var/lib/harbormaster/ntpsec/usr/sbin/ntpd";
+    /// util-linux's setpriv, to start ntpd without CAP_SYS_TIME.
+    pub const SETPRIV: &str = "/usr/bin/setpriv";
 }
 
 impl Daemon {
@@ -381,6 +386,39 @@ impl TestNet {
             ])
         })?;
         d.wait_udp(crate::TARGET_IP, 111, Duration::from_secs(10))?;
+        Ok(d)
+    }
+
+    /// Starts ntpsec's ntpd on `listen`:123 with no time sources, answering
+    /// mode-6 control queries from 198.18.0.0/15 (`restrict … nomodify`
+    /// without `noquery`: the exposure the mode-6 probe looks for). It runs
+    /// without CAP_SYS_TIME in its bounding set and with `disable kernel`,
+    /// so it cannot change the clock or the kernel's time state, which the
+    /// namespaces share with the host.
+    pub fn start_ntpsec(&self, listen: Ipv4Addr) -> Result<Daemon, String> {
+        installed(bin::NTPSEC_NTPD)?;
+        let mut d = self.spawn_in_target("ntpsec", bin::SETPRIV, &[], |dir| {
+            let conf = dir.join("ntp.conf");
+            let text = format!(
+                "interface ignore wildcard\ninterface listen {listen}\ndisable kernel\n\
+                 restrict default kod nomodify noquery\n\
+                 restrict 198.18.0.0 mask 255.254.0.0 nomodify\n\
+                 driftfile {drift}\n",
+                drift = dir.join("drift").display()
+            );
+            std::fs::write(&conf, text).map_err(|e| e.to_string())?;
+            Ok(vec![
+                "--bounding-set".into(),
+                "-sys_time".into(),
+                bin::NTPSEC_NTPD.into(),
+                "-n".into(),
+                "-c".into(),
+                conf.into_os_string(),
+                "-p".into(),
+                dir.join("pid").into_os_string(),
+            ])
+        })?;
+        d.wait_udp(listen, 123, Duration::from_secs(10))?;
         Ok(d)
     }
 }
