@@ -40,6 +40,8 @@ command -v ndiff >/dev/null 2>&1 || need+=(ndiff)
 [ -x /usr/bin/coap-server-notls ] || need+=(libcoap3-bin)
 # rpcbind answers the portmapper (port 111) in the same test.
 [ -x /usr/sbin/rpcbind ] || need+=(rpcbind)
+# tftpd-hpa answers TFTP (port 69) in the same test.
+[ -x /usr/sbin/in.tftpd ] || need+=(tftpd-hpa)
 
 # playwright-core is (re)installed from the lock file when it is missing or the
 # lock file changed since the last install (npm ci writes node_modules/.package-lock.json).

@@ -2,8 +2,8 @@
 //! from Debian (installed by scripts/deps.sh) running in the target
 //! namespace: dnsmasq (a forwarding resolver, a refusing one, and the root
 //! authority behind the first, so nothing leaves the namespaces), chronyd,
-//! ntpsec's ntpd, snmpd, memcached, miniupnpd, avahi-daemon, rpcbind and
-//! libcoap's coap-server.
+//! ntpsec's ntpd, snmpd, memcached, miniupnpd, avahi-daemon, rpcbind,
+//! tftpd-hpa and libcoap's coap-server.
 //!
 //! Each test sends the payload from the scanner namespace with a plain UDP
 //! socket (at most three tries, bounded waits), keeps only replies from the
@@ -82,7 +82,13 @@ fn exchange(
                 let Ok((n, from)) = sock.recv_from(&mut buf) else {
                     continue;
                 };
-                if from != SocketAddr::V4(target) {
+                // TFTP answers from a new port; everything else from the one we sent to.
+                let expected = if spec.reply_from_other_port {
+                    from.ip() == std::net::IpAddr::V4(*target.ip())
+                } else {
+                    from == SocketAddr::V4(target)
+                };
+                if !expected {
                     continue;
                 }
                 let d = &buf[..n];
@@ -515,4 +521,26 @@ fn portmapper_dump_from_rpcbind() {
     }
     wrong_cookie_refused(pm, &ex.replies[0], ex.cookie);
     assert!(ex.amp.factor() > 2.0, "{}", ex.amp);
+}
+
+#[test]
+fn tftp_file_not_found_from_tftpd_hpa() {
+    let net = testnet_or_skip!(&TargetSpec::default());
+    let _tftpd = net.start_tftpd(TARGET_IP).expect("tftpd");
+    let tftp = spec_for(69);
+    let ex = exchange(
+        &net,
+        SocketAddrV4::new(TARGET_IP, 69),
+        tftp,
+        0,
+        Duration::ZERO,
+    );
+    match ex.evidence.first() {
+        Some(Evidence::Tftp(t)) => {
+            assert_eq!((t.opcode, t.error_code), (5, Some(1)), "{t:?}");
+            assert_eq!(t.message.as_deref(), Some("File not found"));
+        }
+        other => panic!("no TFTP answer: {other:?}"),
+    }
+    assert_eq!(ex.amp.reply_packets, 1);
 }

@@ -49,6 +49,8 @@ pub mod bin {
     /// ntpsec's ntpd, unpacked (not installed: it conflicts with chrony) by
     /// scripts/deps.sh.
     pub const NTPSEC_NTPD: &str = "/var/lib/harbormaster/ntpsec/usr/sbin/ntpd";
+    /// tftpd-hpa's server (package tftpd-hpa).
+    pub const TFTPD: &str = "/usr/sbin/in.tftpd";
     /// util-linux's setpriv, to start ntpd without CAP_SYS_TIME.
     pub const SETPRIV: &str = "/usr/bin/setpriv";
 }
@@ -419,6 +421,27 @@ impl TestNet {
             ])
         })?;
         d.wait_udp(listen, 123, Duration::from_secs(10))?;
+        Ok(d)
+    }
+
+    /// Starts tftpd-hpa on `listen`:69 in the foreground serving an empty
+    /// directory of its own (`-s`: chrooted there).
+    pub fn start_tftpd(&self, listen: Ipv4Addr) -> Result<Daemon, String> {
+        let mut d = self.spawn_in_target("tftpd", bin::TFTPD, &[], |dir| {
+            let root = dir.join("root");
+            std::fs::create_dir_all(&root).map_err(|e| e.to_string())?;
+            Ok(vec![
+                "-l".into(),
+                "-L".into(),
+                "-u".into(),
+                "root".into(),
+                "-a".into(),
+                format!("{listen}:69").into(),
+                "-s".into(),
+                root.into_os_string(),
+            ])
+        })?;
+        d.wait_udp(listen, 69, Duration::from_secs(10))?;
         Ok(d)
     }
 }

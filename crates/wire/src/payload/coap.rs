@@ -24,6 +24,7 @@ pub const COAP: PayloadSpec = PayloadSpec {
     write,
     parse,
     reference: "RFC 7252, RFC 6690",
+    reply_from_other_port: false,
 };
 
 /// Message type: confirmable.

@@ -33,6 +33,7 @@ pub const DNS: PayloadSpec = PayloadSpec {
     write: write_dns,
     parse: parse_dns,
     reference: "RFC 1035, RFC 6891",
+    reply_from_other_port: false,
 };
 
 /// mDNS, port 5353: service enumeration as a legacy unicast query.
@@ -44,6 +45,7 @@ pub const MDNS: PayloadSpec = PayloadSpec {
     write: write_mdns,
     parse: parse_mdns,
     reference: "RFC 6762, RFC 6763",
+    reply_from_other_port: false,
 };
 
 /// Record type NS.

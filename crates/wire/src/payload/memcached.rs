@@ -19,6 +19,7 @@ pub const MEMCACHED: PayloadSpec = PayloadSpec {
     write: write_stats,
     parse,
     reference: "memcached protocol.txt (UDP protocol)",
+    reply_from_other_port: false,
 };
 
 /// One datagram of a reply.

@@ -9,7 +9,7 @@
 //! appendix B for NTP, RFC 1157/3416 and X.690 for SNMP, the UPnP Device
 //! Architecture for SSDP, memcached's `protocol.txt`, RFC 7252/6690 for CoAP,
 //! RFC 862/864/865 for echo, chargen and QOTD, RFC 1833/5531 for the
-//! portmapper); no third-party payload file
+//! portmapper, RFC 1350 for TFTP); no third-party payload file
 //! is used (see data/SOURCES.md).
 //!
 //! # Cookies
@@ -23,7 +23,7 @@
 //! bits), the SNMP request ID (31 bits), the memcached request ID (16 bits),
 //! the CoAP message ID and token (16 + 32 bits), the RPC XID (32 bits), the
 //! echo payload (32 bits).
-//! SSDP, chargen, QOTD and NTP mode 7 have no such field (mode 7 has a 7-bit
+//! SSDP, TFTP, chargen, QOTD and NTP mode 7 have no such field (mode 7 has a 7-bit
 //! sequence that is checked); for them [`PayloadSpec::cookie_bits`] says so
 //! and the caller must match on the source address and port alone.
 //!
@@ -45,6 +45,7 @@ pub mod rpc;
 pub mod simple;
 pub mod snmp;
 pub mod ssdp;
+pub mod tftp;
 
 /// The longest request any payload here writes, in bytes (the SSDP M-SEARCH).
 pub const MAX_REQUEST_LEN: usize = 160;
@@ -162,6 +163,8 @@ pub enum Protocol {
     Memcached,
     /// ONC RPC portmapper DUMP (RFC 1833), port 111.
     Portmapper,
+    /// TFTP read request (RFC 1350), port 69.
+    Tftp,
 }
 
 impl fmt::Display for Protocol {
@@ -180,6 +183,7 @@ impl fmt::Display for Protocol {
             Protocol::Coap => "coap",
             Protocol::Memcached => "memcached",
             Protocol::Portmapper => "portmapper",
+            Protocol::Tftp => "tftp",
         })
     }
 }
@@ -216,6 +220,8 @@ pub enum Evidence {
     Coap(coap::CoapEvidence),
     /// A portmapper's answer.
     Rpc(rpc::RpcEvidence),
+    /// A TFTP server's answer.
+    Tftp(tftp::TftpEvidence),
 }
 
 /// A request writer: writes the request carrying `cookie` into `buf` and
@@ -246,6 +252,10 @@ pub struct PayloadSpec {
     pub parse: ParseFn,
     /// The specification the request and parser are written from.
     pub reference: &'static str,
+    /// Whether the reply comes from another port than the request went to
+    /// (TFTP answers from a fresh transfer ID), so a receiver matches on
+    /// the source address and our port only.
+    pub reply_from_other_port: bool,
 }
 
 impl PayloadSpec {
@@ -271,6 +281,7 @@ pub static PAYLOADS: &[PayloadSpec] = &[
     simple::QOTD,
     simple::CHARGEN,
     dns::DNS,
+    tftp::TFTP,
     rpc::PORTMAPPER,
     ntp::CLIENT,
     ntp::CONTROL,
@@ -432,6 +443,7 @@ mod tests {
         assert_eq!(payload_for(53).unwrap().protocol, Protocol::Dns);
         assert_eq!(payload_for(161).unwrap().protocol, Protocol::Snmp);
         assert_eq!(payload_for(111).unwrap().protocol, Protocol::Portmapper);
+        assert!(payload_for(69).unwrap().reply_from_other_port);
         let ntp: Vec<Protocol> = payloads_for(123).iter().map(|p| p.protocol).collect();
         assert_eq!(
             ntp,

@@ -23,6 +23,7 @@ pub const CLIENT: PayloadSpec = PayloadSpec {
     write: write_client,
     parse: parse_client,
     reference: "RFC 5905",
+    reply_from_other_port: false,
 };
 
 /// NTP mode-6 READVAR of the system variables, port 123.
@@ -34,6 +35,7 @@ pub const CONTROL: PayloadSpec = PayloadSpec {
     write: write_control,
     parse: parse_control,
     reference: "RFC 1305 appendix B, RFC 9327",
+    reply_from_other_port: false,
 };
 
 /// NTP mode-7 `MON_GETLIST_1` (ntpd's monitor list), port 123.
@@ -45,6 +47,7 @@ pub const PRIVATE: PayloadSpec = PayloadSpec {
     write: write_private,
     parse: parse_private,
     reference: "ntpd ntp_request.h (mode 7 is implementation-specific)",
+    reply_from_other_port: false,
 };
 
 /// Mode of a client request.

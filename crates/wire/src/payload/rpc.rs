@@ -17,6 +17,7 @@ pub const PORTMAPPER: PayloadSpec = PayloadSpec {
     write,
     parse,
     reference: "RFC 1833, RFC 5531, RFC 4506",
+    reply_from_other_port: false,
 };
 
 /// The portmapper's program number.

@@ -18,6 +18,7 @@ pub const ECHO: PayloadSpec = PayloadSpec {
     write: write_echo,
     parse: parse_echo,
     reference: "RFC 862",
+    reply_from_other_port: false,
 };
 
 /// Quote of the day, port 17: any datagram draws a quote.
@@ -29,6 +30,7 @@ pub const QOTD: PayloadSpec = PayloadSpec {
     write: write_newline,
     parse: parse_text,
     reference: "RFC 865",
+    reply_from_other_port: false,
 };
 
 /// Character generator, port 19: any datagram draws 0 to 512 characters.
@@ -40,6 +42,7 @@ pub const CHARGEN: PayloadSpec = PayloadSpec {
     write: write_newline,
     parse: parse_text,
     reference: "RFC 864",
+    reply_from_other_port: false,
 };
 
 fn echo_request(cookie: u32) -> [u8; ECHO_LEN] {

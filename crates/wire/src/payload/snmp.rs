@@ -24,6 +24,7 @@ pub const SNMP: PayloadSpec = PayloadSpec {
     write: write_v2c,
     parse,
     reference: "RFC 1157, RFC 1901, RFC 3416, X.690",
+    reply_from_other_port: false,
 };
 
 /// The community string we send.

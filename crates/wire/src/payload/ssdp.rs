@@ -22,6 +22,7 @@ pub const SSDP: PayloadSpec = PayloadSpec {
     write,
     parse,
     reference: "UPnP Device Architecture 1.1, §1.3",
+    reply_from_other_port: false,
 };
 
 /// The M-SEARCH we send (94 bytes). The HOST header is the multicast group,
