@@ -53,6 +53,7 @@ fi
 
 if [ "$(id -u)" -ne 0 ]; then
   missing=("${need[@]}")
+  [ -x /var/lib/harbormaster/ntpsec/usr/sbin/ntpd ] || missing+=("ntpsec (unpacked)")
   [ "$npm_ci" -eq 0 ] || missing+=("crates/cli/tests/browser/node_modules")
   if [ ${#missing[@]} -gt 0 ]; then
     echo "deps: missing ${missing[*]} (not root, not installing; namespace tests will be skipped)" >&2
