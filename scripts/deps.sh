@@ -42,6 +42,9 @@ command -v ndiff >/dev/null 2>&1 || need+=(ndiff)
 [ -x /usr/sbin/rpcbind ] || need+=(rpcbind)
 # tftpd-hpa answers TFTP (port 69) in the same test.
 [ -x /usr/sbin/in.tftpd ] || need+=(tftpd-hpa)
+# OpenVPN (port 1194) with a throwaway certificate made by the openssl CLI.
+[ -x /usr/sbin/openvpn ] || need+=(openvpn)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 
 # playwright-core is (re)installed from the lock file when it is missing or the
 # lock file changed since the last install (npm ci writes node_modules/.package-lock.json).

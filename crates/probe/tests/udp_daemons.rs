@@ -3,7 +3,7 @@
 //! namespace: dnsmasq (a forwarding resolver, a refusing one, and the root
 //! authority behind the first, so nothing leaves the namespaces), chronyd,
 //! ntpsec's ntpd, snmpd, memcached, miniupnpd, avahi-daemon, rpcbind,
-//! tftpd-hpa and libcoap's coap-server.
+//! tftpd-hpa, OpenVPN and libcoap's coap-server.
 //!
 //! Each test sends the payload from the scanner namespace with a plain UDP
 //! socket (at most three tries, bounded waits), keeps only replies from the
@@ -50,7 +50,8 @@ fn cookie() -> u32 {
 /// Sends `spec`'s request from the scanner namespace to `target`, up to
 /// three times while nothing valid arrives, and collects the replies: one
 /// for a single-reply protocol, all that arrive until the target is quiet
-/// for `quiet` (at least 1.2 s) for a multi-reply one. Try `i` carries
+/// for `quiet` (at least 1.2 s; each try waits at most 3 s or `quiet` + 1 s)
+/// for a multi-reply one. Try `i` carries
 /// cookie `cookie + i`, so a late answer to an earlier try is rejected
 /// rather than counted; the amplification is that of the answered try.
 fn exchange(
@@ -75,7 +76,8 @@ fn exchange(
             ex.amp = Amplification::default();
             sock.send_to(&request, target).expect("send");
             ex.amp.sent(request.len());
-            let deadline = Instant::now() + Duration::from_secs(3);
+            let deadline =
+                Instant::now() + Duration::from_secs(3).max(quiet + Duration::from_secs(1));
             let mut last = Instant::now();
             let quiet = quiet.max(Duration::from_millis(1200));
             while Instant::now() < deadline && last.elapsed() < quiet {
@@ -93,7 +95,14 @@ fn exchange(
                 }
                 let d = &buf[..n];
                 if !seen.insert(d.to_vec()) {
+                    // A byte-identical datagram: a server's retransmission
+                    // (there is no duplicating network here). Its bytes did
+                    // reach us, so they count towards the amplification; as
+                    // evidence it is dropped.
                     ex.duplicates += 1;
+                    if spec.parse(d, c).is_ok() {
+                        ex.amp.received(n);
+                    }
                     continue;
                 }
                 match spec.parse(d, c) {
@@ -543,4 +552,38 @@ fn tftp_file_not_found_from_tftpd_hpa() {
         other => panic!("no TFTP answer: {other:?}"),
     }
     assert_eq!(ex.amp.reply_packets, 1);
+}
+
+#[test]
+fn openvpn_hard_reset_answered_and_resent() {
+    let net = testnet_or_skip!(&TargetSpec::default());
+    let _openvpn = net.start_openvpn(TARGET_IP).expect("openvpn");
+    let ovpn = spec_for(1194);
+    // Its reliability layer resends the reset after about 2 s: wait 2.5 s
+    // after each datagram to see the first resend.
+    let ex = exchange(
+        &net,
+        SocketAddrV4::new(TARGET_IP, 1194),
+        ovpn,
+        cookie(),
+        Duration::from_millis(2500),
+    );
+    match ex.evidence.first() {
+        Some(Evidence::OpenVpn(o)) => {
+            assert_eq!(
+                (o.opcode, o.key_id, o.acked, o.packet_id),
+                (8, 0, 1, Some(0)),
+                "{o:?}"
+            );
+        }
+        other => panic!("no OpenVPN answer: {other:?}"),
+    }
+    wrong_cookie_refused(ovpn, &ex.replies[0], ex.cookie);
+    assert_eq!(ex.evidence.len(), 1, "one distinct reset");
+    assert!(ex.duplicates >= 1, "the reset is resent: {}", ex.amp);
+    assert!(
+        ex.amp.reply_packets >= 2 && ex.amp.factor() > 3.0,
+        "{}",
+        ex.amp
+    );
 }

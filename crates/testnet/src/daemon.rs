@@ -51,6 +51,10 @@ pub mod bin {
     pub const NTPSEC_NTPD: &str = "/var/lib/harbormaster/ntpsec/usr/sbin/ntpd";
     /// tftpd-hpa's server (package tftpd-hpa).
     pub const TFTPD: &str = "/usr/sbin/in.tftpd";
+    /// OpenVPN (package openvpn).
+    pub const OPENVPN: &str = "/usr/sbin/openvpn";
+    /// The openssl CLI, for OpenVPN's throwaway certificate.
+    pub const OPENSSL: &str = "/usr/bin/openssl";
     /// util-linux's setpriv, to start ntpd without CAP_SYS_TIME.
     pub const SETPRIV: &str = "/usr/bin/setpriv";
 }
@@ -442,6 +446,56 @@ impl TestNet {
             ])
         })?;
         d.wait_udp(listen, 69, Duration::from_secs(10))?;
+        Ok(d)
+    }
+
+    /// Starts an OpenVPN TLS server on `listen`:1194 (point-to-point mode,
+    /// `dev null`: no tun device needed) with a throwaway self-signed P-256
+    /// certificate made by the openssl CLI, and no `tls-auth`, so it answers
+    /// anyone's hard reset.
+    pub fn start_openvpn(&self, listen: Ipv4Addr) -> Result<Daemon, String> {
+        installed(bin::OPENSSL)?;
+        let mut d = self.spawn_in_target("openvpn", bin::OPENVPN, &[], |dir| {
+            let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
+            let out = Command::new(bin::OPENSSL)
+                .args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1",
+                ])
+                .args([
+                    "-nodes",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=harbormaster-test",
+                    "-keyout",
+                ])
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert)
+                .output()
+                .map_err(|e| format!("openssl: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "openssl req: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+            let conf = dir.join("server.conf");
+            let text = format!(
+                "tls-server\nproto udp4\nlocal {listen}\nport 1194\ndev null\nca {c}\ncert {c}\n\
+                 key {k}\ndh none\nverb 3\n",
+                c = cert.display(),
+                k = key.display()
+            );
+            std::fs::write(&conf, text).map_err(|e| e.to_string())?;
+            Ok(vec!["--config".into(), conf.into_os_string()])
+        })?;
+        d.wait_udp(listen, 1194, Duration::from_secs(10))?;
         Ok(d)
     }
 }

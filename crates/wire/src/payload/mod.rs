@@ -9,7 +9,7 @@
 //! appendix B for NTP, RFC 1157/3416 and X.690 for SNMP, the UPnP Device
 //! Architecture for SSDP, memcached's `protocol.txt`, RFC 7252/6690 for CoAP,
 //! RFC 862/864/865 for echo, chargen and QOTD, RFC 1833/5531 for the
-//! portmapper, RFC 1350 for TFTP); no third-party payload file
+//! portmapper, RFC 1350 for TFTP, OpenVPN 2.x's control channel); no third-party payload file
 //! is used (see data/SOURCES.md).
 //!
 //! # Cookies
@@ -22,7 +22,7 @@
 //! 64 bits are derived from the cookie), the NTP control sequence number (16
 //! bits), the SNMP request ID (31 bits), the memcached request ID (16 bits),
 //! the CoAP message ID and token (16 + 32 bits), the RPC XID (32 bits), the
-//! echo payload (32 bits).
+//! OpenVPN session ID (64 bits derived from 32), the echo payload (32 bits).
 //! SSDP, TFTP, chargen, QOTD and NTP mode 7 have no such field (mode 7 has a 7-bit
 //! sequence that is checked); for them [`PayloadSpec::cookie_bits`] says so
 //! and the caller must match on the source address and port alone.
@@ -41,6 +41,7 @@ pub mod coap;
 pub mod dns;
 pub mod memcached;
 pub mod ntp;
+pub mod openvpn;
 pub mod rpc;
 pub mod simple;
 pub mod snmp;
@@ -165,6 +166,8 @@ pub enum Protocol {
     Portmapper,
     /// TFTP read request (RFC 1350), port 69.
     Tftp,
+    /// OpenVPN control-channel hard reset, port 1194.
+    OpenVpn,
 }
 
 impl fmt::Display for Protocol {
@@ -184,6 +187,7 @@ impl fmt::Display for Protocol {
             Protocol::Memcached => "memcached",
             Protocol::Portmapper => "portmapper",
             Protocol::Tftp => "tftp",
+            Protocol::OpenVpn => "openvpn",
         })
     }
 }
@@ -222,6 +226,8 @@ pub enum Evidence {
     Rpc(rpc::RpcEvidence),
     /// A TFTP server's answer.
     Tftp(tftp::TftpEvidence),
+    /// An OpenVPN server's answer.
+    OpenVpn(openvpn::OpenVpnEvidence),
 }
 
 /// A request writer: writes the request carrying `cookie` into `buf` and
@@ -287,6 +293,7 @@ pub static PAYLOADS: &[PayloadSpec] = &[
     ntp::CONTROL,
     ntp::PRIVATE,
     snmp::SNMP,
+    openvpn::OPENVPN,
     ssdp::SSDP,
     dns::MDNS,
     coap::COAP,
