@@ -12,6 +12,12 @@
 //! portmapper, RFC 1350 for TFTP, OpenVPN 2.x's control channel); no third-party payload file
 //! is used (see data/SOURCES.md).
 //!
+//! Not yet here (issue 12 lists them; each needs a daemon or a faithful
+//! responder to test against): NetBIOS-NS 137, CLDAP 389, IKE 500, RIP 520,
+//! IPMI/RMCP 623, MS-SQL browser 1434, WS-Discovery 3702 (Debian's wsdd
+//! answers only multicast probes), ARD 3283, SIP 5060, QUIC 443, Ubiquiti
+//! discovery 10001.
+//!
 //! # Cookies
 //!
 //! As with the TCP SYN cookie, a reply counts only if it carries a value the
