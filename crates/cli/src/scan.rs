@@ -10,7 +10,7 @@ use harbormaster_knowledge::{Proto, lookup};
 use harbormaster_probe::{
     ConnectScanner, Engine, EngineConfig, PortList, PortResult, PortState, ProbeMode, Protocol,
     RateBudget, RawScanner, RawTransport, Reason, ScanEvent, ScanRequest, ScanSummary, Scanner,
-    UDP_EXPOSURE_PORTS, compress_ranges, raw_sockets_allowed, resolve, source_address,
+    UDP_EXPOSURE_PORTS, compress_ranges, exposure, raw_sockets_allowed, resolve, source_address,
     verify::VerifyConfig,
 };
 use indicatif::{ProgressBar, ProgressStyle};
@@ -121,6 +121,62 @@ struct TargetReport {
     #[serde(serialize_with = "summary_json")]
     summary: ScanSummary,
     results: Vec<PortResult>,
+    /// What each answering UDP reflector said and sent back (UDP only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    exposure: Vec<ReflectionJson>,
+}
+
+/// A reflector's answer to one request, as reports show it.
+#[derive(Serialize)]
+struct ReflectionJson {
+    port: u16,
+    protocol: String,
+    findings: Vec<String>,
+    request_packets: u32,
+    request_bytes: u64,
+    reply_packets: u32,
+    reply_bytes: u64,
+    /// Reply bytes per request byte (UDP payloads).
+    factor: f64,
+    /// The same, in words: `1 request of 48 bytes → 1 reply of 48 bytes (1.0×)`.
+    amplification: String,
+}
+
+impl From<&exposure::Reflection> for ReflectionJson {
+    fn from(r: &exposure::Reflection) -> Self {
+        let a = &r.amplification;
+        ReflectionJson {
+            port: r.port,
+            protocol: r.protocol.to_string(),
+            findings: r.evidence.iter().map(exposure::describe).collect(),
+            request_packets: a.request_packets,
+            request_bytes: a.request_bytes,
+            reply_packets: a.reply_packets,
+            reply_bytes: a.reply_bytes,
+            factor: (a.factor() * 100.0).round() / 100.0,
+            amplification: a.to_string(),
+        }
+    }
+}
+
+/// Asks each open UDP port of each UDP report again for the exposure report.
+fn measure_exposure(reports: &mut [TargetReport]) {
+    for r in reports.iter_mut().filter(|r| r.proto == Protocol::Udp) {
+        let open: Vec<u16> = r
+            .results
+            .iter()
+            .filter(|p| p.state == PortState::Open)
+            .map(|p| p.port)
+            .collect();
+        if open.is_empty() {
+            continue;
+        }
+        r.exposure = exposure::measure(r.target, &open, &exposure::ExposureConfig::default())
+            .iter()
+            .filter(|x| x.answered())
+            .map(ReflectionJson::from)
+            .collect();
+    }
 }
 
 /// Runs the scan described by `args`, writing to `out`.
@@ -167,10 +223,13 @@ pub fn run(args: &ScanArgs, out: &mut dyn Write) -> Result<(), Failure> {
         }
     };
     let scanner = scanner(&plan)?;
-    let reports = run_scans(scanner.as_ref(), &plan, &mut on_result)?;
+    let mut reports = run_scans(scanner.as_ref(), &plan, &mut on_result)?;
+    measure_exposure(&mut reports);
     progress.finish_and_clear();
     if ndjson && stream_error.is_none() {
-        stream_error = write_middlebox_lines(out, &reports).err();
+        stream_error = write_middlebox_lines(out, &reports)
+            .and_then(|()| write_exposure_lines(out, &reports))
+            .err();
     }
     if let Some(e) = stream_error {
         return Err(Failure::Runtime(e.into()));
@@ -329,6 +388,7 @@ fn run_scans(
                     proto,
                     summary,
                     results: rs,
+                    exposure: Vec::new(),
                 });
                 while running < in_flight && next(&mut running, &mut running_proto, &mut waiting)? {
                 }
@@ -390,6 +450,29 @@ fn write_middlebox_lines(out: &mut dyn Write, reports: &[TargetReport]) -> io::R
             wildcard: &r.summary.wildcard,
         };
         writeln!(out, "{}", serde_json::to_string(&line)?)?;
+    }
+    Ok(())
+}
+
+/// NDJSON: one line per answering UDP reflector, `"type": "udp-exposure"`.
+fn write_exposure_lines(out: &mut dyn Write, reports: &[TargetReport]) -> io::Result<()> {
+    #[derive(Serialize)]
+    struct Line<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        target: IpAddr,
+        #[serde(flatten)]
+        reflection: &'a ReflectionJson,
+    }
+    for r in reports {
+        for x in &r.exposure {
+            let line = Line {
+                kind: "udp-exposure",
+                target: r.target,
+                reflection: x,
+            };
+            writeln!(out, "{}", serde_json::to_string(&line)?)?;
+        }
     }
     Ok(())
 }
@@ -532,6 +615,25 @@ fn write_text(
                         e.len(),
                         printable(e.head())
                     )?;
+                }
+            }
+        }
+        if !r.exposure.is_empty() {
+            writeln!(out)?;
+            writeln!(
+                out,
+                "  UDP exposure (each answering port asked again; amplification is UDP payload bytes returned per byte sent):"
+            )?;
+            for x in &r.exposure {
+                writeln!(
+                    out,
+                    "  {:<10}{:<12}{}",
+                    format!("{}/udp", x.port),
+                    x.protocol,
+                    x.amplification
+                )?;
+                for f in &x.findings {
+                    writeln!(out, "  {:<22}{f}", "")?;
                 }
             }
         }

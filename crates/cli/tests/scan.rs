@@ -590,7 +590,7 @@ fn udp_scan_reports_in_every_format() {
     assert!(usage_error(&["scan", "127.0.0.1", "--udp", "--mode", "connect"]).contains("UDP"));
     let spec = spec();
     let net = testnet_or_skip!(&spec);
-    udp_responder(&net, 7, b"hello from udp/7");
+    udp_responder(&net, 4000, b"hello from udp/4000");
     let nft = Command::new("ip")
         .args([
             "netns",
@@ -618,7 +618,7 @@ fn udp_scan_reports_in_every_format() {
         );
         String::from_utf8(out.stdout).unwrap()
     };
-    let ports = ["--udp", "-p", "7,6000,40000-40002"];
+    let ports = ["--udp", "-p", "4000,6000,40000-40002"];
 
     let json: Value =
         serde_json::from_str(&run(&[&ports[..], &["--format", "json"]].concat())).unwrap();
@@ -638,17 +638,17 @@ fn udp_scan_reports_in_every_format() {
             })
             .unwrap()
     };
-    assert_eq!(state(7), ("open".into(), "udp-reply".into()));
+    assert_eq!(state(4000), ("open".into(), "udp-reply".into()));
     assert_eq!(state(6000), ("stealth".into(), "no-response".into()));
     assert_eq!(state(40001), ("closed".into(), "port-unreach".into()));
-    let seven = t["results"]
+    let answered = t["results"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|r| r["port"] == 7)
+        .find(|r| r["port"] == 4000)
         .unwrap();
-    assert_eq!(seven["proto"], "udp");
-    assert_eq!(seven["evidence"]["bytes"], 16);
+    assert_eq!(answered["proto"], "udp");
+    assert_eq!(answered["evidence"]["bytes"], 19);
 
     let text = run(&[&ports[..], &["--format", "text"]].concat());
     assert!(text.contains("5 udp ports"), "{text}");
@@ -657,21 +657,28 @@ fn udp_scan_reports_in_every_format() {
         "{text}"
     );
     assert!(
-        text.contains("7/udp") && text.contains("udp-reply"),
+        text.contains("4000/udp") && text.contains("udp-reply"),
         "{text}"
     );
-    assert!(text.contains("\"hello from udp/7\""), "{text}");
+    assert!(text.contains("\"hello from udp/4000\""), "{text}");
     assert!(text.contains("cannot tell which"), "{text}");
 
     // Both transports in one run: one <host>, ports of each protocol.
-    let xml = run(&["--proto", "tcp,udp", "-p", "22,7,6000", "--format", "xml"]);
+    let xml = run(&[
+        "--proto",
+        "tcp,udp",
+        "-p",
+        "22,4000,6000",
+        "--format",
+        "xml",
+    ]);
     assert_eq!(xml.matches("<host ").count(), 1, "{xml}");
     assert!(
         xml.contains("<scaninfo type=\"udp\" protocol=\"udp\""),
         "{xml}"
     );
     assert!(
-        xml.contains("<port protocol=\"udp\" portid=\"7\"><state state=\"open\""),
+        xml.contains("<port protocol=\"udp\" portid=\"4000\"><state state=\"open\""),
         "{xml}"
     );
     assert!(
@@ -681,5 +688,73 @@ fn udp_scan_reports_in_every_format() {
     assert!(
         xml.contains("<port protocol=\"tcp\" portid=\"22\"><state state=\"open\""),
         "{xml}"
+    );
+}
+
+/// `--udp` against real Debian daemons in the target: every reflector is
+/// found open, asked again, and its amplification measured.
+#[test]
+fn udp_exposure_of_real_daemons() {
+    let net = testnet_or_skip!(&TargetSpec::default());
+    let ip = std::net::Ipv4Addr::new(198, 18, 0, 2);
+    let _authority = net
+        .start_dnsmasq(ip, 5300, "auth-server=ns1.hm.test,veth1\nauth-zone=.\n")
+        .expect("authority");
+    let _resolver = net
+        .start_dnsmasq(ip, 53, "server=198.18.0.2#5300\n")
+        .expect("resolver");
+    let _snmpd = net.start_snmpd(ip).expect("snmpd");
+    let _memcached = net.start_memcached(ip).expect("memcached");
+    let mut cmd = net.scanner_command(assert_cmd::cargo::cargo_bin("harbormaster"));
+    cmd.args(["scan", "198.18.0.2", "--udp", "--format", "json"]);
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let t = &v["targets"][0];
+    let open: Vec<u64> = t["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["state"] == "open")
+        .map(|r| r["port"].as_u64().unwrap())
+        .collect();
+    assert_eq!(open, [53, 161, 11211], "{t}");
+    let reflection = |protocol: &str| {
+        t["exposure"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["protocol"] == protocol)
+            .unwrap_or_else(|| panic!("no {protocol} reflection: {t}"))
+            .clone()
+    };
+    let dns = reflection("dns");
+    assert!(
+        dns["findings"][0]
+            .as_str()
+            .unwrap()
+            .contains("open resolver"),
+        "{dns}"
+    );
+    assert!(dns["factor"].as_f64().unwrap() > 1.0, "{dns}");
+    let snmp = reflection("snmp");
+    assert!(
+        snmp["findings"][0].as_str().unwrap().contains("Linux"),
+        "{snmp}"
+    );
+    assert!(snmp["reply_bytes"].as_u64().unwrap() > snmp["request_bytes"].as_u64().unwrap());
+    let memcached = reflection("memcached");
+    assert!(
+        memcached["reply_packets"].as_u64().unwrap() >= 1,
+        "{memcached}"
+    );
+    assert!(memcached["factor"].as_f64().unwrap() > 10.0, "{memcached}");
+    eprintln!(
+        "amplification: dns {} · snmp {} · memcached {}",
+        dns["amplification"], snmp["amplification"], memcached["amplification"]
     );
 }

@@ -15,6 +15,7 @@ mod connect;
 mod cookie;
 mod engine;
 mod error;
+pub mod exposure;
 mod filter;
 pub mod module;
 mod permute;

@@ -108,8 +108,12 @@ fn udp_states_are_told_apart() {
     let evidence = pong.evidence.expect("a reply keeps its evidence");
     assert_eq!(evidence.head(), b"pong from the test responder");
     assert_eq!(evidence.len(), 28);
-    // The echo service returned our empty datagram.
+    // The echo service returned our echo request (the payload table's, with
+    // the cookie in it, which is how the reply was accepted).
     let echo = results.iter().find(|r| r.port == 7).unwrap();
-    assert_eq!(echo.evidence.map(|e| e.len()), Some(0));
+    let request = harbormaster_wire::payload::payload_for(7)
+        .unwrap()
+        .request(0);
+    assert_eq!(echo.evidence.map(|e| e.len()), Some(request.len()));
     assert_eq!(summary.rejected, 0);
 }

@@ -34,7 +34,7 @@ use std::thread::JoinHandle;
 
 use crate::cookie::CookieKey;
 use crate::error::ProbeError;
-use crate::module::{EmptyDatagrams, ProbeModule, TcpSyn, UdpPayloads, UdpProbe};
+use crate::module::{ProbeModule, TcpSyn, UdpPayloads, UdpProbe, WirePayloads};
 use crate::result::{PortResult, Transport as Protocol};
 use crate::transport::Transport;
 use scan::Scan;
@@ -111,12 +111,12 @@ impl Engine {
             config,
             source: std::sync::Mutex::new(Box::new(route)),
             ipv6,
-            udp_payloads: std::sync::Arc::new(EmptyDatagrams),
+            udp_payloads: std::sync::Arc::new(WirePayloads),
         }
     }
 
     /// Uses `payloads` for the UDP scans submitted from now on (by default
-    /// every UDP probe is an empty datagram).
+    /// [`WirePayloads`]: protocol requests for the ports that have one).
     pub fn with_udp_payloads(mut self, payloads: std::sync::Arc<dyn UdpPayloads>) -> Engine {
         self.udp_payloads = payloads;
         self
