@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use harbormaster_probe::{PortList, PortState, ProbeMode, Protocol, Reason};
+use harbormaster_wire::payload::Protocol as Payload;
 use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Serialize, Serializer};
@@ -251,6 +252,84 @@ pub struct StoredScan {
     pub results: Vec<StoredResult>,
     /// Why a failed scan failed, in words for the visitor.
     pub error: Option<String>,
+    /// What each answering UDP port said when asked again (UDP tests only).
+    pub exposure: Vec<StoredReflection>,
+}
+
+/// Most findings kept per port of a UDP test.
+pub const MAX_FINDINGS_PER_PORT: usize = 16;
+/// Most exposure rows kept per scan.
+pub const MAX_REFLECTIONS: usize = 64;
+
+/// One request's outcome at one answering UDP port: what the replies showed
+/// and how much came back.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredReflection {
+    /// The port asked.
+    pub port: u16,
+    /// The protocol of the request (`ssdp`, `dns`, `memcached`, …).
+    #[serde(serialize_with = "display")]
+    pub protocol: Payload,
+    /// What the replies showed, one line each.
+    pub findings: Vec<String>,
+    /// An SSDP reply's SERVER header.
+    pub server: Option<String>,
+    /// An SSDP reply's LOCATION header.
+    pub location: Option<String>,
+    /// An SSDP reply's USN header.
+    pub usn: Option<String>,
+    /// Requests sent.
+    pub request_packets: u32,
+    /// UDP payload bytes sent.
+    pub request_bytes: u64,
+    /// Valid replies received.
+    pub reply_packets: u32,
+    /// UDP payload bytes received.
+    pub reply_bytes: u64,
+}
+
+impl StoredReflection {
+    /// Reply bytes per request byte; 0 when nothing was sent.
+    pub fn factor(&self) -> f64 {
+        if self.request_bytes == 0 {
+            0.0
+        } else {
+            self.reply_bytes as f64 / self.request_bytes as f64
+        }
+    }
+}
+
+/// Every payload protocol this version stores, for reading the text back.
+const PAYLOADS: [Payload; 15] = [
+    Payload::Echo,
+    Payload::Chargen,
+    Payload::Qotd,
+    Payload::Dns,
+    Payload::Ntp,
+    Payload::NtpControl,
+    Payload::NtpPrivate,
+    Payload::Snmp,
+    Payload::Ssdp,
+    Payload::Mdns,
+    Payload::Coap,
+    Payload::Memcached,
+    Payload::Portmapper,
+    Payload::Tftp,
+    Payload::OpenVpn,
+];
+
+/// Inverts the payload protocol's `Display`.
+fn parse_payload(text: &str) -> Result<Payload, String> {
+    PAYLOADS
+        .into_iter()
+        .find(|p| p.to_string() == text)
+        .ok_or_else(|| {
+            format!(
+                "unknown UDP protocol {:?}; expected one of {}",
+                text.chars().take(64).collect::<String>(),
+                PAYLOADS.map(|p| p.to_string()).join(", ")
+            )
+        })
 }
 
 /// The database handle (cheap to clone).
@@ -312,7 +391,14 @@ impl Db {
                 port INTEGER NOT NULL, state TEXT NOT NULL, reason TEXT NOT NULL,
                 rtt_ms REAL, tries INTEGER NOT NULL, ttl INTEGER,
                 PRIMARY KEY (scan_id, port));
-             CREATE INDEX IF NOT EXISTS scans_expires ON scans(expires);",
+             CREATE INDEX IF NOT EXISTS scans_expires ON scans(expires);
+             CREATE TABLE IF NOT EXISTS exposure (
+                scan_id TEXT NOT NULL REFERENCES scans(id) ON DELETE CASCADE,
+                seq INTEGER NOT NULL, port INTEGER NOT NULL, protocol TEXT NOT NULL,
+                findings TEXT NOT NULL, server TEXT, location TEXT, usn TEXT,
+                request_packets INTEGER NOT NULL, request_bytes INTEGER NOT NULL,
+                reply_packets INTEGER NOT NULL, reply_bytes INTEGER NOT NULL,
+                PRIMARY KEY (scan_id, seq));",
         )?;
         // Databases from before the transport was stored: every row was TCP.
         let has_proto: bool = conn.query_row(
@@ -398,9 +484,25 @@ impl Db {
         watch: Option<&StoredWatch>,
         results: &[StoredResult],
     ) -> Result<(), DbError> {
+        self.finish_with(id, status, error, watch, results, &[])
+    }
+
+    /// [`Db::finish`] with a UDP test's exposure findings, stored in the same
+    /// transaction (at most [`MAX_REFLECTIONS`] rows of at most
+    /// [`MAX_FINDINGS_PER_PORT`] findings; the rest is dropped).
+    pub fn finish_with(
+        &self,
+        id: &str,
+        status: Status,
+        error: Option<&str>,
+        watch: Option<&StoredWatch>,
+        results: &[StoredResult],
+        exposure: &[StoredReflection],
+    ) -> Result<(), DbError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         insert_results(&tx, id, results)?;
+        insert_exposure(&tx, id, exposure)?;
         let watch_json = watch.map(|w| {
             serde_json::json!({
                 "pings_sent": w.pings_sent, "ping_replies": w.ping_replies,
@@ -440,6 +542,7 @@ impl Db {
                         watch: r.get::<_, Option<String>>(9)?.and_then(|j| parse_watch(&j)),
                         results: Vec::new(),
                         error: r.get(10)?,
+                        exposure: Vec::new(),
                     })
                 },
             )
@@ -459,6 +562,29 @@ impl Db {
                     rtt_ms: r.get(3)?,
                     tries: r.get(4)?,
                     ttl: r.get(5)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut stmt = conn.prepare(
+            "SELECT port, protocol, findings, server, location, usn, request_packets,
+                    request_bytes, reply_packets, reply_bytes
+             FROM exposure WHERE scan_id = ?1 ORDER BY seq",
+        )?;
+        scan.exposure = stmt
+            .query_map(params![id], |r| {
+                Ok(StoredReflection {
+                    port: r.get(0)?,
+                    protocol: column(r, 1, "exposure.protocol", parse_payload)?,
+                    findings: column(r, 2, "exposure.findings", |j| {
+                        serde_json::from_str::<Vec<String>>(j).map_err(|e| e.to_string())
+                    })?,
+                    server: r.get(3)?,
+                    location: r.get(4)?,
+                    usn: r.get(5)?,
+                    request_packets: r.get(6)?,
+                    request_bytes: r.get(7)?,
+                    reply_packets: r.get(8)?,
+                    reply_bytes: r.get(9)?,
                 })
             })?
             .collect::<Result<_, _>>()?;
@@ -493,6 +619,37 @@ fn insert_results(
             r.tries,
             r.ttl,
             r.proto.as_str()
+        ])?;
+    }
+    Ok(())
+}
+
+fn insert_exposure(
+    tx: &rusqlite::Transaction<'_>,
+    id: &str,
+    exposure: &[StoredReflection],
+) -> Result<(), DbError> {
+    let mut insert = tx.prepare_cached(
+        "INSERT OR REPLACE INTO exposure (scan_id, seq, port, protocol, findings, server,
+            location, usn, request_packets, request_bytes, reply_packets, reply_bytes)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?;
+    for (seq, x) in exposure.iter().take(MAX_REFLECTIONS).enumerate() {
+        let findings: Vec<&String> = x.findings.iter().take(MAX_FINDINGS_PER_PORT).collect();
+        insert.execute(params![
+            id,
+            seq,
+            x.port,
+            x.protocol.to_string(),
+            serde_json::Value::from(findings.iter().map(|f| f.as_str()).collect::<Vec<_>>())
+                .to_string(),
+            x.server,
+            x.location,
+            x.usn,
+            x.request_packets,
+            x.request_bytes,
+            x.reply_packets,
+            x.reply_bytes
         ])?;
     }
     Ok(())
@@ -535,6 +692,7 @@ mod tests {
             watch: None,
             results: Vec::new(),
             error: None,
+            exposure: Vec::new(),
         }
     }
 

@@ -22,6 +22,7 @@ mod routes;
 mod scans;
 mod security;
 pub mod server;
+mod udp;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -41,6 +42,7 @@ pub use prober::{Cancel, ProbeMode, Prober, cancelled_summary};
 pub use rdns::ReverseDns;
 pub use routes::ConnInfo;
 pub use scans::{Scans, TestKind, Tone, Verdict};
+pub use udp::{Exposure, Measured};
 
 /// Shared state of every handler.
 #[derive(Clone, Debug)]
@@ -59,7 +61,17 @@ struct Inner {
 impl AppState {
     /// State over a database and a prober.
     pub fn new(config: Config, db: Db, prober: Arc<dyn Prober>) -> AppState {
-        let scans = Arc::new(Scans::new(db, prober, config.clone()));
+        AppState::with_exposure(config, db, prober, Arc::new(Measured))
+    }
+
+    /// State whose UDP tests ask answering ports again through `exposure`.
+    pub fn with_exposure(
+        config: Config,
+        db: Db,
+        prober: Arc<dyn Prober>,
+        exposure: Arc<dyn Exposure>,
+    ) -> AppState {
+        let scans = Arc::new(Scans::with_exposure(db, prober, exposure, config.clone()));
         let streams = StreamSlots::new(config.streams_per_scan, config.streams_per_address);
         let rdns = if config.reverse_dns {
             ReverseDns::new(config.dns_servers.as_deref())

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use harbormaster_probe::{PortState, ProbeMode, compress_ranges};
+use harbormaster_probe::{PortState, ProbeMode, Protocol, compress_ranges};
 
 use crate::db::{Status, StoredScan};
 use crate::scans::{Verdict, plural};
@@ -61,7 +61,17 @@ pub fn text(s: &StoredScan, v: &Verdict) -> String {
         crate::scans::test_size(s.test, s.results.len())
     );
     let _ = writeln!(out, "Ports:    {}", s.ports);
-    let _ = writeln!(out, "Method:   {}", method(s.mode));
+    let udp = s.test.protocol() == Protocol::Udp;
+    let how = match s.mode {
+        ProbeMode::Syn if udp => {
+            "UDP requests from raw sockets (silence: filtered or a silent service)"
+        }
+        ProbeMode::Connect if udp => {
+            "UDP requests from an ordinary socket (silence: filtered or a silent service)"
+        }
+        m => method(m),
+    };
+    let _ = writeln!(out, "Method:   {how}");
     let _ = writeln!(out, "Started:  {}", utc(s.created));
     let status = match (s.status, s.finished) {
         (Status::Done, Some(f)) => format!(
@@ -107,10 +117,41 @@ pub fn text(s: &StoredScan, v: &Verdict) -> String {
         let _ = writeln!(
             out,
             "{:<9} {:>5}  {}",
-            format!("{state}:"),
+            if udp && state == PortState::Stealth {
+                "no reply:".to_string()
+            } else {
+                format!("{state}:")
+            },
             ports.len(),
             list
         );
+    }
+    if !s.exposure.is_empty() {
+        let _ = writeln!(
+            out,
+            "UDP exposure (each answering port asked again; sizes are UDP payload bytes):"
+        );
+        for x in &s.exposure {
+            let _ = writeln!(
+                out,
+                "  {}/udp {}: {}",
+                x.port,
+                x.protocol,
+                crate::udp::amplification_line(x)
+            );
+            for (name, value) in [
+                ("SERVER", &x.server),
+                ("LOCATION", &x.location),
+                ("USN", &x.usn),
+            ] {
+                if let Some(v) = value {
+                    let _ = writeln!(out, "    {name}: {v}");
+                }
+            }
+            for f in &x.findings {
+                let _ = writeln!(out, "    {f}");
+            }
+        }
     }
     let _ = writeln!(out);
     match &s.watch {
@@ -155,7 +196,7 @@ pub fn text(s: &StoredScan, v: &Verdict) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use harbormaster_probe::{PortList, Protocol, Reason};
+    use harbormaster_probe::{PortList, Reason};
 
     use crate::db::{StoredResult, StoredWatch};
     use crate::scans::{TestKind, verdict};
@@ -191,6 +232,7 @@ mod tests {
             watch,
             results,
             error: None,
+            exposure: Vec::new(),
         }
     }
 

@@ -363,7 +363,13 @@ pub async fn home(
         .and_then(|name| TestKind::from_name(&name, || Err(())).ok().flatten());
     let selected = match asked {
         Some(TestKind::Full) if !state.config().allow_full => TestKind::Common,
-        Some(t @ (TestKind::Service | TestKind::Custom | TestKind::Full)) => t,
+        Some(
+            t @ (TestKind::Service
+            | TestKind::Custom
+            | TestKind::Full
+            | TestKind::Upnp
+            | TestKind::UdpExposure),
+        ) => t,
         Some(TestKind::Common | TestKind::Port(_)) | None => TestKind::Common,
     };
     let (ip, check) = visitor(&state, &conn, &headers);
@@ -587,7 +593,7 @@ pub async fn start_scan(
     })?
     .ok_or_else(|| {
         AppError::BadRequest(format!(
-            "Unknown test {name:?}: choose common, service, custom or port."
+            "Unknown test {name:?}: choose common, service, custom, port, upnp or udp."
         ))
     })?;
     let kind = match kind {
@@ -613,6 +619,9 @@ pub async fn start_scan(
             ));
         }
         TestKind::Port(n) => (TestKind::Port(n), PortList::from_ports(vec![n])),
+        TestKind::Upnp | TestKind::UdpExposure => {
+            (kind, kind.udp_ports().expect("a UDP test's ports"))
+        }
         TestKind::Custom => {
             let spec = form.ports.as_deref().unwrap_or("");
             // Length and port count are checked before any port is listed.

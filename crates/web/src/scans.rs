@@ -3,17 +3,25 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use harbormaster_probe::{PortList, PortResult, PortState, ProbeError, ScanEvent, ScanSummary};
+use harbormaster_probe::exposure::ExposureConfig;
+use harbormaster_probe::{
+    PortList, PortResult, PortState, ProbeError, ProbeMode as Mode, Protocol, Reason, ScanEvent,
+    ScanSummary, UDP_EXPOSURE_PORTS,
+};
 use serde::{Serialize, Serializer};
 use tokio::sync::{Notify, broadcast, mpsc};
 
 use crate::config::Config;
-use crate::db::{Db, DbError, Status, StoredResult, StoredScan, StoredWatch, unix_now};
+use crate::db::{
+    Db, DbError, Status, StoredReflection, StoredResult, StoredScan, StoredWatch, unix_now,
+};
 use crate::limits::limit_key;
 use crate::prober::{Cancel, ProbeMode, Prober, request};
+use crate::udp::{self, Exposure};
 
 /// How often a running scan's new results are committed: a crash loses at most
 /// this much of a scan.
@@ -46,11 +54,15 @@ pub enum TestKind {
     Custom,
     /// 0–65535 (only when the operator enables it).
     Full,
+    /// UPnP exposure: SSDP discovery on UDP 1900.
+    Upnp,
+    /// UDP exposure: the reflector list ([`UDP_EXPOSURE_PORTS`]).
+    UdpExposure,
 }
 
 impl TestKind {
     /// Every name, in words, for error messages.
-    pub const NAMES: &'static str = "port, common, service, custom or full";
+    pub const NAMES: &'static str = "port, common, service, custom, full, upnp or udp";
 
     /// Short name: stored with the scan, sent by the start form, in `/?test=`.
     pub fn name(&self) -> &'static str {
@@ -60,6 +72,8 @@ impl TestKind {
             TestKind::Service => "service",
             TestKind::Custom => "custom",
             TestKind::Full => "full",
+            TestKind::Upnp => "upnp",
+            TestKind::UdpExposure => "udp",
         }
     }
 
@@ -76,6 +90,8 @@ impl TestKind {
             "service" => TestKind::Service,
             "custom" => TestKind::Custom,
             "full" => TestKind::Full,
+            "upnp" => TestKind::Upnp,
+            "udp" => TestKind::UdpExposure,
             _ => return Ok(None),
         }))
     }
@@ -88,6 +104,25 @@ impl TestKind {
             TestKind::Service => "Service Ports (0–1055)",
             TestKind::Custom => "Custom ports",
             TestKind::Full => "All ports (0–65535)",
+            TestKind::Upnp => "UPnP exposure (UDP 1900)",
+            TestKind::UdpExposure => "UDP exposure",
+        }
+    }
+
+    /// The transport it probes.
+    pub fn protocol(self) -> Protocol {
+        match self {
+            TestKind::Upnp | TestKind::UdpExposure => Protocol::Udp,
+            _ => Protocol::Tcp,
+        }
+    }
+
+    /// The ports of a test whose ports are fixed by its kind (the UDP tests).
+    pub fn udp_ports(self) -> Option<PortList> {
+        match self {
+            TestKind::Upnp => Some(PortList::from_ports(vec![udp::SSDP_PORT])),
+            TestKind::UdpExposure => Some(PortList::from_ports(UDP_EXPOSURE_PORTS.to_vec())),
+            _ => None,
         }
     }
 
@@ -162,6 +197,8 @@ pub struct Live {
     pub test: TestKind,
     /// How it probes.
     pub mode: ProbeMode,
+    /// A connect-mode UPnP test's findings, measured instead of a scan.
+    measured: Arc<Mutex<Option<Vec<StoredReflection>>>>,
 }
 
 /// What a live page receives.
@@ -221,6 +258,7 @@ struct Kept {
 pub struct Scans {
     db: Db,
     prober: Arc<dyn Prober>,
+    exposure: Arc<dyn Exposure>,
     config: Config,
     inner: Mutex<Inner>,
     idle: Notify,
@@ -244,9 +282,20 @@ fn new_id() -> String {
 impl Scans {
     /// Scans backed by `db`, probing with `prober`.
     pub fn new(db: Db, prober: Arc<dyn Prober>, config: Config) -> Scans {
+        Scans::with_exposure(db, prober, Arc::new(udp::Measured), config)
+    }
+
+    /// The same, asking answering UDP ports again through `exposure`.
+    pub fn with_exposure(
+        db: Db,
+        prober: Arc<dyn Prober>,
+        exposure: Arc<dyn Exposure>,
+        config: Config,
+    ) -> Scans {
         Scans {
             db,
             prober,
+            exposure,
             config,
             inner: Mutex::default(),
             idle: Notify::new(),
@@ -401,13 +450,28 @@ impl Scans {
             watch: None,
             results: Vec::new(),
             error: None,
+            exposure: Vec::new(),
         })?;
         let (tx, rx) = mpsc::unbounded_channel();
         let sink = Box::new(move |e| {
             let _ = tx.send(e);
         });
-        let request = request(target, ports.clone(), &self.config.http_ports);
-        let cancel = match self.prober.start(request, sink) {
+        let mut request = request(target, ports.clone(), &self.config.http_ports);
+        request.protocol = test.protocol();
+        if test == TestKind::Upnp {
+            // As ShieldsUP! asks: up to ten M-SEARCHes, half a second apart.
+            request.tries = Some(udp::UPNP_TRIES);
+            request.rate = Some(udp::UPNP_RATE);
+        }
+        // Without raw sockets, UDP tests are the exposure step alone.
+        let alone = test.protocol() == Protocol::Udp && mode == Mode::Connect;
+        let measured = Arc::new(Mutex::new(None));
+        let started = if alone {
+            Ok(self.measure_alone(target, test, &ports, measured.clone(), sink))
+        } else {
+            self.prober.start(request, sink)
+        };
+        let cancel = match started {
             Ok(c) => c,
             Err(e) => {
                 let why = "the probe engine could not start";
@@ -423,6 +487,7 @@ impl Scans {
             events: broadcast::channel(4096).0,
             test,
             mode,
+            measured,
         });
         inner.history.entry(key).or_default().push_back(now);
         inner.running_by_ip.insert(key, id.clone());
@@ -431,6 +496,102 @@ impl Scans {
         drop(inner);
         tokio::spawn(self.clone().drive(live.clone(), rx));
         Ok(live)
+    }
+
+    /// A UDP test without raw sockets: every port asked through a connected
+    /// socket (the exposure step alone); a port that answered is open, any
+    /// other "no reply". The findings go to `measured` before `Done`.
+    fn measure_alone(
+        &self,
+        target: IpAddr,
+        test: TestKind,
+        ports: &PortList,
+        measured: Arc<Mutex<Option<Vec<StoredReflection>>>>,
+        mut sink: harbormaster_probe::Sink,
+    ) -> Cancel {
+        let exposure = self.exposure.clone();
+        let list = ports.ports().to_vec();
+        let config = if test == TestKind::Upnp {
+            udp::upnp_alone()
+        } else {
+            ExposureConfig::default()
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        tokio::spawn(async move {
+            let tries = config.tries;
+            let asked = list.clone();
+            let found =
+                tokio::task::spawn_blocking(move || exposure.measure(target, &asked, &config))
+                    .await
+                    .unwrap_or_default();
+            if stopped.load(Ordering::SeqCst) {
+                sink(ScanEvent::Done(harbormaster_probe::cancelled_summary(
+                    target,
+                )));
+                return;
+            }
+            let answered: std::collections::HashSet<u16> = found
+                .iter()
+                .filter(|r| r.answered())
+                .map(|r| r.port)
+                .collect();
+            for &port in &list {
+                let open = answered.contains(&port);
+                sink(ScanEvent::Port(PortResult {
+                    target,
+                    port,
+                    proto: Protocol::Udp,
+                    state: if open {
+                        PortState::Open
+                    } else {
+                        PortState::Stealth
+                    },
+                    reason: if open {
+                        Reason::UdpReply
+                    } else {
+                        Reason::NoResponse
+                    },
+                    rtt: None,
+                    tries,
+                    ttl: None,
+                    window: None,
+                    evidence: None,
+                }));
+            }
+            *measured.lock().unwrap_or_else(|p| p.into_inner()) = Some(udp::stored(&found));
+            let mut summary = ScanSummary::empty(target);
+            summary.ports = list.len();
+            sink(ScanEvent::Done(summary));
+        });
+        Cancel::new(move || stop.store(true, Ordering::SeqCst))
+    }
+
+    /// A finished UDP test's findings: measured already (without raw
+    /// sockets), or each answering port asked again now.
+    async fn exposure_of(&self, live: &Live, results: &[StoredResult]) -> Vec<StoredReflection> {
+        if let Some(found) = live
+            .measured
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            return found;
+        }
+        let open: Vec<u16> = results
+            .iter()
+            .filter(|r| r.state == PortState::Open)
+            .map(|r| r.port)
+            .collect();
+        if open.is_empty() {
+            return Vec::new();
+        }
+        let (exposure, target) = (self.exposure.clone(), live.target);
+        tokio::task::spawn_blocking(move || {
+            udp::stored(&exposure.measure(target, &open, &ExposureConfig::default()))
+        })
+        .await
+        .unwrap_or_default()
     }
 
     /// Follows one scan to its end: its results are committed in batches every
@@ -512,17 +673,28 @@ impl Scans {
             pending
         };
         rest.sort_by_key(|r| r.port);
-        let (id, why, w) = (live.id.clone(), error.clone(), watch.clone());
+        let exposure = if status == Status::Done && live.test.protocol() == Protocol::Udp {
+            self.exposure_of(&live, &results).await
+        } else {
+            Vec::new()
+        };
+        let (id, why, w, x) = (
+            live.id.clone(),
+            error.clone(),
+            watch.clone(),
+            exposure.clone(),
+        );
         let stored = self
             .store(&live.id, move |db| {
-                db.finish(&id, status, why.as_deref(), w.as_ref(), &rest)
+                db.finish_with(&id, status, why.as_deref(), w.as_ref(), &rest, &x)
             })
             .await;
         if let Err(why) = stored {
-            self.keep(
-                self.outcome(&live, error.or(Some(why)), watch, results)
-                    .await,
-            );
+            let mut scan = self
+                .outcome(&live, error.or(Some(why)), watch, results)
+                .await;
+            scan.exposure = exposure;
+            self.keep(scan);
         }
         {
             let mut inner = self.inner();
@@ -567,6 +739,7 @@ impl Scans {
             watch: None,
             results: Vec::new(),
             error: None,
+            exposure: Vec::new(),
         });
         scan.status = Status::Failed;
         scan.finished = Some(now);
@@ -687,6 +860,27 @@ pub fn plural(n: usize, one: &str, many: &str) -> String {
 fn coverage(scan: &StoredScan) -> (Vec<String>, Option<TestKind>) {
     let n = scan.results.len();
     let ports = plural(n, "port", "ports");
+    match scan.test {
+        TestKind::Upnp => {
+            return (
+                vec![
+                    "Only UDP port 1900 (UPnP discovery) was tested: the UDP exposure test asks the other common reflector ports.".into(),
+                    "TCP was not tested: the Common or Service Ports test shows what accepts connections.".into(),
+                ],
+                Some(TestKind::UdpExposure),
+            );
+        }
+        TestKind::UdpExposure => {
+            return (
+                vec![
+                    format!("Only {ports} of the 65,536 UDP ports were tested: those devices most often answer on, and that attackers use to reflect floods."),
+                    "TCP was not tested: the Common or Service Ports test shows what accepts connections.".into(),
+                ],
+                None,
+            );
+        }
+        _ => {}
+    }
     let mut not = match scan.test {
         TestKind::Full => Vec::new(),
         TestKind::Service => vec![
@@ -701,7 +895,7 @@ fn coverage(scan: &StoredScan) -> (Vec<String>, Option<TestKind>) {
             .into(),
     );
     let wider = match scan.test {
-        TestKind::Service | TestKind::Full => None,
+        TestKind::Service | TestKind::Full | TestKind::Upnp | TestKind::UdpExposure => None,
         TestKind::Port(_) | TestKind::Common | TestKind::Custom => Some(TestKind::Service),
     };
     (not, wider)
@@ -767,8 +961,32 @@ pub fn verdict(scan: &StoredScan) -> Verdict {
     if scan.results.is_empty() {
         untested.push("no port was tested".into());
     }
+    let udp = scan.test.protocol() == Protocol::Udp;
     let (headline, tone) = if scan.results.is_empty() {
         ("No port was tested".to_string(), Tone::Unknown)
+    } else if udp && open > 0 {
+        let head = if scan.test == TestKind::Upnp {
+            "Your device answered UPnP discovery from the internet".to_string()
+        } else if open == 1 {
+            "1 UDP port answers requests from the internet".to_string()
+        } else {
+            format!("{open} UDP ports answer requests from the internet")
+        };
+        (head, Tone::Risk)
+    } else if udp && finished && closed + filtered == 0 {
+        let head = if scan.test == TestKind::Upnp {
+            format!("No UPnP reply in {} tries", udp::UPNP_TRIES)
+        } else {
+            "No UDP reply: the ports are filtered, or their services stay silent".to_string()
+        };
+        (
+            head,
+            if pinged || chatty {
+                Tone::Fair
+            } else {
+                Tone::Good
+            },
+        )
     } else if open > 0 {
         let head = if open == 1 {
             "1 port accepts connections from the internet".to_string()
@@ -816,9 +1034,7 @@ pub fn verdict(scan: &StoredScan) -> Verdict {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    use harbormaster_probe::{Protocol, Reason, ScanRequest, Sink};
+    use harbormaster_probe::{ScanRequest, Sink};
 
     use super::*;
 
@@ -972,6 +1188,7 @@ mod tests {
                 })
                 .collect(),
             error: Some("full".into()),
+            exposure: Vec::new(),
         };
         for i in 0..MAX_KEPT + 10 {
             scans.keep(scan(i, 1));

@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
-use harbormaster_probe::COMMON_PORTS;
+use harbormaster_probe::{COMMON_PORTS, UDP_EXPOSURE_PORTS};
 use maud::{Markup, html};
 
 use crate::prober::ProbeMode;
 use crate::scans::TestKind;
+use crate::udp::UPNP_TRIES;
 
 /// What the landing page knows about the visitor.
 pub struct Visitor<'a> {
@@ -58,7 +59,7 @@ fn mode_note(mode: ProbeMode, verifies: bool) -> Markup {
             @match mode {
                 ProbeMode::Syn if verifies => { "For each port, this server sends the first packet of a connection and does not complete it. Each port that answers then gets one ordinary connection, closed at once without sending any data, to tell a real service from a firewall or proxy answering for it. It also pings your address once, and notes anything your side sends to it on its own while the test runs." }
                 ProbeMode::Syn => { "For each port, this server sends the first packet of a connection and never completes it, so no program on your side receives any data. It also pings your address once, and notes anything your side sends to it on its own while the test runs." }
-                ProbeMode::Connect => { "For each port, this server tries to open an ordinary connection and closes it at once, sending no data. It can tell open, closed, filtered and stealth ports apart, but (unlike its raw-packet mode) cannot ping you or notice what your side sends unasked." }
+                ProbeMode::Connect => { "For each port, this server tries to open an ordinary connection and closes it at once, sending no data. It can tell open, closed, filtered and stealth ports apart, but (unlike its raw-packet mode) cannot ping you or notice what your side sends unasked. Its UDP tests send each request from an ordinary socket and report only whether a reply came." }
                 ProbeMode::Scripted => { "This server runs with a scripted prober (test mode): nothing is sent to you." }
             }
         }
@@ -115,6 +116,15 @@ pub fn home(v: &Visitor<'_>, offer: &Offer) -> Markup {
                                 html! { "All ports" },
                                 html! { "Every port from 0 to 65535. Takes much longer." }))
                         }
+                    }
+                    fieldset {
+                        legend { "Or a UDP test" }
+                        (choice(TestKind::Upnp, offer.selected,
+                            html! { "UPnP exposure" },
+                            html! { "Asks UDP port 1900 for UPnP devices, as a home network does, up to " (UPNP_TRIES) " times half a second apart. A device that answers from the internet can be abused to flood others." }))
+                        (choice(TestKind::UdpExposure, offer.selected,
+                            html! { "UDP exposure" },
+                            html! { "Sends one ordinary request to each of " (UDP_EXPOSURE_PORTS.len()) " UDP ports that attackers use to reflect floods (DNS, NTP, SNMP, memcached, UPnP and others), and measures how much comes back." }))
                     }
                     p.consent-text { "Pressing the button asks this server to test " strong { (v.ip) } " now, and nothing else." }
                     button.go type="submit" { "Probe my connection" }

@@ -11,14 +11,15 @@
 //! grid has 1,056 cells; `live.js` uses the same names.
 
 use harbormaster_knowledge::{Proto, closing_rules, lookup};
-use harbormaster_probe::{PortState, Reason};
+use harbormaster_probe::{PortState, Protocol, Reason};
 use maud::{Markup, html};
 
 use super::paragraphs;
 
-use crate::db::{Status, StoredResult, StoredScan};
+use crate::db::{Status, StoredReflection, StoredResult, StoredScan};
 use crate::report::utc;
-use crate::scans::{Tone, Verdict, plural, test_label, test_size};
+use crate::scans::{TestKind, Tone, Verdict, plural, test_label, test_size};
+use crate::udp;
 
 /// Open ports listed in the findings (each with its advice); the rest are
 /// counted.
@@ -76,6 +77,47 @@ fn evidence(reason: Reason) -> String {
     }
 }
 
+/// The evidence of a result, in words: silence on UDP is not proof of
+/// stealth (a service may simply not answer what it was sent).
+fn result_evidence(r: &StoredResult) -> String {
+    match (r.proto, r.reason) {
+        (Protocol::Udp, Reason::NoResponse) => "no reply: filtered or a silent service".into(),
+        _ => evidence(r.reason),
+    }
+}
+
+/// The knowledge base's transport of a result.
+fn kproto(p: Protocol) -> Proto {
+    match p {
+        Protocol::Udp => Proto::Udp,
+        _ => Proto::Tcp,
+    }
+}
+
+/// A port's page, at its UDP entry for a UDP result.
+fn port_href(port: u16, p: Protocol) -> String {
+    match p {
+        Protocol::Udp => format!("/port/{port}#udp"),
+        _ => format!("/port/{port}"),
+    }
+}
+
+/// "1900/udp" for UDP, the bare number for TCP.
+fn port_name(port: u16, p: Protocol) -> String {
+    match p {
+        Protocol::Udp => format!("{port}/udp"),
+        _ => port.to_string(),
+    }
+}
+
+/// The word of a result's state ("no reply" for silent UDP).
+fn state_word(r: &StoredResult) -> &'static str {
+    match (r.proto, r.state) {
+        (Protocol::Udp, PortState::Stealth) => "no reply",
+        (_, s) => look(Some(s)).2,
+    }
+}
+
 /// "12.3 ms", or nothing.
 fn rtt(r: &StoredResult) -> String {
     r.rtt_ms.map(|ms| format!("{ms:.1} ms")).unwrap_or_default()
@@ -86,8 +128,8 @@ fn cell_label(port: u16, r: Option<&StoredResult>) -> String {
     match r {
         None => format!("{port}: not tested yet"),
         Some(r) => {
-            let (_, _, word) = look(Some(r.state));
-            let mut s = format!("{port}: {word}, {}", evidence(r.reason));
+            let word = state_word(r);
+            let mut s = format!("{port}: {word}, {}", result_evidence(r));
             if let Some(ms) = r.rtt_ms {
                 s.push_str(&format!(", {ms:.1} ms"));
             }
@@ -163,10 +205,12 @@ fn summary(s: &StoredScan, ports: &[u16], verdict: Option<&Verdict>) -> Markup {
 
 fn counts(s: &StoredScan) -> Markup {
     let n = |state: PortState| s.results.iter().filter(|r| r.state == state).count();
+    let udp = s.test.protocol() == Protocol::Udp;
     html! {
         ul #counts .counts {
             @for state in COUNT_ORDER {
                 @let (g, class, word) = look(Some(state));
+                @let word = if udp && state == PortState::Stealth { "no reply" } else { word };
                 li { span class=(class) aria-hidden="true" { (g) } " " strong { (n(state)) } " " (word) }
             }
         }
@@ -192,7 +236,11 @@ fn verdict_block(s: &StoredScan, v: &Verdict) -> Markup {
     html! {
         div #verdict class=(tone_class(v)) {
             h2 { (v.headline) }
-            @if open > 0 {
+            @if open > 0 && s.test.protocol() == Protocol::Udp {
+                p { "Anyone on the internet can send "
+                    (if open == 1 { "this port" } else { "these ports" })
+                    " a small request and get an answer. The findings below say what answered and how to stop it." }
+            } @else if open > 0 {
                 p { "Anyone on the internet can try to connect to "
                     (if open == 1 { "it" } else { "them" })
                     ". The list below says what each one usually is and the first step to close it." }
@@ -268,7 +316,12 @@ fn watch_line(s: &StoredScan) -> Markup {
 
 /// The first paragraph of a port's closing advice, or the router advice.
 fn first_step(port: u16) -> String {
-    match lookup(port, Proto::Tcp).curated {
+    first_step_for(port, Proto::Tcp)
+}
+
+/// [`first_step`] for either transport.
+fn first_step_for(port: u16, proto: Proto) -> String {
+    match lookup(port, proto).curated {
         Some(c) if !c.close.trim().is_empty() => c
             .close
             .split("\n\n")
@@ -276,11 +329,14 @@ fn first_step(port: u16) -> String {
             .unwrap_or(c.close)
             .trim()
             .to_string(),
-        _ => closing_rules(port, Proto::Tcp).router,
+        _ => closing_rules(port, proto).router,
     }
 }
 
 fn findings(s: &StoredScan) -> Markup {
+    if s.test.protocol() == Protocol::Udp {
+        return udp_findings(s);
+    }
     let with = |state: PortState| -> Vec<&StoredResult> {
         s.results.iter().filter(|r| r.state == state).collect()
     };
@@ -326,6 +382,74 @@ fn findings(s: &StoredScan) -> Markup {
     }
 }
 
+/// The findings of a UDP test: for UPnP the verdict and the reply's headers
+/// explained; for every answering reflector what it said and how much.
+fn udp_findings(s: &StoredScan) -> Markup {
+    let open: Vec<&StoredResult> = s
+        .results
+        .iter()
+        .filter(|r| r.state == PortState::Open)
+        .collect();
+    let ssdp: Vec<&StoredReflection> = s
+        .exposure
+        .iter()
+        .filter(|x| x.port == udp::SSDP_PORT)
+        .collect();
+    let upnp_open = open.iter().any(|r| r.port == udp::SSDP_PORT);
+    html! {
+        section #findings aria-labelledby="findings-h" {
+            h2 #findings-h { "Findings, most serious first" }
+            @if s.test == TestKind::Upnp {
+                @if upnp_open {
+                    div #upnp .upnp {
+                        h3 { span .so aria-hidden="true" { "●" } " Your device answered UPnP discovery from the internet" }
+                        p { (udp::UPNP_RISK) }
+                        @for x in &ssdp {
+                            dl .headers {
+                                dt { "SERVER" } dd { code { (x.server.as_deref().unwrap_or("(not sent)")) } p.small { (udp::SERVER_MEANS) } }
+                                dt { "LOCATION" } dd { code { (x.location.as_deref().unwrap_or("(not sent)")) } p.small { (udp::LOCATION_MEANS) } }
+                                dt { "USN" } dd { code { (x.usn.as_deref().unwrap_or("(not sent)")) } p.small { (udp::USN_MEANS) } }
+                            }
+                            p { strong { "Size: " } (udp::amplification_line(x)) }
+                        }
+                        @if ssdp.is_empty() {
+                            p.small { "The port answered the scan, but not when it was asked again, so its headers could not be recorded." }
+                        }
+                        p { strong { "How to close it: " } (udp::UPNP_CLOSE) }
+                        p { a href=(port_href(udp::SSDP_PORT, Protocol::Udp)) { "More about UDP port 1900 (SSDP)" } }
+                    }
+                } @else {
+                    p #upnp { "No UPnP reply in " (udp::UPNP_TRIES) " tries: nothing at your address answered UPnP discovery from the internet, which is how it should be." }
+                }
+            } @else if open.is_empty() {
+                p { "No UDP port answered: nothing here reflects traffic. Silence on UDP means the port is filtered or its service stays quiet; it is not proof that nothing listens." }
+            } @else {
+                ol .findings {
+                    @for r in &open {
+                        @let info = lookup(r.port, Proto::Udp);
+                        @let found: Vec<&StoredReflection> = s.exposure.iter().filter(|x| x.port == r.port).collect();
+                        li .so-f {
+                            h3 { span .so aria-hidden="true" { "●" } " " a href=(port_href(r.port, Protocol::Udp)) { "Port " (r.port) "/udp · " (info.name()) } " — answers" }
+                            p { (info.summary()) }
+                            @for x in &found {
+                                p { strong { (x.protocol) ": " } (udp::amplification_line(x)) }
+                                @if !x.findings.is_empty() {
+                                    ul { @for f in &x.findings { li { (f) } } }
+                                }
+                            }
+                            @if found.is_empty() {
+                                p.small { "It answered the scan but not when asked again, so no size was measured." }
+                            }
+                            p { strong { "What it means: " } "anyone can send this port a small request with a forged sender address, and the answer goes to that address: a way to flood others from your connection, worse the larger the answer." }
+                            p { strong { "First step: " } (first_step_for(r.port, Proto::Udp)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn legend() -> Markup {
     html! {
         ul .legend {
@@ -338,15 +462,28 @@ fn legend() -> Markup {
     }
 }
 
+fn udp_legend() -> Markup {
+    html! {
+        ul .legend {
+            li { span .so aria-hidden="true" { "●" } " open: answered our UDP request" }
+            li { span .sf aria-hidden="true" { "▲" } " filtered: blocked, with an answer" }
+            li { span .sc aria-hidden="true" { "−" } " closed: refused (ICMP port unreachable)" }
+            li { span .ss aria-hidden="true" { "○" } " no reply: filtered, or a service that stays silent" }
+            li { span .sp aria-hidden="true" { "·" } " not tested yet" }
+        }
+    }
+}
+
 fn results(s: &StoredScan, ports: &[u16]) -> Markup {
     let running = s.status == Status::Running;
     let by_port: std::collections::HashMap<u16, &StoredResult> =
         s.results.iter().map(|r| (r.port, r)).collect();
     let total = ports.len();
+    let proto = s.test.protocol();
     html! {
         section #results aria-labelledby="results-h" {
             h2 #results-h { "Every port tested" }
-            (legend())
+            @if proto == Protocol::Udp { (udp_legend()) } @else { (legend()) }
             @if gridded(s) {
                 a .skip href="#share" { "Skip the grid of " (total) " ports" }
                 p .small #grid-help { "Rows start at the port on the left; add the column's number. Each square links to its port's page." }
@@ -371,11 +508,12 @@ fn results(s: &StoredScan, ports: &[u16]) -> Markup {
                             @for p in ports {
                                 @let r = by_port.get(p).copied();
                                 @let (g, class, word) = look(r.map(|r| r.state));
+                                @let word = r.map_or(word, state_word);
                                 tr class=(class) id=(format!("p{p}")) {
-                                    th scope="row" { a href=(format!("/port/{p}")) { (p) } }
-                                    td { (lookup(*p, Proto::Tcp).name()) }
+                                    th scope="row" { a href=(port_href(*p, proto)) { (port_name(*p, proto)) } }
+                                    td { (lookup(*p, kproto(proto)).name()) }
                                     td { span .g aria-hidden="true" { (g) } " " (word) }
-                                    td { (r.map(|r| evidence(r.reason)).unwrap_or_default()) }
+                                    td { (r.map(result_evidence).unwrap_or_default()) }
                                     td { (r.map(rtt).unwrap_or_default()) }
                                     td { (r.and_then(|r| r.ttl).map(|t| t.to_string()).unwrap_or_default()) }
                                 }
