@@ -1590,3 +1590,260 @@ async fn old_databases_are_served_and_unknown_stored_values_are_a_500() {
     drop(state);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+fn udp_state(exposure: Arc<common::ScriptedExposure>, prober: Arc<Scripted>) -> AppState {
+    AppState::with_exposure(config(), Db::in_memory().unwrap(), prober, exposure)
+}
+
+#[tokio::test]
+async fn the_udp_tests_are_offered_beside_the_tcp_ones() {
+    let state = state_with(Scripted::new(|_| PortState::Stealth), config());
+    let page = text(send(&state, get("/", VISITOR)).await).await;
+    // One form, one consent token, one button: the UDP tests are radios of
+    // the same choice.
+    assert_eq!(
+        page.matches("<form method=\"post\" action=\"/scan\">")
+            .count(),
+        1
+    );
+    assert!(page.contains("value=\"upnp\" id=\"kind-upnp\""), "{page}");
+    assert!(page.contains("value=\"udp\" id=\"kind-udp\""), "{page}");
+    assert!(page.contains("UPnP exposure") && page.contains("UDP exposure"));
+    let upnp = text(send(&state, get("/?test=upnp", VISITOR)).await).await;
+    assert!(
+        upnp.contains("value=\"upnp\" id=\"kind-upnp\" checked"),
+        "{upnp}"
+    );
+    // An unknown test names the UDP ones among the valid choices.
+    let t = token(&state, VISITOR).await;
+    let resp = send(
+        &state,
+        post("/scan", VISITOR, &format!("token={t}&kind=udp6"), &[]),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(text(resp).await.contains("upnp or udp"));
+    // Without a consent token a UDP test is refused like any other.
+    let resp = send(&state, post("/scan", VISITOR, "kind=upnp", &[])).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn an_answering_upnp_device_fails_with_its_headers_explained() {
+    let prober = Scripted::new(|p| {
+        if p == 1900 {
+            PortState::Open
+        } else {
+            PortState::Stealth
+        }
+    });
+    let exposure = common::ScriptedExposure::new(|p| (p == 1900).then(|| common::ssdp_reply(p)));
+    let state = udp_state(exposure.clone(), prober.clone());
+    let id = start(&state, VISITOR, "kind=upnp").await;
+    let v = api_scan(&state, &id).await;
+    // Asked as ShieldsUP! asks: UDP 1900 only, ten tries, two a second.
+    let asked = prober.asked.lock().unwrap().clone();
+    assert_eq!(
+        asked,
+        [common::Asked {
+            protocol: harbormaster_probe::Protocol::Udp,
+            tries: Some(10),
+            rate: Some(2),
+            ports: vec![1900],
+        }]
+    );
+    // The answering port is asked again, at the visitor's address only.
+    let calls = exposure.calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].0, VISITOR.parse::<IpAddr>().unwrap());
+    assert_eq!(calls[0].1, [1900]);
+    assert_eq!(v["scan"]["test"], "upnp");
+    assert_eq!(v["scan"]["results"][0]["proto"], "udp");
+    assert_eq!(v["scan"]["results"][0]["reason"], "udp-reply");
+    let x = &v["scan"]["exposure"][0];
+    assert_eq!(x["protocol"], "ssdp");
+    assert_eq!(x["location"], "http://192.168.1.1:5000/rootDesc.xml");
+    assert_eq!(x["server"], "Debian/13 UPnP/1.1 MiniUPnPd/2.3");
+    assert_eq!(
+        (x["request_bytes"].as_u64(), x["reply_bytes"].as_u64()),
+        (Some(48), Some(468))
+    );
+    assert_eq!(v["verdict"]["passed"], false);
+    assert_eq!(
+        v["verdict"]["headline"],
+        "Your device answered UPnP discovery from the internet"
+    );
+    assert!(
+        v["verdict"]["failures"][0]
+            .as_str()
+            .unwrap()
+            .contains("1 open")
+    );
+    let page = text(send(&state, get(&format!("/scan/{id}"), VISITOR)).await).await;
+    assert!(page.contains("<h2>Your device answered UPnP discovery from the internet</h2>"));
+    for want in [
+        "<dt>SERVER</dt>",
+        "<dt>LOCATION</dt>",
+        "<dt>USN</dt>",
+        "http://192.168.1.1:5000/rootDesc.xml",
+        "MiniUPnPd/2.3",
+        "uuid:00000000-0000-0000-0000-000000000001::upnp:rootdevice",
+        "1 request of 48 bytes → 1 reply of 468 bytes (9.8×)",
+        "How to close it: ",
+        "turn UPnP off",
+        "flood others",
+        "href=\"/port/1900#udp\"",
+        ">1900/udp</a>",
+        "answered (UDP reply)",
+    ] {
+        assert!(page.contains(want), "{want:?} missing: {page}");
+    }
+    assert_single_class_attributes(&page);
+    let report = text(send(&state, get(&format!("/scan/{id}/report.txt"), VISITOR)).await).await;
+    assert!(
+        report.contains("Result:   Your device answered UPnP discovery from the internet"),
+        "{report}"
+    );
+    assert!(
+        report.contains("  1900/udp ssdp: 1 request of 48 bytes → 1 reply of 468 bytes (9.8×)"),
+        "{report}"
+    );
+    assert!(
+        report.contains("    LOCATION: http://192.168.1.1:5000/rootDesc.xml"),
+        "{report}"
+    );
+    assert!(report.contains("Stealth:  not passed"), "{report}");
+}
+
+#[tokio::test]
+async fn a_silent_upnp_port_is_no_reply_in_ten_tries_and_passes() {
+    let exposure = common::ScriptedExposure::new(|_| None);
+    let state = udp_state(exposure.clone(), Scripted::new(|_| PortState::Stealth));
+    let id = start(&state, VISITOR, "kind=upnp").await;
+    let v = api_scan(&state, &id).await;
+    assert_eq!(v["verdict"]["headline"], "No UPnP reply in 10 tries");
+    assert_eq!(v["verdict"]["passed"], true, "{v}");
+    assert_eq!(v["scan"]["exposure"], serde_json::json!([]));
+    // Nothing answered, so nothing is asked again.
+    assert!(exposure.calls.lock().unwrap().is_empty());
+    let page = text(send(&state, get(&format!("/scan/{id}"), VISITOR)).await).await;
+    assert!(page.contains("No UPnP reply in 10 tries"));
+    assert!(
+        page.contains("no reply: filtered or a silent service"),
+        "{page}"
+    );
+    assert!(!page.contains("stealth with confidence"));
+    assert!(
+        page.contains("href=\"/?test=udp#tests\""),
+        "offers the UDP exposure test"
+    );
+}
+
+#[tokio::test]
+async fn the_udp_exposure_test_lists_each_reflector_with_its_amplification() {
+    let prober = Scripted::new(|p| match p {
+        11211 => PortState::Open,
+        53 => PortState::Closed,
+        _ => PortState::Stealth,
+    });
+    let exposure = common::ScriptedExposure::new(|p| {
+        (p == 11211).then(|| {
+            use harbormaster_wire::payload::{Amplification, Evidence, Protocol};
+            harbormaster_probe::exposure::Reflection {
+                port: p,
+                protocol: Protocol::Memcached,
+                evidence: vec![Evidence::Text {
+                    len: 2220,
+                    sample: "STAT pid 1".into(),
+                }],
+                amplification: Amplification {
+                    request_packets: 1,
+                    request_bytes: 15,
+                    reply_packets: 2,
+                    reply_bytes: 2220,
+                },
+            }
+        })
+    });
+    let state = udp_state(exposure.clone(), prober.clone());
+    let id = start(&state, VISITOR, "kind=udp").await;
+    let v = api_scan(&state, &id).await;
+    let asked = prober.asked.lock().unwrap()[0].clone();
+    assert_eq!(asked.protocol, harbormaster_probe::Protocol::Udp);
+    let mut list = harbormaster_probe::UDP_EXPOSURE_PORTS.to_vec();
+    list.sort_unstable();
+    assert_eq!(asked.ports, list);
+    assert_eq!(
+        exposure.calls.lock().unwrap()[0].1,
+        [11211],
+        "only answering ports"
+    );
+    assert_eq!(v["scan"]["test"], "udp");
+    assert_eq!(v["counts"]["open"], 1);
+    assert_eq!(
+        v["verdict"]["headline"],
+        "1 UDP port answers requests from the internet"
+    );
+    assert_eq!(v["verdict"]["passed"], false);
+    assert_eq!(v["scan"]["exposure"][0]["reply_packets"], 2);
+    let page = text(send(&state, get(&format!("/scan/{id}"), VISITOR)).await).await;
+    for want in [
+        "href=\"/port/11211#udp\"",
+        "Port 11211/udp",
+        "1 request of 15 bytes → 2 replies of 2220 bytes (148.0×)",
+        "STAT pid 1",
+        "refused (ICMP port unreachable)",
+        "no reply: filtered or a silent service",
+    ] {
+        assert!(page.contains(want), "{want:?} missing: {page}");
+    }
+    let report = text(send(&state, get(&format!("/scan/{id}/report.txt"), VISITOR)).await).await;
+    assert!(report.contains("open:         1  11211"), "{report}");
+    assert!(report.contains("closed:       1  53"), "{report}");
+    assert!(report.contains("no reply:    22  "), "{report}");
+    assert!(
+        report.contains(
+            "11211/udp memcached: 1 request of 15 bytes → 2 replies of 2220 bytes (148.0×)"
+        ),
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn without_raw_sockets_upnp_runs_as_the_exposure_step_alone() {
+    let prober = Scripted::in_mode(harbormaster_web::ProbeMode::Connect, |_| PortState::Open);
+    let exposure = common::ScriptedExposure::new(|p| (p == 1900).then(|| common::ssdp_reply(p)));
+    let state = udp_state(exposure.clone(), prober.clone());
+    let id = start(&state, VISITOR, "kind=upnp").await;
+    let v = api_scan(&state, &id).await;
+    assert_eq!(
+        prober.starts.load(Ordering::SeqCst),
+        0,
+        "no scan was started"
+    );
+    let calls = exposure.calls.lock().unwrap().clone();
+    assert_eq!(
+        calls,
+        [(
+            VISITOR.parse::<IpAddr>().unwrap(),
+            vec![1900],
+            10,
+            Duration::from_millis(500)
+        )]
+    );
+    assert_eq!(v["scan"]["mode"], "connect");
+    assert_eq!(v["scan"]["status"], "done");
+    assert_eq!(v["scan"]["results"][0]["state"], "open");
+    assert_eq!(
+        v["scan"]["exposure"][0]["usn"],
+        "uuid:00000000-0000-0000-0000-000000000001::upnp:rootdevice"
+    );
+    assert_eq!(
+        v["verdict"]["headline"],
+        "Your device answered UPnP discovery from the internet"
+    );
+    // TCP tests on the same server still go to the prober.
+    let id = start(&state, "203.0.113.51", "kind=common").await;
+    api_scan(&state, &id).await;
+    assert_eq!(prober.starts.load(Ordering::SeqCst), 1);
+}
