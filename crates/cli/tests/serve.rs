@@ -307,3 +307,146 @@ fn verify_open_tells_a_synproxy_from_a_real_service() {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+/// The scan page of `id`, as the visitor loads it.
+fn page_of(net: &TestNet, id: &str) -> String {
+    let id = id.to_string();
+    visit(net, move |a| {
+        body(a.get(&format!("{SERVER}/scan/{id}")).call().unwrap())
+    })
+}
+
+#[test]
+fn a_visitor_running_miniupnpd_and_memcached_fails_the_upnp_and_udp_tests() {
+    let net = testnet_or_skip!(&TargetSpec::default());
+    let uuid = "7c1d2e3f-4a5b-4c6d-8e9f-0a1b2c3d4e5f";
+    let _miniupnpd = net.start_miniupnpd(uuid).expect("miniupnpd");
+    let _memcached = net
+        .start_memcached(harbormaster_testnet::TARGET_IP)
+        .expect("memcached");
+    let dir = tempdir("serve-udp");
+    let server = Server::start(&net, &dir);
+
+    // UPnP: the SSDP answer is stored with its headers and explained.
+    let id = consent(&net, vec![("kind", "upnp".into())]).unwrap();
+    let v = wait_done(&net, &id);
+    assert_eq!(v["scan"]["status"], "done", "{v}");
+    assert_eq!(v["scan"]["test"], "upnp");
+    assert_eq!(v["scan"]["mode"], "syn");
+    let r = &v["scan"]["results"][0];
+    assert_eq!(
+        (&r["port"], &r["proto"], &r["state"]),
+        (&1900.into(), &"udp".into(), &"open".into()),
+        "{v}"
+    );
+    let ssdp: Vec<&Value> = v["scan"]["exposure"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["protocol"] == "ssdp")
+        .collect();
+    assert!(!ssdp.is_empty(), "{v}");
+    assert_eq!(
+        ssdp[0]["location"], "http://198.18.0.2:5000/rootDesc.xml",
+        "{v}"
+    );
+    assert!(
+        ssdp[0]["server"].as_str().unwrap().contains("MiniUPnPd/"),
+        "{v}"
+    );
+    // miniupnpd numbers its devices in the uuid's last digit.
+    assert!(
+        ssdp[0]["usn"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("uuid:{}", &uuid[..35])),
+        "{v}"
+    );
+    assert!(ssdp[0]["reply_bytes"].as_u64().unwrap() > ssdp[0]["request_bytes"].as_u64().unwrap());
+    assert_eq!(
+        v["verdict"]["headline"],
+        "Your device answered UPnP discovery from the internet"
+    );
+    assert_eq!(v["verdict"]["passed"], false);
+    let page = page_of(&net, &id);
+    assert!(
+        page.contains("<dt>LOCATION</dt>") && page.contains("http://198.18.0.2:5000/rootDesc.xml"),
+        "{page}"
+    );
+    assert!(page.contains(">1900/udp</a>"), "{page}");
+
+    // UDP exposure: memcached's stats answer, many times the request.
+    let id = consent(&net, vec![("kind", "udp".into())]).unwrap();
+    let v = wait_done(&net, &id);
+    assert_eq!(v["scan"]["status"], "done", "{v}");
+    let results = v["scan"]["results"].as_array().unwrap();
+    assert_eq!(results.len(), harbormaster_probe::UDP_EXPOSURE_PORTS.len());
+    let state = |port: u64| {
+        results
+            .iter()
+            .find(|r| r["port"] == port)
+            .map(|r| r["state"].as_str().unwrap().to_string())
+    };
+    assert_eq!(state(11211).as_deref(), Some("open"), "{v}");
+    assert_eq!(state(1900).as_deref(), Some("open"), "{v}");
+    // Ports nothing listens on refuse (the test host answers port unreachable).
+    assert_eq!(state(161).as_deref(), Some("closed"), "{v}");
+    let mc = v["scan"]["exposure"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["protocol"] == "memcached")
+        .unwrap_or_else(|| panic!("no memcached finding: {v}"));
+    let factor = mc["reply_bytes"].as_f64().unwrap() / mc["request_bytes"].as_f64().unwrap();
+    assert!(factor > 10.0, "memcached amplification {factor}: {mc}");
+    assert_eq!(
+        v["verdict"]["headline"],
+        "2 UDP ports answer requests from the internet"
+    );
+    let page = page_of(&net, &id);
+    assert!(page.contains("href=\"/port/11211#udp\""), "{page}");
+    assert!(page.contains("×)"), "{page}");
+    let report = visit(&net, move |a| {
+        body(
+            a.get(&format!("{SERVER}/scan/{id}/report.txt"))
+                .call()
+                .unwrap(),
+        )
+    });
+    assert!(report.contains("11211/udp memcached: "), "{report}");
+    let (status, _) = server.terminate();
+    assert!(status.success());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_visitor_without_upnp_gets_no_reply() {
+    let spec = TargetSpec {
+        drop_all: true,
+        ..TargetSpec::default()
+    };
+    let net = testnet_or_skip!(&spec);
+    let dir = tempdir("serve-no-upnp");
+    let _server = Server::start(&net, &dir);
+    let started = Instant::now();
+    let id = consent(&net, vec![("kind", "upnp".into())]).unwrap();
+    let v = wait_done(&net, &id);
+    // Ten M-SEARCHes half a second apart: at least 4.5 s of asking.
+    assert!(
+        started.elapsed() >= Duration::from_millis(4500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(v["scan"]["status"], "done", "{v}");
+    assert_eq!(v["scan"]["results"][0]["state"], "stealth", "{v}");
+    assert_eq!(v["scan"]["results"][0]["tries"], 10, "{v}");
+    assert_eq!(v["verdict"]["headline"], "No UPnP reply in 10 tries");
+    assert_eq!(v["scan"]["exposure"], serde_json::json!([]));
+    let page = page_of(&net, &id);
+    assert!(
+        page.contains("no reply: filtered or a silent service"),
+        "{page}"
+    );
+    drop(_server);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -568,30 +568,44 @@ impl Scans {
     }
 
     /// A finished UDP test's findings: measured already (without raw
-    /// sockets), or each answering port asked again now.
-    async fn exposure_of(&self, live: &Live, results: &[StoredResult]) -> Vec<StoredReflection> {
+    /// sockets), or asked again now. The ports that answered the scan are
+    /// asked, and so are the silent ones: a service may answer late (SSDP
+    /// waits up to its MX delay of a second), after the scan's last try.
+    /// Returns the findings and the silent ports that did answer.
+    async fn exposure_of(
+        &self,
+        live: &Live,
+        results: &[StoredResult],
+    ) -> (Vec<StoredReflection>, Vec<u16>) {
         if let Some(found) = live
             .measured
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
         {
-            return found;
+            return (found, Vec::new());
         }
-        let open: Vec<u16> = results
+        let ask: Vec<u16> = results
             .iter()
-            .filter(|r| r.state == PortState::Open)
+            .filter(|r| matches!(r.state, PortState::Open | PortState::Stealth))
             .map(|r| r.port)
             .collect();
-        if open.is_empty() {
-            return Vec::new();
+        if ask.is_empty() {
+            return (Vec::new(), Vec::new());
         }
         let (exposure, target) = (self.exposure.clone(), live.target);
-        tokio::task::spawn_blocking(move || {
-            udp::stored(&exposure.measure(target, &open, &ExposureConfig::default()))
+        let found = tokio::task::spawn_blocking(move || {
+            udp::stored(&exposure.measure(target, &ask, &ExposureConfig::default()))
         })
         .await
-        .unwrap_or_default()
+        .unwrap_or_default();
+        let mut late: Vec<u16> = results
+            .iter()
+            .filter(|r| r.state == PortState::Stealth && found.iter().any(|x| x.port == r.port))
+            .map(|r| r.port)
+            .collect();
+        late.dedup();
+        (found, late)
     }
 
     /// Follows one scan to its end: its results are committed in batches every
@@ -674,7 +688,16 @@ impl Scans {
         };
         rest.sort_by_key(|r| r.port);
         let exposure = if status == Status::Done && live.test.protocol() == Protocol::Udp {
-            self.exposure_of(&live, &results).await
+            let (found, late) = self.exposure_of(&live, &results).await;
+            // A late answer makes a silent port open: stored again (the
+            // row replaces the one stored while the scan ran).
+            for r in results.iter_mut().filter(|r| late.contains(&r.port)) {
+                r.state = PortState::Open;
+                r.reason = Reason::UdpReply;
+                rest.retain(|x| x.port != r.port);
+                rest.push(r.clone());
+            }
+            found
         } else {
             Vec::new()
         };
@@ -973,6 +996,11 @@ pub fn verdict(scan: &StoredScan) -> Verdict {
             format!("{open} UDP ports answer requests from the internet")
         };
         (head, Tone::Risk)
+    } else if scan.test == TestKind::Upnp && finished && closed + filtered > 0 {
+        (
+            "No UPnP reply: your address refused UDP port 1900".to_string(),
+            Tone::Fair,
+        )
     } else if udp && finished && closed + filtered == 0 {
         let head = if scan.test == TestKind::Upnp {
             format!("No UPnP reply in {} tries", udp::UPNP_TRIES)

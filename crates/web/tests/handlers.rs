@@ -1724,8 +1724,10 @@ async fn a_silent_upnp_port_is_no_reply_in_ten_tries_and_passes() {
     assert_eq!(v["verdict"]["headline"], "No UPnP reply in 10 tries");
     assert_eq!(v["verdict"]["passed"], true, "{v}");
     assert_eq!(v["scan"]["exposure"], serde_json::json!([]));
-    // Nothing answered, so nothing is asked again.
-    assert!(exposure.calls.lock().unwrap().is_empty());
+    // The silent port was asked once more (a late answer would count).
+    let calls = exposure.calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].1, [1900]);
     let page = text(send(&state, get(&format!("/scan/{id}"), VISITOR)).await).await;
     assert!(page.contains("No UPnP reply in 10 tries"));
     assert!(
@@ -1773,11 +1775,10 @@ async fn the_udp_exposure_test_lists_each_reflector_with_its_amplification() {
     let mut list = harbormaster_probe::UDP_EXPOSURE_PORTS.to_vec();
     list.sort_unstable();
     assert_eq!(asked.ports, list);
-    assert_eq!(
-        exposure.calls.lock().unwrap()[0].1,
-        [11211],
-        "only answering ports"
-    );
+    // Answering and silent ports are asked again; the refusing one is not.
+    let again = exposure.calls.lock().unwrap()[0].1.clone();
+    assert!(again.contains(&11211) && again.contains(&1900), "{again:?}");
+    assert!(!again.contains(&53), "{again:?}");
     assert_eq!(v["scan"]["test"], "udp");
     assert_eq!(v["counts"]["open"], 1);
     assert_eq!(
@@ -1846,4 +1847,24 @@ async fn without_raw_sockets_upnp_runs_as_the_exposure_step_alone() {
     let id = start(&state, "203.0.113.51", "kind=common").await;
     api_scan(&state, &id).await;
     assert_eq!(prober.starts.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_late_ssdp_answer_to_the_second_look_makes_the_port_open() {
+    // The scan heard nothing (the answer came after its last try); asked
+    // again, the device answers.
+    let exposure = common::ScriptedExposure::new(|p| (p == 1900).then(|| common::ssdp_reply(p)));
+    let state = udp_state(exposure, Scripted::new(|_| PortState::Stealth));
+    let id = start(&state, VISITOR, "kind=upnp").await;
+    let v = api_scan(&state, &id).await;
+    assert_eq!(v["scan"]["results"][0]["state"], "open", "{v}");
+    assert_eq!(v["scan"]["results"][0]["reason"], "udp-reply", "{v}");
+    assert_eq!(
+        v["verdict"]["headline"],
+        "Your device answered UPnP discovery from the internet"
+    );
+    // Stored so: the database row was replaced, not just the page.
+    let stored = state.scans().db().load(&id).unwrap().unwrap();
+    assert_eq!(stored.results[0].state, PortState::Open);
+    assert_eq!(stored.exposure.len(), 1);
 }
