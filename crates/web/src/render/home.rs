@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use harbormaster_probe::{COMMON_PORTS, UDP_EXPOSURE_PORTS};
+use harbormaster_probe::{COMMON_PORTS, Protocol, UDP_EXPOSURE_PORTS};
 use maud::{Markup, html};
 
 use crate::prober::ProbeMode;
@@ -117,14 +117,18 @@ pub fn home(v: &Visitor<'_>, offer: &Offer) -> Markup {
                                 html! { "Every port from 0 to 65535. Takes much longer." }))
                         }
                     }
+                    // Folded, so the button stays on a phone's first screen.
+                    details.udp-tests open[offer.selected.protocol() == Protocol::Udp] {
+                    summary { "Or a UDP test: UPnP exposure, UDP reflectors" }
                     fieldset {
-                        legend { "Or a UDP test" }
+                        legend { "UDP tests" }
                         (choice(TestKind::Upnp, offer.selected,
                             html! { "UPnP exposure" },
                             html! { "Asks UDP port 1900 for UPnP devices, as a home network does, up to " (UPNP_TRIES) " times half a second apart. A device that answers from the internet can be abused to flood others." }))
                         (choice(TestKind::UdpExposure, offer.selected,
                             html! { "UDP exposure" },
                             html! { "Sends one ordinary request to each of " (UDP_EXPOSURE_PORTS.len()) " UDP ports that attackers use to reflect floods (DNS, NTP, SNMP, memcached, UPnP and others), and measures how much comes back." }))
+                    }
                     }
                     p.consent-text { "Pressing the button asks this server to test " strong { (v.ip) } " now, and nothing else." }
                     button.go type="submit" { "Probe my connection" }
