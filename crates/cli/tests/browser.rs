@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use common::{SERVER, Server, body, tempdir, testnet_or_skip, visit};
 use harbormaster_probe::COMMON_PORTS;
-use harbormaster_testnet::TargetSpec;
+use harbormaster_testnet::{TargetSpec, TestNet};
 use serde_json::Value;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -120,12 +120,24 @@ struct BrowserRun {
 
 /// `ip netns exec NS node SCRIPT URL OUTDIR`, bounded by [`BROWSER_DEADLINE`].
 fn run_browser(ns: &str, script: &str, url: &str, outdir: &Path) -> BrowserRun {
+    run_browser_args(ns, script, url, outdir, &[])
+}
+
+/// [`run_browser`] with `extra` arguments after OUTDIR.
+fn run_browser_args(
+    ns: &str,
+    script: &str,
+    url: &str,
+    outdir: &Path,
+    extra: &[&str],
+) -> BrowserRun {
     let started = Instant::now();
     let mut child = Command::new("ip")
         .args(["netns", "exec", ns, "node"])
         .arg(browser_dir().join(script))
         .arg(url)
         .arg(outdir)
+        .args(extra)
         .current_dir(browser_dir())
         // Plain text from Playwright's error messages.
         .env("FORCE_COLOR", "0")
@@ -186,7 +198,18 @@ fn run_browser(ns: &str, script: &str, url: &str, outdir: &Path) -> BrowserRun {
 /// if it failed (naming `outdir`, where it leaves screenshots), and returns
 /// its report: the last JSON line on its stdout.
 fn run_browser_json(ns: &str, script: &str, url: &str, outdir: &Path) -> Value {
-    let run = run_browser(ns, script, url, outdir);
+    run_browser_json_args(ns, script, url, outdir, &[])
+}
+
+/// [`run_browser_json`] with `extra` arguments after OUTDIR.
+fn run_browser_json_args(
+    ns: &str,
+    script: &str,
+    url: &str,
+    outdir: &Path,
+    extra: &[&str],
+) -> Value {
+    let run = run_browser_args(ns, script, url, outdir, extra);
     eprintln!(
         "browser: {} in {:.1} s\n--- stdout\n{}--- stderr\n{}---",
         if run.ok { "ok" } else { "FAILED" },
@@ -443,6 +466,49 @@ fn a_tab_over_the_stream_cap_falls_back_to_reloading() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Runs the `kind` test as the visitor (consent form, then waits for the
+/// end); returns its page's path.
+fn finished_test(net: &TestNet, kind: &'static str) -> String {
+    visit(net, move |a| {
+        let page = body(a.get(SERVER).call().unwrap());
+        let at = page.find("name=\"token\" value=\"").expect("consent form") + 20;
+        let token = page[at..].split('"').next().unwrap().to_string();
+        // The previous test's slot is freed just after it is stored: a 429
+        // (the consent still unspent) is tried again.
+        let mut tries = 0;
+        let resp = loop {
+            let resp = a
+                .post(&format!("{SERVER}/scan"))
+                .send_form([("token", token.as_str()), ("kind", kind)])
+                .unwrap();
+            tries += 1;
+            if resp.status().as_u16() != 429 || tries == 50 {
+                break resp;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(resp.status().as_u16(), 303, "{kind}");
+        let path = resp.headers()["location"].to_str().unwrap().to_string();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let v: Value = serde_json::from_str(&body(
+                a.get(&format!(
+                    "{SERVER}/api{}",
+                    path.replace("/scan/", "/scans/")
+                ))
+                .call()
+                .unwrap(),
+            ))
+            .unwrap();
+            if v["scan"]["status"] != "running" {
+                return path;
+            }
+            assert!(Instant::now() < deadline, "{kind} test did not finish");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+}
+
 #[test]
 fn a_visitor_reads_the_start_port_search_and_error_pages() {
     prerequisites_or_skip!();
@@ -454,7 +520,29 @@ fn a_visitor_reads_the_start_port_search_and_error_pages() {
     std::fs::create_dir_all(&shots).unwrap();
     let server = Server::start(&net, &data);
 
-    let v = run_browser_json(&net.target_ns, "pages.mjs", SERVER, &shots);
+    // The UDP tests' result pages too: a UPnP device that answers (its
+    // headers explained) and the UDP exposure list.
+    let _miniupnpd = net
+        .start_miniupnpd("5d4c3b2a-1f0e-4d9c-8b7a-6f5e4d3c2b1a")
+        .expect("miniupnpd");
+    let upnp = finished_test(&net, "upnp");
+    let udp = finished_test(&net, "udp");
+    let extra = format!("{upnp},{udp}");
+    let v = run_browser_json_args(&net.target_ns, "pages.mjs", SERVER, &shots, &[&extra]);
+    for path in [&upnp, &udp] {
+        assert_eq!(v["status"][path], 200, "{path}: {v}");
+        for scheme in ["light", "dark"] {
+            let key = format!("{scheme} {path}");
+            assert_eq!(v["axe"][&key], serde_json::json!([]), "{key}: {v}");
+        }
+        for w in [320, 390] {
+            let key = format!("{w} {path}");
+            let sw = v["scroll"][&key][0].as_u64().unwrap();
+            let iw = v["scroll"][&key][1].as_u64().unwrap();
+            assert!(sw <= iw, "{key}: {sw} px of content in {iw} px");
+        }
+    }
+    assert_eq!(v["csp"], serde_json::json!([]), "{v}");
 
     // Every page as expected, with zero axe-core violations in both colour schemes.
     for (path, status) in [

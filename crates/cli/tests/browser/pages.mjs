@@ -3,7 +3,7 @@
 // Run by crates/cli/tests/browser.rs (`a_visitor_reads_the_start_port_search_and_error_pages`)
 // inside the visitor's network namespace:
 //
-//   node pages.mjs URL OUTDIR
+//   node pages.mjs URL OUTDIR [PATH,PATH...]
 //
 // URL is the server's origin. Checks, per page: axe-core violations in the light
 // and the dark colour scheme, no horizontal scroll at 320 and 390 px, no CSP
@@ -45,8 +45,10 @@ function fail(msg) {
   process.exit(1);
 }
 
-const [origin, outdir] = process.argv.slice(2);
-if (!origin || !outdir) fail('usage: node pages.mjs URL OUTDIR');
+const [origin, outdir, extra] = process.argv.slice(2);
+if (!origin || !outdir) fail('usage: node pages.mjs URL OUTDIR [PATH,PATH...]');
+// Further pages to check (finished test results), each expected 200.
+for (const p of (extra ?? '').split(',').filter(Boolean)) PAGES.push([p, 200]);
 const profile = mkdtempSync(join(outdir, 'chromium-profile-'));
 let context = null;
 const watchdog = setTimeout(() => {
