@@ -732,6 +732,62 @@ mod tests {
         );
     }
 
+    fn reflection(port: u16, findings: usize) -> StoredReflection {
+        StoredReflection {
+            port,
+            protocol: Payload::Ssdp,
+            findings: (0..findings).map(|i| format!("finding {i}")).collect(),
+            server: Some("Linux UPnP/1.1 MiniUPnPd/2.3".into()),
+            location: Some("http://198.18.0.2:5000/rootDesc.xml".into()),
+            usn: None,
+            request_packets: 1,
+            request_bytes: 94,
+            reply_packets: 13,
+            reply_bytes: 5396,
+        }
+    }
+
+    #[test]
+    fn exposure_findings_round_trip_bounded_and_typed() {
+        let db = Db::in_memory().unwrap();
+        db.insert_running(&scan("u", 10_000)).unwrap();
+        let many: Vec<StoredReflection> = (0..100).map(|i| reflection(i, 40)).collect();
+        db.finish_with("u", Status::Done, None, None, &[], &many)
+            .unwrap();
+        let u = db.load("u").unwrap().unwrap();
+        assert_eq!(u.exposure.len(), MAX_REFLECTIONS);
+        assert_eq!(u.exposure[0].findings.len(), MAX_FINDINGS_PER_PORT);
+        assert_eq!(u.exposure[3], {
+            let mut r = reflection(3, MAX_FINDINGS_PER_PORT);
+            r.findings.truncate(MAX_FINDINGS_PER_PORT);
+            r
+        });
+        assert!((u.exposure[0].factor() - 5396.0 / 94.0).abs() < 1e-9);
+        // A protocol this version does not know is a typed error.
+        db.conn()
+            .execute("UPDATE exposure SET protocol = 'gopher' WHERE seq = 0", [])
+            .unwrap();
+        match db.load("u") {
+            Err(DbError::Unknown { column, reason }) => {
+                assert_eq!(column, "exposure.protocol");
+                assert!(
+                    reason.contains("unknown UDP protocol \"gopher\""),
+                    "{reason}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Deleting the scan deletes its findings.
+        db.conn()
+            .execute("DELETE FROM scans WHERE id = 'u'", [])
+            .unwrap();
+        let left: u32 = db
+            .conn()
+            .query_row("SELECT COUNT(*) FROM exposure", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0);
+    }
+
     #[test]
     fn running_scans_become_interrupted_after_a_restart() {
         let dir = std::env::temp_dir().join(format!("hm-db-{}", std::process::id()));
