@@ -151,12 +151,15 @@ impl Prober for Scripted {
     }
 }
 
+/// One exposure call: target, ports, tries and listening time.
+pub type Call = (std::net::IpAddr, Vec<u16>, u8, Duration);
+
 /// The exposure step, scripted: each port's reflection from a rule; every
 /// call is recorded (nothing is sent anywhere).
 pub struct ScriptedExposure {
     answer: fn(u16) -> Option<harbormaster_probe::exposure::Reflection>,
     /// Target, ports, tries and listening time of each call.
-    pub calls: Mutex<Vec<(std::net::IpAddr, Vec<u16>, u8, Duration)>>,
+    pub calls: Mutex<Vec<Call>>,
 }
 
 impl ScriptedExposure {
