@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use harbormaster_probe::exposure::ExposureConfig;
 use harbormaster_probe::{
-    PortList, PortResult, PortState, ProbeError, ProbeMode as Mode, Protocol, Reason, ScanEvent,
-    ScanSummary, UDP_EXPOSURE_PORTS,
+    PortList, PortResult, PortState, ProbeError, Protocol, Reason, ScanEvent, ScanSummary,
+    UDP_EXPOSURE_PORTS,
 };
 use serde::{Serialize, Serializer};
 use tokio::sync::{Notify, broadcast, mpsc};
@@ -464,7 +464,7 @@ impl Scans {
             request.rate = Some(udp::UPNP_RATE);
         }
         // Without raw sockets, UDP tests are the exposure step alone.
-        let alone = test.protocol() == Protocol::Udp && mode == Mode::Connect;
+        let alone = test.protocol() == Protocol::Udp && mode == ProbeMode::Connect;
         let measured = Arc::new(Mutex::new(None));
         let started = if alone {
             Ok(self.measure_alone(target, test, &ports, measured.clone(), sink))

@@ -23,7 +23,13 @@
     'syn-ack': 'accepted (SYN-ACK)', rst: 'refused (RST)', 'no-response': 'no answer',
     connected: 'connection accepted', 'conn-refused': 'connection refused',
     'host-unreach': 'host unreachable', 'net-unreach': 'network unreachable',
+    'udp-reply': 'answered (UDP reply)', 'port-unreach': 'refused (ICMP port unreachable)',
   };
+  // Silence on UDP is not stealth: a service may simply not answer.
+  if (grid.dataset.proto === 'udp') {
+    looks.stealth = ['\u25cb', 'ss', 'no reply'];
+    words['no-response'] = 'no reply: filtered or a silent service';
+  }
   function evidence(r) {
     if (words[r]) return words[r];
     var m = /^icmp(v6)?-(.*)$/.exec(r);

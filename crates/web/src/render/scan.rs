@@ -502,7 +502,7 @@ fn results(s: &StoredScan, ports: &[u16]) -> Markup {
                 }
             } @else {
                 div .tw {
-                    table #grid .ports data-scan=(s.id) data-running=(running) data-from=(s.results.len()) data-total=(total) {
+                    table #grid .ports data-scan=(s.id) data-running=(running) data-from=(s.results.len()) data-total=(total) data-proto=(proto.as_str()) {
                         thead { tr { th scope="col" { "Port" } th scope="col" { "Service" } th scope="col" { "State" } th scope="col" { "Evidence" } th scope="col" { "Round trip" } th scope="col" { "TTL" } } }
                         tbody {
                             @for p in ports {
