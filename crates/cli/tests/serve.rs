@@ -450,3 +450,54 @@ fn a_visitor_without_upnp_gets_no_reply() {
     drop(_server);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_connect_mode_server_runs_the_udp_tests_as_the_exposure_step_alone() {
+    let net = testnet_or_skip!(&TargetSpec::default());
+    let uuid = "0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e";
+    let _miniupnpd = net.start_miniupnpd(uuid).expect("miniupnpd");
+    let _memcached = net
+        .start_memcached(harbormaster_testnet::TARGET_IP)
+        .expect("memcached");
+    let dir = tempdir("serve-udp-connect");
+    let _server = Server::start_in_mode(&net, &dir, "connect", &[]);
+
+    let id = consent(&net, vec![("kind", "upnp".into())]).unwrap();
+    let v = wait_done(&net, &id);
+    assert_eq!(v["scan"]["mode"], "connect", "{v}");
+    assert_eq!(v["scan"]["status"], "done", "{v}");
+    assert_eq!(v["scan"]["results"][0]["state"], "open", "{v}");
+    assert_eq!(
+        v["scan"]["exposure"][0]["location"], "http://198.18.0.2:5000/rootDesc.xml",
+        "{v}"
+    );
+    assert_eq!(
+        v["verdict"]["headline"],
+        "Your device answered UPnP discovery from the internet"
+    );
+
+    // The reflector list: memcached answers; refusing ports read "no reply"
+    // (an ordinary socket does not see ICMP, so nothing is called closed).
+    let id = consent(&net, vec![("kind", "udp".into())]).unwrap();
+    let v = wait_done(&net, &id);
+    assert_eq!(v["scan"]["status"], "done", "{v}");
+    let results = v["scan"]["results"].as_array().unwrap();
+    let state = |port: u64| {
+        results
+            .iter()
+            .find(|r| r["port"] == port)
+            .map(|r| r["state"].as_str().unwrap().to_string())
+    };
+    assert_eq!(state(11211).as_deref(), Some("open"), "{v}");
+    assert_eq!(state(161).as_deref(), Some("stealth"), "{v}");
+    assert!(
+        v["scan"]["exposure"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["protocol"] == "memcached" && x["reply_bytes"].as_u64() > Some(150)),
+        "{v}"
+    );
+    drop(_server);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -30,6 +30,16 @@ impl Server {
 
     /// [`Server::start`] with `extra` arguments.
     pub fn start_with(net: &TestNet, data_dir: &std::path::Path, extra: &[&str]) -> Server {
+        Server::start_in_mode(net, data_dir, "syn", extra)
+    }
+
+    /// [`Server::start_with`] in `mode` (`syn` or `connect`).
+    pub fn start_in_mode(
+        net: &TestNet,
+        data_dir: &std::path::Path,
+        mode: &str,
+        extra: &[&str],
+    ) -> Server {
         let child = net
             .scanner_command(assert_cmd::cargo::cargo_bin("harbormaster"))
             .args([
@@ -39,7 +49,7 @@ impl Server {
                 "--allow-private",
                 "--no-reverse-dns",
                 "--mode",
-                "syn",
+                mode,
             ])
             .arg("--data-dir")
             .arg(data_dir)
