@@ -914,7 +914,7 @@ fn coverage(scan: &StoredScan) -> (Vec<String>, Option<TestKind>) {
         )],
     };
     not.push(
-        "UDP (a different kind of traffic, used e.g. by DNS, VPNs and games) was not tested."
+        "UDP (a different kind of traffic, used e.g. by DNS, VPNs and games) was not tested: the UPnP and UDP exposure tests cover it."
             .into(),
     );
     let wider = match scan.test {
