@@ -263,12 +263,11 @@ pub const MAX_REFLECTIONS: usize = 64;
 
 /// One request's outcome at one answering UDP port: what the replies showed
 /// and how much came back.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StoredReflection {
     /// The port asked.
     pub port: u16,
     /// The protocol of the request (`ssdp`, `dns`, `memcached`, …).
-    #[serde(serialize_with = "display")]
     pub protocol: Payload,
     /// What the replies showed, one line each.
     pub findings: Vec<String>,
@@ -286,6 +285,27 @@ pub struct StoredReflection {
     pub reply_packets: u32,
     /// UDP payload bytes received.
     pub reply_bytes: u64,
+}
+
+impl Serialize for StoredReflection {
+    /// Its fields, the protocol as its name, and `amplification` (reply
+    /// bytes per request byte) as the pages show it.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("StoredReflection", 11)?;
+        st.serialize_field("port", &self.port)?;
+        st.serialize_field("protocol", &self.protocol.to_string())?;
+        st.serialize_field("findings", &self.findings)?;
+        st.serialize_field("server", &self.server)?;
+        st.serialize_field("location", &self.location)?;
+        st.serialize_field("usn", &self.usn)?;
+        st.serialize_field("request_packets", &self.request_packets)?;
+        st.serialize_field("request_bytes", &self.request_bytes)?;
+        st.serialize_field("reply_packets", &self.reply_packets)?;
+        st.serialize_field("reply_bytes", &self.reply_bytes)?;
+        st.serialize_field("amplification", &((self.factor() * 10.0).round() / 10.0))?;
+        st.end()
+    }
 }
 
 impl StoredReflection {

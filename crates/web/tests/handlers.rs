@@ -1787,6 +1787,7 @@ async fn the_udp_exposure_test_lists_each_reflector_with_its_amplification() {
     );
     assert_eq!(v["verdict"]["passed"], false);
     assert_eq!(v["scan"]["exposure"][0]["reply_packets"], 2);
+    assert_eq!(v["scan"]["exposure"][0]["amplification"], 148.0);
     let page = text(send(&state, get(&format!("/scan/{id}"), VISITOR)).await).await;
     for want in [
         "href=\"/port/11211#udp\"",
