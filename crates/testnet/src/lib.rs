@@ -75,6 +75,14 @@ pub struct TargetSpec {
     /// Open ports whose listener greets each connection with this banner (and
     /// then closes it); every other open port accepts and stays silent.
     pub banners: Vec<(u16, String)>,
+    /// Keep the kernel's default ICMP rate limits (`icmp_ratelimit` 1000 ms,
+    /// `icmp_ratemask` 0x1818: about 1 error per second to one destination
+    /// after a burst of 6) instead of turning them off, as real Linux hosts do.
+    pub kernel_icmp_limits: bool,
+    /// Drop the target's TCP RSTs above this many per second (an nftables
+    /// `limit rate` with a burst of 5), like FreeBSD's and macOS's limits on
+    /// closed-port RSTs or a firewall's RST cap.
+    pub rst_limit_per_sec: Option<u32>,
 }
 
 impl TargetSpec {
@@ -118,6 +126,42 @@ impl TargetSpec {
             ],
             closed: vec![25, 110, 113, 1000, 7547],
             drop_unlisted: true,
+            ..TargetSpec::default()
+        }
+    }
+
+    /// A Linux host with its kernel's default ICMP limits and, within the
+    /// service test's 0–1055, 12 open ports, 24 ports rejected with ICMP
+    /// admin-prohibited (4 of them among the common ports: 135, 139, 445,
+    /// 1025), 200 dropped and the rest closed: a full-speed sweep sees only
+    /// the first few rejections, the rest look stealth.
+    pub fn icmp_limited() -> TargetSpec {
+        let open: Vec<u16> = vec![21, 22, 25, 53, 80, 110, 143, 443, 587, 993, 995, 1055];
+        let mut filtered: Vec<u16> = vec![135, 139, 445, 1025];
+        let mut taken: std::collections::HashSet<u16> = open.iter().copied().collect();
+        taken.extend(&filtered);
+        let mut i = 0u32;
+        while filtered.len() < 24 {
+            let p = ((i * 43 + 5) % 1056) as u16;
+            i += 1;
+            if taken.insert(p) {
+                filtered.push(p);
+            }
+        }
+        let mut dropped = Vec::new();
+        let mut i = 0u32;
+        while dropped.len() < 200 {
+            let p = ((i * 37 + 2) % 1056) as u16;
+            i += 1;
+            if taken.insert(p) {
+                dropped.push(p);
+            }
+        }
+        TargetSpec {
+            open,
+            filtered,
+            dropped,
+            kernel_icmp_limits: true,
             ..TargetSpec::default()
         }
     }
@@ -443,16 +487,29 @@ impl TestNet {
             "permanent",
         ])?;
         // The target answers ICMP errors without the kernel's default rate limit,
-        // so "filtered" stays observable at full speed (see BENCHMARKS.md).
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            t,
-            "sysctl",
-            "-qw",
-            "net.ipv4.icmp_ratemask=0",
-        ])?;
+        // so "filtered" stays observable at full speed (see BENCHMARKS.md),
+        // unless the spec asks for a host as shipped. The defaults are set
+        // explicitly: a namespace inherits nothing, but be sure.
+        let ratemask = if spec.kernel_icmp_limits {
+            "net.ipv4.icmp_ratemask=6168"
+        } else {
+            "net.ipv4.icmp_ratemask=0"
+        };
+        run(&["ip", "netns", "exec", t, "sysctl", "-qw", ratemask])?;
+        if spec.kernel_icmp_limits {
+            run(&[
+                "ip",
+                "netns",
+                "exec",
+                t,
+                "sysctl",
+                "-qw",
+                "net.ipv4.icmp_ratelimit=1000",
+            ])?;
+        }
+        let rst_limit = spec.rst_limit_per_sec.map_or(String::new(), |n| {
+            format!("tcp flags & rst == rst limit rate over {n}/second burst 5 packets drop")
+        });
 
         let loss = if spec.loss_percent > 0 {
             format!("numgen random mod 100 < {} drop", spec.loss_percent)
@@ -493,6 +550,7 @@ impl TestNet {
     type filter hook output priority 0; policy accept;
     oif lo accept
     {loss}
+    {rst_limit}
   }}
 }}
 ",

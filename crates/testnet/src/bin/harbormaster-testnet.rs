@@ -1,10 +1,11 @@
 //! `harbormaster-testnet`: holds a benchmark test host up for scripts.
 //!
 //! ```text
-//! harbormaster-testnet [--loss PERCENT] [--silent] [--spec benchmark|visitor|router]
+//! harbormaster-testnet [--loss PERCENT] [--silent] [--spec benchmark|visitor|router|icmp-limited]
 //!                      [--visitors N] [--truth FILE]
 //!                      [--delay MS] [--jitter MS] [--path-loss PERCENT]
 //!                      [--rate MBIT] [--queue MS]
+//!                      [--kernel-icmp-limits] [--rst-limit PER_SECOND]
 //! ```
 //! Creates the namespaces, writes the expected state of every port to FILE
 //! (`port state` per line), prints `SCANNER_NS TARGET_NS` on stdout, then
@@ -21,6 +22,11 @@
 //! way), `--rate` (bottleneck Mbit/s each way) or `--queue` (bottleneck buffer,
 //! ms of the rate; default 50) puts an emulated path between the namespaces
 //! (see `harbormaster_testnet::path`); without them the veth is direct.
+//!
+//! `--kernel-icmp-limits` keeps Linux's default ICMP error limit on the target
+//! (about 1/s after a burst of 6) instead of turning it off; `--spec
+//! icmp-limited` is the 0–1055 host of issue 9 §3 with it on. `--rst-limit N`
+//! drops the target's RSTs above N per second.
 
 use std::io::{BufRead, Write};
 
@@ -36,6 +42,9 @@ fn main() {
     let mut visitors = 1u8;
     let mut router_spec = false;
     let mut path = None::<Direction>;
+    let mut icmp_limited_spec = false;
+    let mut kernel_icmp_limits = false;
+    let mut rst_limit = None::<u32>;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -52,7 +61,8 @@ fn main() {
                 Some("benchmark") => visitor_spec = false,
                 Some("visitor") => visitor_spec = true,
                 Some("router") => router_spec = true,
-                _ => usage("--spec takes benchmark, visitor or router"),
+                Some("icmp-limited") => icmp_limited_spec = true,
+                _ => usage("--spec takes benchmark, visitor, router or icmp-limited"),
             },
             "--visitors" => {
                 visitors = args
@@ -82,6 +92,15 @@ fn main() {
                     )),
                 }
             }
+            "--kernel-icmp-limits" => kernel_icmp_limits = true,
+            "--rst-limit" => {
+                rst_limit = Some(
+                    args.next()
+                        .and_then(|v| v.parse().ok())
+                        .filter(|v| (1..=1_000_000).contains(v))
+                        .unwrap_or_else(|| usage("--rst-limit takes RSTs per second, 1-1000000")),
+                )
+            }
             other => usage(&format!("unknown argument {other:?}")),
         }
     }
@@ -90,6 +109,11 @@ fn main() {
             drop_all: true,
             loss_percent: loss,
             ..TargetSpec::default()
+        }
+    } else if icmp_limited_spec {
+        TargetSpec {
+            loss_percent: loss,
+            ..TargetSpec::icmp_limited()
         }
     } else if router_spec {
         TargetSpec {
@@ -102,6 +126,8 @@ fn main() {
         TargetSpec::benchmark(loss)
     };
     spec.extra_addresses = visitors - 1;
+    spec.kernel_icmp_limits |= kernel_icmp_limits;
+    spec.rst_limit_per_sec = rst_limit;
     spec.path = path.map(PathSpec::symmetric);
     let net = match TestNet::create(&spec) {
         Ok(n) => n,
@@ -170,7 +196,7 @@ fn visitor(loss_percent: u8) -> TargetSpec {
 
 fn usage(msg: &str) -> ! {
     eprintln!(
-        "harbormaster-testnet: {msg}; usage: harbormaster-testnet [--loss PERCENT] [--silent] [--spec benchmark|visitor|router] [--visitors N] [--truth FILE] [--delay MS] [--jitter MS] [--path-loss PERCENT] [--rate MBIT] [--queue MS]"
+        "harbormaster-testnet: {msg}; usage: harbormaster-testnet [--loss PERCENT] [--silent] [--spec benchmark|visitor|router|icmp-limited] [--visitors N] [--truth FILE] [--delay MS] [--jitter MS] [--path-loss PERCENT] [--rate MBIT] [--queue MS] [--kernel-icmp-limits] [--rst-limit PER_SECOND]"
     );
     std::process::exit(2);
 }
