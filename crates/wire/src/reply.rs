@@ -26,6 +26,8 @@ pub enum Reply {
     /// neighbour discovery...). `protocol` is the IP protocol number (the
     /// upper-layer one for IPv6, after extension headers).
     Other {
+        /// Who sent it (for the watch's unsolicited-packet report).
+        src: IpAddr,
         /// The IP protocol number.
         protocol: u8,
     },
@@ -317,7 +319,7 @@ fn transport_reply(
     match protocol {
         PROTO_TCP => tcp_reply(src, dst, ttl, payload),
         PROTO_UDP => udp_reply(src, dst, ttl, payload),
-        protocol => Ok(Reply::Other { protocol }),
+        protocol => Ok(Reply::Other { src, protocol }),
     }
 }
 
@@ -349,7 +351,7 @@ fn icmp_reply(
             kind,
             quote: quote()?,
         })),
-        None => Ok(Reply::Other { protocol }),
+        None => Ok(Reply::Other { src, protocol }),
     }
 }
 
@@ -645,45 +647,33 @@ mod tests {
         // An echo request (type 8) is not a reply.
         let mut b = ECHO4;
         b[20] = icmpv4::TYPE_ECHO_REQUEST;
-        assert_eq!(
-            parse_reply(&b),
-            Ok(Reply::Other {
-                protocol: PROTO_ICMP
-            })
+        assert!(
+            matches!(parse_reply(&b), Ok(Reply::Other { protocol, .. }) if protocol == PROTO_ICMP)
         );
         // ICMPv4 redirect (5) also quotes a header but is not reported as an error.
         let mut b = ICMP4_3_3;
         b[20] = 5;
-        assert_eq!(
-            parse_reply(&b),
-            Ok(Reply::Other {
-                protocol: PROTO_ICMP
-            })
+        assert!(
+            matches!(parse_reply(&b), Ok(Reply::Other { protocol, .. }) if protocol == PROTO_ICMP)
         );
         // ICMPv6 echo request, Packet Too Big and a Neighbour Solicitation (135).
         for t in [128, 2, 135] {
             let mut b = ICMP6_1_4;
             b[40] = t;
-            assert_eq!(
-                parse_reply(&b),
-                Ok(Reply::Other {
-                    protocol: PROTO_ICMPV6
-                }),
+            assert!(
+                matches!(parse_reply(&b), Ok(Reply::Other { protocol, .. }) if protocol == PROTO_ICMPV6),
                 "type {t}"
             );
         }
         // GRE over IPv4.
         let mut b = SYNACK4;
         b[9] = 47;
-        assert_eq!(parse_reply(&b), Ok(Reply::Other { protocol: 47 }));
+        assert!(matches!(parse_reply(&b), Ok(Reply::Other { protocol, .. }) if protocol == 47));
         // IPv6 with "no next header".
         let mut b = SYNACK6;
         b[6] = ipv6::NEXT_NONE;
-        assert_eq!(
-            parse_reply(&b),
-            Ok(Reply::Other {
-                protocol: ipv6::NEXT_NONE
-            })
+        assert!(
+            matches!(parse_reply(&b), Ok(Reply::Other { protocol, .. }) if protocol == ipv6::NEXT_NONE)
         );
     }
 
@@ -998,7 +988,7 @@ mod tests {
         // reads as a zero payload length and its flags byte as next header 64.)
         let mut b = SYNACK4;
         b[0] = 0x65;
-        assert_eq!(parse_reply(&b), Ok(Reply::Other { protocol: 0x40 }));
+        assert!(matches!(parse_reply(&b), Ok(Reply::Other { protocol, .. }) if protocol == 0x40));
         // IPv6 payload length beyond the buffer
         let mut b = SYNACK6;
         b[4..6].copy_from_slice(&25u16.to_be_bytes());
