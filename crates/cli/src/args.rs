@@ -79,6 +79,9 @@ pub struct ScanArgs {
     /// SYN mode: skip the check of open ports with real connections (up to 256) and of random high ports, which tells a proxy answering for every port.
     #[arg(long)]
     pub no_verify: bool,
+    /// SYN mode: seconds allowed for re-probing silent ports when the target rate-limits its ICMP errors or RSTs, 0-3600 (default 30; 0 only detects and reports the limit).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(0..=3600))]
+    pub budget: Option<u32>,
 }
 
 /// `harbormaster serve`.

@@ -38,6 +38,8 @@ struct Plan {
     rate: Option<u32>,
     /// Verify open ports and check for a wildcard host after the SYN pass.
     verify: bool,
+    /// Re-probing time when the target rate-limits (`None`: the engine's default).
+    budget: Option<Duration>,
 }
 
 fn plan(args: &ScanArgs) -> Result<Plan, Failure> {
@@ -74,6 +76,7 @@ fn plan(args: &ScanArgs) -> Result<Plan, Failure> {
         tries: args.tries,
         rate: args.rate,
         verify: !args.no_verify,
+        budget: args.budget.map(|s| Duration::from_secs(u64::from(s))),
     })
 }
 
@@ -186,6 +189,7 @@ fn run_syn(
                     tries: plan.tries,
                     rate: None,
                     watch: None,
+                    budget: plan.budget,
                 },
                 Box::new(move |ev| {
                     let _ = tx.send(ev);
@@ -297,10 +301,12 @@ fn summary_json<S: serde::Serializer>(s: &ScanSummary, ser: S) -> Result<S::Ok, 
     m.serialize_entry("elapsed_s", &s.elapsed.as_secs_f64())?;
     m.serialize_entry("verification", &s.verification)?;
     m.serialize_entry("wildcard", &s.wildcard)?;
+    m.serialize_entry("rate_limit", &s.rate_limit)?;
     m.end()
 }
 
-/// NDJSON: one line per target where the middlebox checks found something,
+/// NDJSON: one line per target whose rate limit was measured (`"type":
+/// "rate_limit"`) and one where the middlebox checks found something,
 /// after the port lines, told apart from them by `"type"`.
 fn write_middlebox_lines(out: &mut dyn Write, reports: &[TargetReport]) -> io::Result<()> {
     #[derive(Serialize)]
@@ -311,7 +317,24 @@ fn write_middlebox_lines(out: &mut dyn Write, reports: &[TargetReport]) -> io::R
         verification: &'a Option<Box<harbormaster_probe::verify::Verification>>,
         wildcard: &'a Option<Box<harbormaster_probe::verify::WildcardReport>>,
     }
+    #[derive(Serialize)]
+    struct LimitLine<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        target: IpAddr,
+        rate_limit: &'a harbormaster_probe::RateLimitReport,
+        note: String,
+    }
     for r in reports {
+        if let Some(limit) = &r.summary.rate_limit {
+            let line = LimitLine {
+                kind: "rate_limit",
+                target: r.target,
+                rate_limit: limit,
+                note: limit.to_string(),
+            };
+            writeln!(out, "{}", serde_json::to_string(&line)?)?;
+        }
         if middlebox_notes(&r.summary).is_empty() {
             continue;
         }
@@ -379,6 +402,23 @@ fn write_text(
         writeln!(out, "  {}", counts.join(", "))?;
         for note in middlebox_notes(s) {
             writeln!(out, "  note: {note}")?;
+        }
+        if let Some(limit) = &s.rate_limit {
+            writeln!(out, "  note: {limit}")?;
+            let unverified: Vec<u16> = r
+                .results
+                .iter()
+                .filter(|p| p.reason == Reason::NoResponseRateLimited)
+                .map(|p| p.port)
+                .collect();
+            if !unverified.is_empty() {
+                writeln!(
+                    out,
+                    "  stealth but unverified (no-response-ratelimited, {}): {}",
+                    unverified.len(),
+                    compress_ranges(&unverified)
+                )?;
+            }
         }
         if let Some(v) = s.verification.as_ref().filter(|v| v.syn_ack_only > 0) {
             // The open list may be hidden as the most common state: name the real ones.
@@ -469,7 +509,7 @@ fn nmap_reason(r: Reason) -> String {
         Reason::SynAckWildcard => "syn-ack-wildcard".into(),
         Reason::Rst => "reset".into(),
         Reason::ConnRefused => "conn-refused".into(),
-        Reason::NoResponse => "no-response".into(),
+        Reason::NoResponse | Reason::NoResponseRateLimited => "no-response".into(),
         Reason::HostUnreachable => "host-unreach".into(),
         Reason::NetUnreachable => "net-unreach".into(),
         Reason::Icmp {

@@ -18,6 +18,7 @@ mod error;
 mod filter;
 pub mod module;
 mod permute;
+pub mod ratelimit;
 mod raw;
 pub mod sim;
 mod spec;
@@ -30,11 +31,12 @@ pub mod verify;
 pub use connect::{ConnectConfig, connect_scan};
 pub use cookie::CookieKey;
 pub use engine::{
-    Engine, EngineConfig, MIN_TRIES, ScanEvent, ScanHandle, ScanRequest, ScanSummary, Sink,
-    TRIES_PER_BLOCK, Watch, WatchReport,
+    DEFAULT_BUDGET, Engine, EngineConfig, MIN_TRIES, ScanEvent, ScanHandle, ScanRequest,
+    ScanSummary, Sink, TRIES_PER_BLOCK, Watch, WatchReport,
 };
 pub use error::ProbeError;
 pub use permute::Permutation;
+pub use ratelimit::{LimitKind, RateLimitReport};
 pub use raw::{RawTransport, raw_sockets_allowed, source_address};
 pub use result::{PortResult, PortState, Reason, Transport as Protocol};
 pub use spec::{

@@ -88,6 +88,11 @@ pub enum Reason {
     /// A SYN-ACK answered the SYN, on a host that answers SYN-ACK for random
     /// ports too, and the port was not verified: likely a proxy or firewall.
     SynAckWildcard,
+    /// Nothing came back, from a host that rate-limits its ICMP errors or
+    /// RSTs, and re-probing at the measured pace ran out of time: the port
+    /// may be rejecting (or closed) with its answers swallowed by the limit.
+    /// The state stays stealth, but unverified.
+    NoResponseRateLimited,
 }
 
 impl Reason {
@@ -101,7 +106,7 @@ impl Reason {
             Reason::Icmp { .. } | Reason::HostUnreachable | Reason::NetUnreachable => {
                 PortState::Filtered
             }
-            Reason::NoResponse => PortState::Stealth,
+            Reason::NoResponse | Reason::NoResponseRateLimited => PortState::Stealth,
         }
     }
 }
@@ -129,6 +134,7 @@ impl fmt::Display for Reason {
             Reason::NetUnreachable => "net-unreach",
             Reason::SynAckOnly => "syn-ack-only",
             Reason::SynAckWildcard => "syn-ack-wildcard",
+            Reason::NoResponseRateLimited => "no-response-ratelimited",
         })
     }
 }
@@ -206,6 +212,11 @@ mod tests {
             (Reason::NetUnreachable, PortState::Filtered, "net-unreach"),
             (Reason::SynAckOnly, PortState::Open, "syn-ack-only"),
             (Reason::SynAckWildcard, PortState::Open, "syn-ack-wildcard"),
+            (
+                Reason::NoResponseRateLimited,
+                PortState::Stealth,
+                "no-response-ratelimited",
+            ),
         ];
         for (reason, state, text) in cases {
             assert_eq!(reason.state(), state);

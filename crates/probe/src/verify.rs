@@ -426,6 +426,7 @@ fn probe_sample(
         tries: Some(2),
         rate,
         watch: None,
+        budget: None,
     };
     let submitted = engine.submit(
         request,

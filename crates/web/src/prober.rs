@@ -135,6 +135,7 @@ impl Prober for SynProber {
                     expected_tcp_ports: self.http_ports.clone(),
                     tail: Duration::from_secs(1),
                 }),
+                budget: None,
             },
             Box::new(move |e| {
                 let _ = events.send(e);

@@ -167,9 +167,7 @@ pub(super) fn run<T: Transport>(
                 }
                 if scan.has_work() {
                     // A scan sends when both its pacer and its rate cap allow.
-                    let cap = scan.rate.as_ref().map_or(Duration::ZERO, RateLimiter::wait);
-                    let pace = scan.pacer.wait().max(Duration::from_micros(50));
-                    wait = wait.min(cap.max(pace));
+                    wait = wait.min(scan.send_wait());
                 }
             }
             if let Some(r) = &l.rate {

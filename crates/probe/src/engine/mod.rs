@@ -25,7 +25,8 @@ mod event_loop;
 mod scan;
 
 pub use api::{
-    EngineConfig, MIN_TRIES, ScanEvent, ScanRequest, ScanSummary, Sink, Watch, WatchReport,
+    DEFAULT_BUDGET, EngineConfig, MIN_TRIES, ScanEvent, ScanRequest, ScanSummary, Sink, Watch,
+    WatchReport,
 };
 
 use std::net::IpAddr;
