@@ -182,6 +182,9 @@ fn verdict_block(s: &StoredScan, v: &Verdict) -> Markup {
                 }
             }
             (watch_line(s))
+            @if let Some(note) = &s.rate_limit {
+                p #ratelimit .small { strong { "Rate limit: " } (capital(note)) "." }
+            }
             details .nat open[open > 0] {
                 summary { "Is this my computer or my router?" }
                 p { "The address tested, " (s.target) ", is the one your connection comes from. At home that is usually your router: it answers for every device behind it. An open port there means the router passes connections on to a device inside, because of:" }
