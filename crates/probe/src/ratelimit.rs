@@ -133,13 +133,22 @@ impl fmt::Display for RateLimitReport {
         if self.unresolved > 0 {
             write!(
                 f,
-                ": {} silent ports may be {what} rather than silent (re-probing at {:.0} probes/s for {:.1} s of the {:.0} s budget resolved {})",
-                self.unresolved,
-                self.pace,
-                self.spent.as_secs_f64(),
-                self.budget.as_secs_f64(),
-                self.resolved
-            )
+                ": {} silent ports may be {what} rather than silent",
+                self.unresolved
+            )?;
+            if self.budget.is_zero() {
+                write!(f, " (re-probing was off: a budget of 0 s)")
+            } else {
+                write!(
+                    f,
+                    " (re-probing at {:.0} probes/s for the whole {:.0} s budget resolved {})",
+                    self.pace,
+                    self.budget.as_secs_f64(),
+                    self.resolved
+                )
+            }
+        } else if self.silent == 0 {
+            write!(f, "; the scan kept below it, and every port answered")
         } else {
             write!(
                 f,

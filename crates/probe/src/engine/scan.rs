@@ -560,7 +560,8 @@ impl Scan {
                     return;
                 }
                 if self.silent == 0 {
-                    self.phase = Phase::Settled;
+                    // Reports a cap the pass kept below, if one was found.
+                    self.settle(now, Reason::NoResponse);
                 } else if self.limit.is_some() {
                     self.start_resolve(now);
                 } else if self.detector.icmp_answers() > 0 && !self.icmp_ports.is_empty() {
@@ -915,6 +916,7 @@ impl Scan {
             let cap = (e.per_second * 0.8).max(1.0) as u32;
             let cap = self.user_rate.map_or(cap, |r| r.min(cap));
             self.rate = Some(RateLimiter::new(cap));
+            self.resolve_pace = f64::from(cap);
         }
     }
 
