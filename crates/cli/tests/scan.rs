@@ -36,6 +36,8 @@ fn bad_scan_arguments_are_usage_errors() {
     assert!(usage_error(&["scan", "127.0.0.1", "--format", "yaml"]).contains("yaml"));
     assert!(usage_error(&["scan", "10.0.0.0/8"]).contains("split it"));
     assert!(usage_error(&["scan", "::1", "--mode", "syn"]).contains("IPv6"));
+    assert!(usage_error(&["scan", "127.0.0.1", "--budget", "3601"]).contains("--budget"));
+    assert!(usage_error(&["scan", "127.0.0.1", "--budget", "soon"]).contains("--budget"));
 }
 
 /// Without privilege, `--mode syn` is refused with a hint; needs `setpriv` to drop root.
@@ -567,5 +569,87 @@ fn middlebox_checks_keep_to_the_rate() {
     assert!(
         s["verification"]["elapsed_ms"].as_f64().unwrap() >= 1350.0,
         "{s}"
+    );
+}
+
+/// Issue 9 §3: a host with the kernel's default ICMP limit is reported as
+/// such in text, JSON and NDJSON, and with `--budget 0` its silent ports are
+/// unverified (`no-response-ratelimited`), not plain stealth.
+#[test]
+fn rate_limit_is_reported_in_every_format() {
+    let spec = TargetSpec::icmp_limited();
+    let net = testnet_or_skip!(&spec);
+    let run = |format: &str| {
+        // Each run spends the host's allowance; let its bucket refill (6 s)
+        // so every run sees the opening burst.
+        std::thread::sleep(std::time::Duration::from_secs(7));
+        let mut cmd = net.scanner_command(assert_cmd::cargo::cargo_bin("harbormaster"));
+        cmd.args([
+            "scan",
+            "198.18.0.2",
+            "-p",
+            "service",
+            "--budget",
+            "0",
+            "--format",
+            format,
+        ]);
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{format}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = run("text");
+    assert!(
+        text.contains("note: this host limits its ICMP errors to about 1/s: ")
+            && text.contains(" silent ports may be rejecting rather than silent"),
+        "{text}"
+    );
+    assert!(
+        text.contains("stealth but unverified (no-response-ratelimited, "),
+        "{text}"
+    );
+
+    let json: Value = serde_json::from_str(&run("json")).unwrap();
+    let s = &json["targets"][0]["summary"];
+    let limit = &s["rate_limit"];
+    assert_eq!(limit["kind"], "icmp", "{s}");
+    let per_second = limit["per_second"].as_f64().unwrap();
+    assert!((0.5..2.0).contains(&per_second), "{limit}");
+    assert_eq!(limit["unresolved"], s["stealth"], "{s}");
+    let results = json["targets"][0]["results"].as_array().unwrap();
+    assert!(
+        results
+            .iter()
+            .filter(|r| r["state"] == "stealth")
+            .all(|r| r["reason"] == "no-response-ratelimited")
+    );
+
+    let ndjson = run("ndjson");
+    let lines: Vec<Value> = ndjson
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let limit_lines: Vec<&Value> = lines.iter().filter(|v| v["type"] == "rate_limit").collect();
+    assert_eq!(limit_lines.len(), 1, "{ndjson}");
+    assert_eq!(limit_lines[0]["rate_limit"]["kind"], "icmp");
+    assert!(
+        limit_lines[0]["note"]
+            .as_str()
+            .unwrap()
+            .starts_with("this host limits its ICMP errors to about 1/s: "),
+        "{}",
+        limit_lines[0]
+    );
+    let unverified = lines
+        .iter()
+        .filter(|v| v["reason"] == "no-response-ratelimited")
+        .count();
+    assert_eq!(
+        Some(unverified as u64),
+        limit_lines[0]["rate_limit"]["unresolved"].as_u64()
     );
 }

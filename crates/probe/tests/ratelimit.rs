@@ -150,7 +150,11 @@ fn a_test_right_after_another_does_not_count_the_spent_allowance_as_stealth() {
     let engine = engine(&net);
     let common: Vec<String> = COMMON_PORTS.iter().map(u16::to_string).collect();
     let (first, _) = scan(&engine, &common.join(","), None);
-    assert!(wrong(&spec, &first).is_empty(), "{:?}", wrong(&spec, &first));
+    assert!(
+        wrong(&spec, &first).is_empty(),
+        "{:?}",
+        wrong(&spec, &first)
+    );
     let (results, summary) = scan(&engine, "service", None);
     let rejected = [135u16, 139, 445, 1025];
     for port in rejected {
