@@ -14,9 +14,10 @@
 //! re-probe ([`pace`]). The scan state machine (`engine/scan.rs`) decides when
 //! to ask, and [`RateLimitReport`] is what a scan says about it.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::time::Duration;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -354,9 +355,106 @@ pub fn pace(limit: &Estimate, silent: usize) -> f64 {
     }
 }
 
+/// Hosts one engine remembers.
+pub const MEMORY_HOSTS: usize = 4096;
+/// How long a host's ICMP errors are remembered.
+pub const MEMORY_TTL: Duration = Duration::from_secs(600);
+
+/// What one host's recent scans showed about its ICMP errors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Seen {
+    /// When a scan last saw it.
+    pub at: Instant,
+    /// Ports that answered with an ICMP error (at most 16): canary targets.
+    pub icmp_ports: Vec<u16>,
+}
+
+/// An engine's memory of the hosts that sent ICMP errors, across scans.
+///
+/// Back-to-back tests of one host share its allowance: a Service test
+/// right after a Common test may find the bucket empty and see no ICMP
+/// error at all, and nothing in that scan alone would tell its silence from
+/// stealth. The earlier scan's rejecting ports let it check.
+#[derive(Debug, Clone, Default)]
+pub struct HostMemory {
+    hosts: HashMap<IpAddr, Seen>,
+}
+
+impl HostMemory {
+    /// An empty memory.
+    pub fn new() -> HostMemory {
+        HostMemory::default()
+    }
+
+    /// Records that `host` answered with ICMP errors on `ports`; the oldest
+    /// host is forgotten when the memory is full.
+    pub fn remember(&mut self, host: IpAddr, at: Instant, ports: &[u16]) {
+        if ports.is_empty() {
+            return;
+        }
+        if !self.hosts.contains_key(&host) && self.hosts.len() >= MEMORY_HOSTS {
+            self.hosts
+                .retain(|_, s| at.saturating_duration_since(s.at) < MEMORY_TTL);
+            if self.hosts.len() >= MEMORY_HOSTS
+                && let Some(oldest) = self.hosts.iter().min_by_key(|(_, s)| s.at).map(|(h, _)| *h)
+            {
+                self.hosts.remove(&oldest);
+            }
+        }
+        let mut kept: Vec<u16> = ports.iter().copied().take(16).collect();
+        kept.dedup();
+        self.hosts.insert(
+            host,
+            Seen {
+                at,
+                icmp_ports: kept,
+            },
+        );
+    }
+
+    /// What a scan of `host` within the last [`MEMORY_TTL`] saw.
+    pub fn recall(&self, host: IpAddr, now: Instant) -> Option<&Seen> {
+        self.hosts
+            .get(&host)
+            .filter(|s| now.saturating_duration_since(s.at) < MEMORY_TTL)
+    }
+
+    /// Hosts remembered.
+    pub fn len(&self) -> usize {
+        self.hosts.len()
+    }
+
+    /// Whether no host is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_memory_recalls_recent_hosts_and_stays_bounded() {
+        let t0 = Instant::now();
+        let mut m = HostMemory::new();
+        let a: IpAddr = "198.18.0.2".parse().unwrap();
+        m.remember(a, t0, &[]);
+        assert!(m.is_empty(), "nothing to remember");
+        m.remember(a, t0, &[135, 139]);
+        assert_eq!(
+            m.recall(a, t0 + Duration::from_secs(5)).unwrap().icmp_ports,
+            [135, 139]
+        );
+        assert_eq!(m.recall(a, t0 + MEMORY_TTL), None);
+        for i in 0..(MEMORY_HOSTS as u32 + 100) {
+            let host = IpAddr::from((0xC612_0000u32 + i).to_be_bytes());
+            m.remember(host, t0 + Duration::from_millis(u64::from(i)), &[1]);
+        }
+        assert_eq!(m.len(), MEMORY_HOSTS);
+        // The oldest went first.
+        assert_eq!(m.recall(a, t0), None);
+    }
 
     fn ms(v: &[u64]) -> Vec<Duration> {
         v.iter().map(|m| Duration::from_millis(*m)).collect()

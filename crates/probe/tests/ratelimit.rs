@@ -220,3 +220,29 @@ fn cooperative_host_reports_no_rate_limit() {
         eprintln!("{ports}: {:.2} s, no report", summary.elapsed.as_secs_f64());
     }
 }
+
+/// A scan whose pass sees no ICMP error at all (here: only dropped ports;
+/// in life, a test started as the previous one spent the whole allowance)
+/// cannot tell from its own packets that silence may be the limit's doing.
+/// The engine remembers the ports that rejected in the earlier scan, checks
+/// them, finds the limit, and re-probes before calling anything stealth.
+#[test]
+fn the_engine_remembers_a_host_that_rejected_in_an_earlier_scan() {
+    let spec = TargetSpec::icmp_limited();
+    let net = testnet_or_skip!(&spec);
+    let engine = engine(&net);
+    let (_, first) = scan(&engine, "service", Some(Duration::ZERO));
+    assert!(first.rate_limit.is_some());
+    let dropped: Vec<String> = spec.dropped.iter().take(20).map(u16::to_string).collect();
+    let (results, summary) = scan(&engine, &dropped.join(","), None);
+    eprintln!("second scan: {summary:?}");
+    assert!(wrong(&spec, &results).is_empty());
+    let limit = summary
+        .rate_limit
+        .as_deref()
+        .expect("the limit, found through the remembered ports");
+    assert_eq!(limit.kind, LimitKind::Icmp);
+    // Re-probed until the limit had room, then verified silent.
+    assert_eq!((limit.silent, limit.resolved, limit.unresolved), (20, 0, 0));
+    assert!(results.iter().all(|r| r.reason == Reason::NoResponse));
+}

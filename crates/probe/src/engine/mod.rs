@@ -63,6 +63,8 @@ pub struct Engine {
     config: EngineConfig,
     source: std::sync::Mutex<Box<dyn FnMut(IpAddr) -> std::io::Result<IpAddr> + Send>>,
     ipv6: bool,
+    /// Hosts that sent ICMP errors to earlier scans ([`crate::ratelimit`]).
+    memory: std::sync::Arc<std::sync::Mutex<crate::ratelimit::HostMemory>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -111,6 +113,7 @@ impl Engine {
             config,
             source: std::sync::Mutex::new(Box::new(route)),
             ipv6,
+            memory: Default::default(),
         }
     }
 
@@ -153,7 +156,8 @@ impl Engine {
             request,
             &self.config,
             sink,
-        );
+        )
+        .remembering(self.memory.clone());
         self.commands
             .send(Command::Submit(Box::new(scan)))
             .map_err(|_| ProbeError::Stopped)?;

@@ -15,7 +15,9 @@ use super::{SOURCE_PORT_BASE, TRIES_PER_BLOCK};
 use crate::cookie::CookieKey;
 use crate::module::{Answer, Classified, IcmpEcho, ProbeModule};
 use crate::permute::Permutation;
-use crate::ratelimit::{Detector, Estimate, LimitKind, RateLimitReport, SLOW_LIMIT, Shape, pace};
+use crate::ratelimit::{
+    Detector, Estimate, HostMemory, LimitKind, RateLimitReport, SLOW_LIMIT, Shape, pace,
+};
 use crate::result::{PortResult, PortState, Reason};
 use crate::timing::{
     Congestion, PACE_INITIAL, PACE_MIN, PathPacer, RateLimiter, RttEstimator, needed_tries,
@@ -153,6 +155,8 @@ pub(super) struct Scan {
     rate_limit: Option<RateLimitReport>,
     /// The request's own rate cap, which a cap for the target never exceeds.
     user_rate: Option<u32>,
+    /// The engine's memory of hosts that sent ICMP errors.
+    memory: Option<std::sync::Arc<std::sync::Mutex<HostMemory>>>,
 }
 
 impl Scan {
@@ -229,7 +233,18 @@ impl Scan {
             resolve_pace: 0.0,
             rate_limit: None,
             user_rate: request.rate,
+            memory: None,
         }
+    }
+
+    /// Shares the engine's memory of hosts that sent ICMP errors: a scan
+    /// that sees none itself checks the ports an earlier scan saw reject.
+    pub(super) fn remembering(
+        mut self,
+        memory: std::sync::Arc<std::sync::Mutex<HostMemory>>,
+    ) -> Scan {
+        self.memory = Some(memory);
+        self
     }
 
     /// The scan's echo probe, when it watches.
@@ -564,7 +579,7 @@ impl Scan {
                     self.settle(now, Reason::NoResponse);
                 } else if self.limit.is_some() {
                     self.start_resolve(now);
-                } else if self.detector.icmp_answers() > 0 && !self.icmp_ports.is_empty() {
+                } else if !self.icmp_ports.is_empty() || self.recall_icmp_ports(now) {
                     self.phase = Phase::Canary {
                         to_send: CANARIES,
                         last_sent: None,
@@ -640,6 +655,19 @@ impl Scan {
         }
     }
 
+    /// Takes the ports an earlier scan saw this host reject, when this one
+    /// saw none itself; whether there were any.
+    fn recall_icmp_ports(&mut self, now: Instant) -> bool {
+        let Some(memory) = &self.memory else {
+            return false;
+        };
+        let memory = memory.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(seen) = memory.recall(self.target, now) {
+            self.icmp_ports = seen.icmp_ports.clone();
+        }
+        !self.icmp_ports.is_empty()
+    }
+
     /// Starts re-probing the silent ports at the pace of the limit found.
     fn start_resolve(&mut self, now: Instant) {
         let Some((_, estimate)) = self.limit else {
@@ -701,6 +729,10 @@ impl Scan {
 
     /// Reports every port still silent with `reason`, and the limit found.
     fn settle(&mut self, now: Instant, reason: Reason) {
+        if let Some(memory) = &self.memory {
+            let mut memory = memory.lock().unwrap_or_else(|p| p.into_inner());
+            memory.remember(self.target, now, &self.icmp_ports);
+        }
         let spent = match self.phase {
             Phase::Resolve { started, .. } => now.saturating_duration_since(started),
             _ => Duration::ZERO,
@@ -788,15 +820,15 @@ impl Scan {
     }
 
     fn on_answer(&mut self, a: Answer, now: Instant) {
-        let Ok(idx) = self.ports.binary_search(&a.dport) else {
-            return;
-        };
+        let idx = self.ports.binary_search(&a.dport).ok();
+        // Canaries go to ports that have settled, or (remembered from an
+        // earlier scan) are not in this scan's list at all.
         if let Phase::Canary {
             to_send,
             last_sent,
             answers,
         } = self.phase
-            && self.slots[idx].done
+            && idx.is_none_or(|i| self.slots[i].done)
             && a.sport == self.sport_base
             && matches!(a.reason, Reason::Icmp { .. })
         {
@@ -809,6 +841,9 @@ impl Scan {
             };
             return;
         }
+        let Some(idx) = idx else {
+            return;
+        };
         let Some(try_no) = self.try_of(a.sport, idx) else {
             return;
         };
