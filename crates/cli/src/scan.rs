@@ -411,7 +411,13 @@ fn write_text(
                 .filter(|p| p.reason == Reason::NoResponseRateLimited)
                 .map(|p| p.port)
                 .collect();
-            if !unverified.is_empty() {
+            if unverified.len() > 64 {
+                writeln!(
+                    out,
+                    "  stealth but unverified (no-response-ratelimited): {} ports (--format json lists them)",
+                    unverified.len()
+                )?;
+            } else if !unverified.is_empty() {
                 writeln!(
                     out,
                     "  stealth but unverified (no-response-ratelimited, {}): {}",

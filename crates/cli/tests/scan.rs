@@ -609,7 +609,8 @@ fn rate_limit_is_reported_in_every_format() {
         "{text}"
     );
     assert!(
-        text.contains("stealth but unverified (no-response-ratelimited, "),
+        text.contains("stealth but unverified (no-response-ratelimited): ")
+            && text.contains(" ports (--format json lists them)"),
         "{text}"
     );
 
