@@ -426,7 +426,8 @@ fn probe_sample(
         tries: Some(2),
         rate,
         watch: None,
-        budget: None,
+        // Only SYN-ACKs matter here: never wait out a host's ICMP limit.
+        budget: Some(Duration::ZERO),
     };
     let submitted = engine.submit(
         request,

@@ -152,6 +152,8 @@ pub(super) struct Scan {
     resolve_arrivals: Vec<Duration>,
     /// The pace in force in the resolve phase.
     resolve_pace: f64,
+    /// When the resolve phase last sent a probe.
+    last_resolve_probe: Option<Instant>,
     rate_limit: Option<RateLimitReport>,
     /// The request's own rate cap, which a cap for the target never exceeds.
     user_rate: Option<u32>,
@@ -231,6 +233,7 @@ impl Scan {
             resolved: 0,
             resolve_arrivals: Vec::new(),
             resolve_pace: 0.0,
+            last_resolve_probe: None,
             rate_limit: None,
             user_rate: request.rate,
             memory: None,
@@ -305,7 +308,7 @@ impl Scan {
     pub(super) fn has_work(&self) -> bool {
         match self.phase {
             Phase::Canary { to_send, .. } => to_send > 0,
-            Phase::Resolve { .. } => self.silent > 0,
+            Phase::Resolve { .. } => self.silent > 0 && !self.resolve_draining(),
             _ => !self.retry.is_empty() || self.next_new < self.ports.len() as u64,
         }
     }
@@ -454,48 +457,52 @@ impl Scan {
     /// Sends the next probes of the resolve phase's sweep over the silent
     /// ports, at the limit's pace.
     fn fill_resolve(&mut self, now: Instant, quota: usize, batch: &mut SendBatch) -> usize {
+        if self.resolve_draining() {
+            return 0;
+        }
         let Some(rate) = &mut self.resolve_rate else {
             return 0;
         };
         let allowed = rate.take(now, quota.min(batch.room()));
         let mut n = 0;
-        while n < allowed && self.silent > 0 {
+        while n < allowed && self.silent > 0 && !self.resolve_draining() {
             if self.sweep_pos >= self.sweep.len() {
                 self.new_sweep();
                 continue;
             }
             let slot_idx = self.sweep[self.sweep_pos];
+            if self.slots[slot_idx as usize].silent {
+                let sport = self.sport_base + RESOLVE_OFFSET;
+                let dport = self.ports[slot_idx as usize];
+                let module = &self.module;
+                if batch
+                    .push(self.target, |buf| module.write(buf, sport, dport))
+                    .is_err()
+                {
+                    break;
+                }
+                let slot = &mut self.slots[slot_idx as usize];
+                slot.tries = slot.tries.saturating_add(1).max(TRIES_PER_BLOCK as u8);
+                slot.last_sent = Some(now);
+                self.last_resolve_probe = Some(now);
+                self.sent += 1;
+                n += 1;
+            }
             self.sweep_pos += 1;
-            let slot = &mut self.slots[slot_idx as usize];
-            if !slot.silent {
-                continue;
+            if self.sweep_pos == self.sweep.len() {
+                self.sweep_done();
             }
-            let sport = self.sport_base + RESOLVE_OFFSET;
-            let dport = self.ports[slot_idx as usize];
-            let module = &self.module;
-            if batch
-                .push(self.target, |buf| module.write(buf, sport, dport))
-                .is_err()
-            {
-                self.sweep_pos -= 1;
-                break;
-            }
-            slot.tries = slot.tries.saturating_add(1).max(TRIES_PER_BLOCK as u8);
-            slot.last_sent = Some(now);
-            self.sent += 1;
-            n += 1;
         }
         n
     }
 
-    /// Starts the next sweep over the ports still silent.
-    fn new_sweep(&mut self) {
+    /// A sweep has sent its last probe: one more sweep since the last answer.
+    fn sweep_done(&mut self) {
         if let Phase::Resolve {
             started,
             quiet_sweeps,
             last_answer,
         } = self.phase
-            && !self.sweep.is_empty()
         {
             self.phase = Phase::Resolve {
                 started,
@@ -503,6 +510,20 @@ impl Scan {
                 last_answer,
             };
         }
+    }
+
+    /// Under a fast cap one quiet sweep is enough (see [`Scan::advance`]):
+    /// then the phase stops sending and waits for the sweep's last answers.
+    fn resolve_draining(&self) -> bool {
+        matches!(
+            (self.phase, self.limit),
+            (Phase::Resolve { quiet_sweeps, .. }, Some((_, e)))
+                if e.per_second >= SLOW_LIMIT && quiet_sweeps >= 1
+        ) && self.sweep_pos >= self.sweep.len()
+    }
+
+    /// Starts the next sweep over the ports still silent.
+    fn new_sweep(&mut self) {
         self.sweep = (0..self.slots.len() as u32)
             .filter(|&i| self.slots[i as usize].silent)
             .collect();
@@ -643,11 +664,27 @@ impl Scan {
                     self.settle(now, Reason::NoResponseRateLimited);
                     return;
                 }
-                // Two whole sweeps and three refills with no answer: the limit
-                // had room, so the ports left are silent indeed.
-                let refill = Duration::from_secs_f64(3.0 / estimate.per_second.max(0.01))
-                    .max(Duration::from_secs(3));
-                if quiet_sweeps >= 2 && now >= last_answer + refill {
+                // A slow limit: two whole sweeps and three refills with no
+                // answer, so the limit had room, and the ports left are silent
+                // indeed. A fast cap, which the sweep keeps below: one whole
+                // sweep with no answer (every port left then had two probes
+                // at that pace, the quiet sweep's and the one before), and
+                // time for its last answers to arrive.
+                let (sweeps, quiet) = if estimate.per_second < SLOW_LIMIT {
+                    let refill = Duration::from_secs_f64(3.0 / estimate.per_second.max(0.01));
+                    (2, refill.max(Duration::from_secs(3)))
+                } else {
+                    (1, (self.rtt.rto() * 2).max(Duration::from_millis(50)))
+                };
+                // A slow limit's sweeps go on while it waits (any rejection
+                // left would answer); a fast cap's have stopped (draining).
+                let last_probe = if sweeps == 1 {
+                    self.last_resolve_probe.unwrap_or(last_answer)
+                } else {
+                    last_answer
+                };
+                if quiet_sweeps >= sweeps && now >= last_answer + quiet && now >= last_probe + quiet
+                {
                     self.settle(now, Reason::NoResponse);
                 }
             }
