@@ -132,11 +132,12 @@ impl fmt::Display for RateLimitReport {
             self.rate_text()
         )?;
         if self.unresolved > 0 {
-            write!(
-                f,
-                ": {} silent ports may be {what} rather than silent",
-                self.unresolved
-            )?;
+            let ports = if self.unresolved == 1 {
+                "silent port may be"
+            } else {
+                "silent ports may be"
+            };
+            write!(f, ": {} {ports} {what} rather than silent", self.unresolved)?;
             if self.budget.is_zero() {
                 write!(f, " (re-probing was off: a budget of 0 s)")
             } else {
@@ -592,6 +593,12 @@ mod tests {
             "{text}"
         );
         assert!(r.explains_silence());
+        r.unresolved = 1;
+        assert!(
+            r.to_string()
+                .contains(": 1 silent port may be rejecting rather than silent"),
+            "{r}"
+        );
         r.unresolved = 0;
         r.resolved = 18;
         assert!(!r.explains_silence());

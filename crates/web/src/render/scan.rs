@@ -44,6 +44,9 @@ fn evidence(reason: &str) -> String {
         "syn-ack" => "accepted (SYN-ACK)".into(),
         "rst" => "refused (RST)".into(),
         "no-response" => "no answer".into(),
+        "no-response-ratelimited" => {
+            "no answer, unverified (the address limits its replies)".into()
+        }
         "connected" => "connection accepted".into(),
         "conn-refused" => "connection refused".into(),
         "host-unreach" => "host unreachable".into(),
@@ -393,6 +396,52 @@ mod tests {
         assert_eq!(evidence("icmp-3-13"), "blocked (ICMP 3-13)");
         assert_eq!(evidence("icmpv6-1-4"), "blocked (ICMPv6 1-4)");
         assert_eq!(evidence("weird"), "weird");
+        assert_eq!(
+            evidence("no-response-ratelimited"),
+            "no answer, unverified (the address limits its replies)"
+        );
+    }
+
+    #[test]
+    fn the_page_says_when_the_address_rate_limits() {
+        let result = |port: u16, reason: &str| StoredResult {
+            port,
+            state: "stealth".into(),
+            reason: reason.into(),
+            rtt_ms: None,
+            tries: 16,
+            ttl: None,
+        };
+        let s = StoredScan {
+            id: "id".into(),
+            target: "198.51.100.9".into(),
+            test: "custom".into(),
+            ports: "21-22".into(),
+            mode: "syn".into(),
+            status: Status::Done,
+            created: 0,
+            finished: Some(31),
+            expires: 99,
+            watch: Some(crate::db::StoredWatch {
+                pings_sent: 3,
+                ..Default::default()
+            }),
+            results: vec![result(21, "no-response"), result(22, "no-response-ratelimited")],
+            error: None,
+            rate_limit: Some("this host limits its ICMP errors to about 1/s: 1 silent port may be rejecting rather than silent".into()),
+        };
+        let v = crate::scans::verdict(&s);
+        assert!(!v.passed);
+        let page = scan(&s, &[21, 22], Some(&v)).into_string();
+        assert!(
+            page.contains("Rate limit: </strong>This host limits its ICMP errors to about 1/s: 1 silent port may be rejecting rather than silent."),
+            "{page}"
+        );
+        assert!(page.contains("could not be verified as stealth"), "{page}");
+        assert!(
+            page.contains("unverified (the address limits its replies)"),
+            "{page}"
+        );
     }
 
     #[test]
