@@ -4,7 +4,7 @@
 //! harbormaster-testnet [--loss PERCENT] [--silent] [--spec benchmark|visitor|router]
 //!                      [--visitors N] [--truth FILE]
 //!                      [--delay MS] [--jitter MS] [--path-loss PERCENT]
-//!                      [--rate MBIT] [--queue MS]
+//!                      [--rate MBIT] [--queue MS] [--daemons]
 //! ```
 //! Creates the namespaces, writes the expected state of every port to FILE
 //! (`port state` per line), prints `SCANNER_NS TARGET_NS` on stdout, then
@@ -35,6 +35,7 @@ fn main() {
     let mut visitor_spec = false;
     let mut visitors = 1u8;
     let mut router_spec = false;
+    let mut daemons = false;
     let mut path = None::<Direction>;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -47,6 +48,7 @@ fn main() {
                     .unwrap_or_else(|| usage("--loss takes a percentage 0-100"))
             }
             "--silent" => silent = true,
+            "--daemons" => daemons = true,
             "--truth" => truth = Some(args.next().unwrap_or_else(|| usage("--truth takes a file"))),
             "--spec" => match args.next().as_deref() {
                 Some("benchmark") => visitor_spec = false,
@@ -120,6 +122,20 @@ fn main() {
             std::process::exit(1);
         }
     }
+    // `--daemons`: Debian's UDP services in the target, as the UDP benchmark
+    // (bench/udp.sh) probes them: an open resolver (forwarding to an
+    // authority in the same namespace), NTP, SNMP, memcached and UPnP.
+    let _daemons = if daemons {
+        match start_daemons(&net) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("harbormaster-testnet: --daemons: {e}");
+                std::process::exit(1);
+            }
+        }
+    } else {
+        Vec::new()
+    };
     println!("{} {}", net.scanner_ns, net.target_ns);
     let _ = std::io::stdout().flush();
     // Hold the namespaces (and the listeners) until the caller closes our stdin.
@@ -139,6 +155,19 @@ fn main() {
         }
     }
     drop(net);
+}
+
+/// Starts the `--daemons` set in the target namespace.
+fn start_daemons(net: &TestNet) -> Result<Vec<harbormaster_testnet::Daemon>, String> {
+    let ip = harbormaster_testnet::TARGET_IP;
+    Ok(vec![
+        net.start_dnsmasq(ip, 5300, "auth-server=ns1.hm.test,veth1\nauth-zone=.\n")?,
+        net.start_dnsmasq(ip, 53, "server=198.18.0.2#5300\n")?,
+        net.start_chronyd(ip)?,
+        net.start_snmpd(ip)?,
+        net.start_memcached(ip)?,
+        net.start_miniupnpd("3f0e5c2a-6b1d-4c8e-9a47-0d2b7e1f5a10")?,
+    ])
 }
 
 /// The web benchmark's host: within the service test's 0–1055, 14 open ports
@@ -170,7 +199,7 @@ fn visitor(loss_percent: u8) -> TargetSpec {
 
 fn usage(msg: &str) -> ! {
     eprintln!(
-        "harbormaster-testnet: {msg}; usage: harbormaster-testnet [--loss PERCENT] [--silent] [--spec benchmark|visitor|router] [--visitors N] [--truth FILE] [--delay MS] [--jitter MS] [--path-loss PERCENT] [--rate MBIT] [--queue MS]"
+        "harbormaster-testnet: {msg}; usage: harbormaster-testnet [--loss PERCENT] [--silent] [--spec benchmark|visitor|router] [--visitors N] [--truth FILE] [--delay MS] [--jitter MS] [--path-loss PERCENT] [--rate MBIT] [--queue MS] [--daemons]"
     );
     std::process::exit(2);
 }
