@@ -9,8 +9,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use harbormaster_knowledge::{Proto, lookup};
 use harbormaster_probe::{
     ConnectConfig, Engine, EngineConfig, PortList, PortResult, PortState, RawTransport, Reason,
-    ScanEvent, ScanRequest, ScanSummary, compress_ranges, connect_scan, raw_sockets_allowed,
-    resolve, source_address,
+    ScanEvent, ScanRequest, ScanSummary, compress_ranges, connect_scan, raw_ipv6_available,
+    raw_sockets_allowed, resolve, source_address,
     verify::{VerifyConfig, verify_scan},
 };
 use indicatif::{ProgressBar, ProgressStyle};
@@ -47,20 +47,20 @@ fn plan(args: &ScanArgs) -> Result<Plan, Failure> {
     let mode = match args.mode {
         ScanMode::Connect => Mode::Connect,
         ScanMode::Syn => {
-            if !all_v4 {
-                return Err(Failure::Usage(
-                    "SYN mode probes IPv4 targets only for now; use --mode connect for IPv6".into(),
-                ));
-            }
             if !raw_sockets_allowed() {
                 return Err(Failure::Usage(
                     "SYN mode needs raw sockets: run as root or grant CAP_NET_RAW (setcap cap_net_raw+ep), or use --mode connect".into(),
                 ));
             }
+            if !all_v4 && !raw_ipv6_available() {
+                return Err(Failure::Usage(
+                    "SYN mode cannot probe IPv6 targets here: this host has no IPv6 raw socket (IPv6 disabled?); use --mode connect".into(),
+                ));
+            }
             Mode::Syn
         }
         ScanMode::Auto => {
-            if all_v4 && raw_sockets_allowed() {
+            if raw_sockets_allowed() && (all_v4 || raw_ipv6_available()) {
                 Mode::Syn
             } else {
                 Mode::Connect

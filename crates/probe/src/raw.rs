@@ -170,6 +170,13 @@ pub fn raw_sockets_allowed() -> bool {
     sys::raw_send_socket_v4(4096).is_ok()
 }
 
+/// True when this process may open a raw IPv6 socket: raw sockets are
+/// allowed and the host has IPv6 (a [`RawTransport`] opened now would
+/// probe IPv6 targets).
+pub fn raw_ipv6_available() -> bool {
+    sys::raw_send_socket_v6(4096).is_ok()
+}
+
 /// The local address the system routes through to reach `dst`, found by
 /// connecting a UDP socket (which sends nothing).
 pub fn source_address(dst: IpAddr) -> io::Result<IpAddr> {

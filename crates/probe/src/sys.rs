@@ -80,8 +80,8 @@ pub fn raw_send_socket_v4(sndbuf: usize) -> io::Result<OwnedFd> {
 /// header-included flag set (`inet6_create` sets `hdrincl` for it), so the
 /// kernel sends our IPv6 header as built — source address, hop limit, payload
 /// length — and adds nothing; `IPV6_HDRINCL` (Linux ≥ 4.5) is set as well to
-/// say so explicitly. The test `ipv6_raw_socket_sends_our_header_unchanged`
-/// in crates/probe/tests/ipv6.rs checks it on the wire.
+/// say so explicitly. crates/probe/tests/ipv6.rs checks it on the wire: a
+/// target answers our SYNs and pings only if our header reached it as built.
 pub fn raw_send_socket_v6(sndbuf: usize) -> io::Result<OwnedFd> {
     let fd = raw_send_socket(libc::AF_INET6, sndbuf)?;
     let _ = setsockopt(&fd, libc::IPPROTO_IPV6, libc::IPV6_HDRINCL, &1i32);
