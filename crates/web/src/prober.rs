@@ -58,7 +58,8 @@ impl ProbeMode {
 pub trait Prober: Send + Sync + 'static {
     /// The mode.
     fn mode(&self) -> ProbeMode;
-    /// The mode a scan of `target` runs in (a SYN prober hands IPv6 visitors
+    /// The mode a scan of `target` runs in (a SYN prober hands visitors its
+    /// engine cannot probe — IPv6 ones, on a host without an IPv6 raw socket —
     /// to connect mode).
     fn mode_for(&self, target: IpAddr) -> ProbeMode {
         let _ = target;
@@ -77,7 +78,8 @@ pub trait Prober: Send + Sync + 'static {
 pub struct SynProber {
     engine: Arc<Engine>,
     http_ports: Vec<u16>,
-    /// For visitors the engine cannot probe (IPv6).
+    /// For visitors the engine cannot probe (IPv6, when the host has no IPv6
+    /// raw socket).
     connect: ConnectProber,
 }
 
@@ -91,7 +93,7 @@ impl SynProber {
         }
     }
 
-    /// Paces the connect-mode fallback (IPv6 visitors) from `budget`; when the
+    /// Paces the connect-mode fallback (see `connect`) from `budget`; when the
     /// engine was started with the same budget (`EngineConfig::shared_budget`)
     /// SYN and connect probes together keep one `--max-rate`.
     pub fn connect_budget(mut self, budget: RateBudget) -> SynProber {
