@@ -65,7 +65,9 @@ pub mod udp;
 mod fixtures;
 
 pub use build::{EchoTemplate, SynTemplate, UdpTemplate};
-pub use reply::{EchoReply, IcmpError, IcmpKind, Quote, Reply, TcpReply, UdpReply, parse_reply};
+pub use reply::{
+    EchoReply, IcmpError, IcmpKind, Quote, Reply, TcpReply, UdpReply, other_source, parse_reply,
+};
 
 /// IP protocol number of ICMP (RFC 792).
 pub const PROTO_ICMP: u8 = 1;

@@ -252,6 +252,36 @@ pub fn parse_reply(packet: &[u8]) -> Result<Reply, WireError> {
     }
 }
 
+/// The sender of a packet that [`parse_reply`] returned as [`Reply::Other`],
+/// when the packet is traffic its sender chose to send — for a scan watching
+/// that sender, an unsolicited packet. `None` for ICMPv6 neighbour discovery
+/// (types 133–137) and multicast listener messages (130–132, 143): every
+/// IPv6 neighbour sends those to keep the link working, in answer to our own
+/// traffic. `None` also when the bytes are not an IP header at all.
+///
+/// Any IPv4 packet and any other IPv6 packet (an ICMPv6 echo request, another
+/// protocol behind any extension headers) gives its source address. Lengths
+/// are checked before anything is read; any input returns, never panics.
+pub fn other_source(packet: &[u8]) -> Option<IpAddr> {
+    match packet.first()? >> 4 {
+        4 => ipv4::Packet::new_checked(packet)
+            .ok()
+            .map(|ip| IpAddr::V4(ip.src_addr())),
+        6 => {
+            let ip = ipv6::Packet::new_checked(packet).ok()?;
+            let src = IpAddr::V6(ip.src_addr());
+            let upper = ip.upper_layer().ok()?;
+            if upper.protocol == PROTO_ICMPV6
+                && matches!(upper.payload.first(), Some(130..=137 | 143))
+            {
+                return None;
+            }
+            Some(src)
+        }
+        _ => None,
+    }
+}
+
 fn parse_v4(packet: &[u8]) -> Result<Reply, WireError> {
     let ip = ipv4::Packet::new_checked(packet)?;
     if ip.frag_offset() != 0 {
@@ -423,6 +453,82 @@ mod tests {
     use super::*;
     use crate::fixtures::{self, *};
     use std::net::{Ipv4Addr, Ipv6Addr};
+
+    /// An IPv6 packet from 2001:db8:1::20 to 2001:db8::10: an ICMPv6 echo
+    /// request whose type byte is then set to `icmp_type`.
+    fn icmpv6_from_target(icmp_type: u8) -> Vec<u8> {
+        let (src, dst): (Ipv6Addr, Ipv6Addr) = (
+            "2001:db8:1::20".parse().unwrap(),
+            "2001:db8::10".parse().unwrap(),
+        );
+        let echo = crate::EchoTemplate::new(IpAddr::V6(src), IpAddr::V6(dst), 64).unwrap();
+        let mut buf = vec![0u8; 128];
+        let n = echo.write(&mut buf, 7, 1).unwrap();
+        buf.truncate(n);
+        buf[40] = icmp_type;
+        buf
+    }
+
+    #[test]
+    fn other_source_names_the_sender_except_for_link_housekeeping() {
+        let target: IpAddr = "2001:db8:1::20".parse().unwrap();
+        // An echo request from the target is unsolicited; parse_reply calls it Other.
+        let ping = icmpv6_from_target(128);
+        assert_eq!(
+            parse_reply(&ping),
+            Ok(Reply::Other {
+                protocol: PROTO_ICMPV6
+            })
+        );
+        assert_eq!(other_source(&ping), Some(target));
+        // Neighbour discovery and MLD are the link working, not the host talking.
+        for t in [130, 131, 132, 133, 134, 135, 136, 137, 143] {
+            let nd = icmpv6_from_target(t);
+            assert_eq!(
+                parse_reply(&nd),
+                Ok(Reply::Other {
+                    protocol: PROTO_ICMPV6
+                }),
+                "{t}"
+            );
+            assert_eq!(other_source(&nd), None, "type {t}");
+        }
+        for t in [138, 139, 142, 144, 200] {
+            assert_eq!(
+                other_source(&icmpv6_from_target(t)),
+                Some(target),
+                "type {t}"
+            );
+        }
+        // Another protocol (SCTP, 132) over IPv6: the next header says so.
+        let mut sctp = icmpv6_from_target(128);
+        sctp[6] = 132;
+        assert_eq!(parse_reply(&sctp), Ok(Reply::Other { protocol: 132 }));
+        assert_eq!(other_source(&sctp), Some(target));
+        // IPv4: as before, any packet names its source.
+        let mut gre = SYNACK4.to_vec();
+        gre[9] = 47;
+        assert_eq!(
+            other_source(&gre),
+            Some(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 20)))
+        );
+    }
+
+    #[test]
+    fn other_source_of_truncated_input_is_none() {
+        let ping = icmpv6_from_target(128);
+        for len in 0..40 {
+            assert_eq!(other_source(&ping[..len]), None, "IPv6 cut to {len}");
+        }
+        for len in 0..20 {
+            assert_eq!(other_source(&SYNACK4[..len]), None, "IPv4 cut to {len}");
+        }
+        assert_eq!(other_source(&[0x55; 60]), None, "version 5");
+        // With its ICMPv6 type cut off, a packet is not called link housekeeping.
+        let mut cut = ping[..40].to_vec();
+        cut[4..6].copy_from_slice(&0u16.to_be_bytes());
+        assert!(other_source(&cut).is_some());
+    }
 
     fn v4(s: &str) -> IpAddr {
         s.parse::<Ipv4Addr>().unwrap().into()
