@@ -16,7 +16,7 @@ use harbormaster_probe::{
     ScanRequest, ScanSummary, Transport, Watch, source_address,
 };
 use harbormaster_testnet::{
-    SCANNER_IP6, TARGET_IP, TARGET_IP6, TargetSpec, TestNet, testnet_or_skip,
+    PathSpec, SCANNER_IP6, TARGET_IP, TARGET_IP6, TargetSpec, TestNet, testnet_or_skip,
 };
 
 fn truth(spec: &TargetSpec, port: u16) -> PortState {
@@ -164,6 +164,30 @@ fn ipv4_and_ipv6_scans_share_one_engine() {
         rs.sort_by_key(|r| r.port);
         check(&spec, &rs, 8192);
     }
+}
+
+/// The stealth-heavy home router over IPv6 behind an emulated internet path
+/// (150 ms RTT, 2 % loss each way, 50 Mbit/s): the path forwards the ULA
+/// frames (neighbours are static, so no neighbour discovery has to cross it),
+/// and the service scan is exact despite the loss.
+#[test]
+fn ipv6_service_scan_of_a_stealth_router_behind_a_lossy_path_is_exact() {
+    let spec = TargetSpec {
+        ipv6: true,
+        path: Some(PathSpec::home(75, 0, 2.0, 50.0, 50)),
+        ..TargetSpec::home_router()
+    };
+    let net = testnet_or_skip!(&spec);
+    let engine = engine(&net);
+    let (results, summary) = engine
+        .scan(request(IpAddr::V6(TARGET_IP6), "service", None))
+        .unwrap();
+    let (up, down) = net.path_stats().unwrap();
+    eprintln!(
+        "IPv6 service scan at 150 ms / 2 %: {summary:?}\nto target {up:?}\nto scanner {down:?}"
+    );
+    check(&spec, &results, 1056);
+    assert!(up.lost > 0, "the path must have lost probes: {up:?}");
 }
 
 /// Runs a watched scan of the target's IPv6 address; `during` runs in the
