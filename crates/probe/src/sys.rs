@@ -38,7 +38,7 @@ pub fn set_filter(fd: &OwnedFd, program: &[crate::filter::Insn]) -> io::Result<(
 /// the engine then waits on one descriptor, reads one drop counter and keeps
 /// one filter, and replies of both families arrive in the order the kernel
 /// saw them. The cost is that the filter also runs on ARP and other frames; it
-/// rejects them at its third instruction (the version nibble). Our own
+/// rejects them after six instructions (the version nibble). Our own
 /// outgoing packets, which an `ETH_P_ALL` tap would otherwise also see, are
 /// skipped by `PACKET_IGNORE_OUTGOING`.
 pub fn packet_socket(min_port: u16, rcvbuf: usize) -> io::Result<OwnedFd> {
