@@ -186,6 +186,7 @@ fn run_syn(
                     tries: plan.tries,
                     rate: None,
                     watch: None,
+                    protocol: harbormaster_probe::Protocol::Tcp,
                 },
                 Box::new(move |ev| {
                     let _ = tx.send(ev);
@@ -472,6 +473,8 @@ fn nmap_reason(r: Reason) -> String {
         Reason::NoResponse => "no-response".into(),
         Reason::HostUnreachable => "host-unreach".into(),
         Reason::NetUnreachable => "net-unreach".into(),
+        Reason::UdpReply => "udp-response".into(),
+        Reason::PortUnreach => "port-unreach".into(),
         Reason::Icmp {
             v6: false,
             icmp_type: 3,

@@ -1,6 +1,7 @@
 //! The kernel packet filter (classic BPF) for the receive socket.
 //!
-//! It passes ICMP and ICMPv6, TCP segments to our source-port range, and — for
+//! It passes ICMP and ICMPv6, TCP segments and UDP datagrams to our
+//! source-port range, and — for
 //! scans that watch for unsolicited traffic — every IPv4 or IPv6 packet from a
 //! watched address. Everything else never leaves the kernel, and what passes
 //! is truncated to [`RECV_SNAP`] bytes. Building the program is pure code,
@@ -9,11 +10,11 @@
 //! The receive socket sees both IP versions (see `sys::packet_socket`), so
 //! the program first branches on the version nibble: the IPv4 half reads the
 //! protocol and the header length from the IPv4 header; the IPv6 half reads
-//! the next-header field and, for TCP, the destination port right after the
-//! fixed 40-byte header. An IPv6 reply with extension headers before its TCP
-//! or ICMPv6 header passes only from a watched address: hosts do not put
-//! extension headers on SYN-ACKs, RSTs or ICMPv6 errors, and walking a chain
-//! of them is more than classic BPF does safely.
+//! the next-header field and, for TCP and UDP, the destination port right
+//! after the fixed 40-byte header. An IPv6 reply with extension headers before
+//! its TCP, UDP or ICMPv6 header passes only from a watched address: hosts do
+//! not put extension headers on SYN-ACKs, RSTs, datagram replies or ICMPv6
+//! errors, and walking a chain of them is more than classic BPF does safely.
 //!
 //! Classic BPF conditional jumps reach at most 255 instructions ahead (`jt`
 //! and `jf` are bytes), so the program never jumps far conditionally: the
@@ -58,10 +59,10 @@ const CHUNK6: usize = 32;
 const HEADER: usize = 4;
 
 /// Instructions of the IPv4 half before its first address comparison.
-const PROLOGUE: usize = 8;
+const PROLOGUE: usize = 9;
 
 /// Instructions of the IPv6 half before its first address comparison.
-const PROLOGUE6: usize = 8;
+const PROLOGUE6: usize = 9;
 
 const fn insn(code: u16, jt: u8, jf: u8, k: u32) -> Insn {
     Insn { code, jt, jf, k }
@@ -135,23 +136,26 @@ pub fn program(min_port: u16, watched: &[IpAddr]) -> Vec<Insn> {
     p
 }
 
-/// Appends the IPv4 half: ICMP, TCP to our ports, then the watched sources.
+/// Appends the IPv4 half: ICMP, TCP and UDP to our ports, then the watched
+/// sources.
 fn v4_half(p: &mut Vec<Insn>, min_port: u16, watched: &[Ipv4Addr], snap: u32) {
-    // 0 ld proto, 1 jeq icmp, 2 jeq tcp, 3 ldx hlen, 4 ld dport, 5 jge min,
-    // 6 ret accept, 7 ld src, then the address chunks (or `ret 0` for none).
+    // 0 ld proto, 1 jeq icmp, 2 jeq tcp, 3 jeq udp, 4 ldx hlen, 5 ld dport
+    // (the same offset in TCP and UDP), 6 jge min, 7 ret accept, 8 ld src,
+    // then the address chunks (or `ret 0` for none).
     let base = p.len();
-    let accept = base + 6;
-    let src = base + 7;
+    let accept = base + 7;
+    let src = base + 8;
     p.extend([
         insn(LD_B_ABS, 0, 0, 9),
         insn(JEQ_K, short(base + 1, accept), 0, 1),
-        insn(JEQ_K, 0, short(base + 2, src), 6),
+        insn(JEQ_K, short(base + 2, base + 4), 0, 6),
+        insn(JEQ_K, 0, short(base + 3, src), 17),
         insn(LDX_B_MSH, 0, 0, 0),
         insn(LD_H_IND, 0, 0, 2),
         insn(
             JGE_K,
-            short(base + 5, accept),
-            short(base + 5, src),
+            short(base + 6, accept),
+            short(base + 6, src),
             u32::from(min_port),
         ),
         insn(RET_K, 0, 0, snap),
@@ -181,25 +185,27 @@ fn v4_half(p: &mut Vec<Insn>, min_port: u16, watched: &[Ipv4Addr], snap: u32) {
     debug_assert_eq!(p.len() - base, v4_len(watched.len()));
 }
 
-/// Appends the IPv6 half (A holds the version nibble): ICMPv6, TCP to our
-/// ports, then the watched sources, four 32-bit words each (bytes 8–23).
+/// Appends the IPv6 half (A holds the version nibble): ICMPv6, TCP and UDP
+/// to our ports, then the watched sources, four 32-bit words each (bytes 8–23).
 fn v6_half(p: &mut Vec<Insn>, min_port: u16, watched: &[Ipv6Addr], snap: u32) {
-    // 0 jeq 6, 1 ret 0, 2 ld next header, 3 jeq icmpv6, 4 jeq tcp,
-    // 5 ld dport (40 + 2), 6 jge min, 7 ret accept, then the address chunks.
+    // 0 jeq 6, 1 ret 0, 2 ld next header, 3 jeq icmpv6, 4 jeq tcp, 5 jeq udp,
+    // 6 ld dport (40 + 2, the same in TCP and UDP), 7 jge min, 8 ret accept,
+    // then the address chunks.
     let base = p.len();
-    let accept = base + 7;
-    let src = base + 8;
+    let accept = base + 8;
+    let src = base + 9;
     p.extend([
         insn(JEQ_K, 1, 0, 0x60),
         insn(RET_K, 0, 0, 0),
         insn(LD_B_ABS, 0, 0, 6),
         insn(JEQ_K, short(base + 3, accept), 0, 58),
-        insn(JEQ_K, 0, short(base + 4, src), 6),
+        insn(JEQ_K, short(base + 4, base + 6), 0, 6),
+        insn(JEQ_K, 0, short(base + 5, src), 17),
         insn(LD_H_ABS, 0, 0, 42),
         insn(
             JGE_K,
-            short(base + 6, accept),
-            short(base + 6, src),
+            short(base + 7, accept),
+            short(base + 7, src),
             u32::from(min_port),
         ),
         insn(RET_K, 0, 0, snap),
@@ -379,6 +385,16 @@ mod tests {
         assert_eq!(run(&p, &packet(1, other, 0)), snap, "ICMP");
         assert_eq!(run(&p, &packet(17, other, 53)), 0, "unrelated UDP");
         assert_eq!(
+            run(&p, &packet(17, other, 61441)),
+            snap,
+            "UDP reply to our port"
+        );
+        assert_eq!(
+            run(&p, &packet(17, other, 61441)),
+            snap,
+            "UDP reply to our port"
+        );
+        assert_eq!(
             run(&p, &packet(17, [198, 18, 0, 9], 137)),
             snap,
             "watched UDP"
@@ -404,7 +420,11 @@ mod tests {
         );
         assert_eq!(run(&p, &packet6(Kind6::Icmp, target)), RECV_SNAP as u32);
         assert_eq!(run(&p, &packet6(Kind6::Tcp(22), target)), 0);
-        assert_eq!(run(&p, &packet6(Kind6::Udp(61500), target)), 0);
+        assert_eq!(
+            run(&p, &packet6(Kind6::Udp(61500), target)),
+            RECV_SNAP as u32
+        );
+        assert_eq!(run(&p, &packet6(Kind6::Udp(61439), target)), 0);
     }
 
     /// Neither IPv4 nor IPv6 (an ARP frame on an ETH_P_ALL socket starts with
@@ -491,6 +511,8 @@ mod tests {
                 0,
                 "{n}: just below our ports"
             );
+            assert_eq!(run(&p, &packet(17, src, 61440)), snap, "{n}: UDP to us");
+            assert_eq!(run(&p, &packet(17, src, 61439)), 0, "{n}: UDP below");
         }
         let full = packet(6, below, 61440);
         for len in [0, 3, 9, 20, 21] {
@@ -552,6 +574,11 @@ mod tests {
                     pass,
                     "{n6}: TCP to {port} from {src}"
                 );
+                assert_eq!(
+                    run(&p, &packet6(Kind6::Udp(port), src)),
+                    pass,
+                    "{n6}: UDP to {port} from {src}"
+                );
             }
         }
         // Truncated: inside the fixed header, inside the source address, just
@@ -566,11 +593,13 @@ mod tests {
             "the port is all the filter reads"
         );
         if let Some(a) = watched6.last() {
+            // The port check reads bytes 42–43 before the source check, so a
+            // watched datagram needs them too.
             let udp = packet6(Kind6::Udp(53), *a);
-            for len in [7, 8, 11, 12, 20, 23] {
+            for len in [7, 8, 11, 12, 20, 23, 24, 43] {
                 assert_eq!(run(&p, &udp[..len]), 0, "{n6}: UDP truncated to {len}");
             }
-            assert_eq!(run(&p, &udp[..24]), snap);
+            assert_eq!(run(&p, &udp[..44]), snap);
         }
         // IPv4 watched sources are not IPv6 ones, and the other way round.
         if n4 > 0 {

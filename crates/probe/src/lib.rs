@@ -16,6 +16,7 @@ mod cookie;
 mod engine;
 mod error;
 mod filter;
+pub mod module;
 mod permute;
 mod raw;
 pub mod sim;

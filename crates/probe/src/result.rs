@@ -6,12 +6,30 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
-/// The transport a result is for. Only TCP is probed today.
+/// The transport a result is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     /// TCP.
     Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl Transport {
+    /// Lower-case name, as in `80/tcp`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
 }
 
 /// An observation of what came back, not a judgement of the port.
@@ -88,6 +106,12 @@ pub enum Reason {
     /// A SYN-ACK answered the SYN, on a host that answers SYN-ACK for random
     /// ports too, and the port was not verified: likely a proxy or firewall.
     SynAckWildcard,
+    /// A UDP datagram answered the UDP probe (its payload passed the
+    /// protocol's checks where it has an ID field).
+    UdpReply,
+    /// An ICMP port unreachable (type 3 code 3) or ICMPv6 port unreachable
+    /// (type 1 code 4) answered a UDP probe: the host is there, nothing listens.
+    PortUnreach,
 }
 
 impl Reason {
@@ -97,7 +121,8 @@ impl Reason {
             Reason::SynAck | Reason::Connected | Reason::SynAckOnly | Reason::SynAckWildcard => {
                 PortState::Open
             }
-            Reason::Rst | Reason::ConnRefused => PortState::Closed,
+            Reason::UdpReply => PortState::Open,
+            Reason::Rst | Reason::ConnRefused | Reason::PortUnreach => PortState::Closed,
             Reason::Icmp { .. } | Reason::HostUnreachable | Reason::NetUnreachable => {
                 PortState::Filtered
             }
@@ -129,6 +154,8 @@ impl fmt::Display for Reason {
             Reason::NetUnreachable => "net-unreach",
             Reason::SynAckOnly => "syn-ack-only",
             Reason::SynAckWildcard => "syn-ack-wildcard",
+            Reason::UdpReply => "udp-reply",
+            Reason::PortUnreach => "port-unreach",
         })
     }
 }
@@ -163,6 +190,74 @@ pub struct PortResult {
     /// signature that tells a proxy answering for every port.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window: Option<u16>,
+    /// The start of a UDP reply, kept as evidence of what answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Evidence>,
+}
+
+/// The first bytes of a reply's payload and its full length: enough to show
+/// what answered (a DNS header, an SSDP status line) without holding the whole
+/// datagram for every port.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Evidence {
+    len: u32,
+    kept: u8,
+    head: [u8; Evidence::KEEP],
+}
+
+impl Evidence {
+    /// Payload bytes kept.
+    pub const KEEP: usize = 48;
+
+    /// Evidence of a payload of `len` bytes whose first bytes are `data`
+    /// (which may be shorter than `len` when the packet was truncated).
+    pub fn new(data: &[u8], len: usize) -> Evidence {
+        let kept = data.len().min(Self::KEEP);
+        let mut head = [0u8; Self::KEEP];
+        head[..kept].copy_from_slice(&data[..kept]);
+        Evidence {
+            len: u32::try_from(len).unwrap_or(u32::MAX),
+            kept: kept as u8,
+            head,
+        }
+    }
+
+    /// The payload's full length in bytes.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// True for an empty payload.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The kept first bytes.
+    pub fn head(&self) -> &[u8] {
+        &self.head[..usize::from(self.kept)]
+    }
+}
+
+impl fmt::Debug for Evidence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Evidence({} bytes: {})", self.len, hex(self.head()))
+    }
+}
+
+/// Lower-case hexadecimal.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Serialize for Evidence {
+    /// `{"bytes": N, "head_hex": "…"}`.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Evidence", 2)?;
+        st.serialize_field("bytes", &self.len)?;
+        st.serialize_field("head_hex", &hex(self.head()))?;
+        st.end()
+    }
 }
 
 fn millis<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -206,6 +301,8 @@ mod tests {
             (Reason::NetUnreachable, PortState::Filtered, "net-unreach"),
             (Reason::SynAckOnly, PortState::Open, "syn-ack-only"),
             (Reason::SynAckWildcard, PortState::Open, "syn-ack-wildcard"),
+            (Reason::UdpReply, PortState::Open, "udp-reply"),
+            (Reason::PortUnreach, PortState::Closed, "port-unreach"),
         ];
         for (reason, state, text) in cases {
             assert_eq!(reason.state(), state);
@@ -238,11 +335,25 @@ mod tests {
             tries: 1,
             ttl: Some(64),
             window: None,
+            evidence: None,
         };
         let json = serde_json::to_string(&r).unwrap();
         assert!(json.contains("\"rtt_ms\":1.234"), "{json}");
         assert!(json.contains("\"state\":\"open\""), "{json}");
         assert!(json.contains("\"reason\":\"syn-ack\""), "{json}");
         assert!(json.contains("\"proto\":\"tcp\""), "{json}");
+        assert!(!json.contains("evidence"), "{json}");
+    }
+
+    #[test]
+    fn evidence_keeps_the_head_and_the_full_length() {
+        let data: Vec<u8> = (0..100u8).collect();
+        let e = Evidence::new(&data, 1400);
+        assert_eq!(e.len(), 1400);
+        assert_eq!(e.head(), &data[..Evidence::KEEP]);
+        let short = Evidence::new(b"\x12\x34", 2);
+        assert_eq!(short.head(), b"\x12\x34");
+        let json = serde_json::to_string(&short).unwrap();
+        assert_eq!(json, r#"{"bytes":2,"head_hex":"1234"}"#);
     }
 }

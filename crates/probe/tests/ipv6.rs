@@ -62,6 +62,7 @@ fn request(target: IpAddr, ports: &str, watch: Option<Watch>) -> ScanRequest {
         tries: None,
         rate: None,
         watch,
+        protocol: harbormaster_probe::Protocol::Tcp,
     }
 }
 
@@ -279,12 +280,10 @@ fn ipv6_stealthed_host_answers_no_ping() {
 }
 
 /// An echo request the target sends on its own is unsolicited, like any
-/// other packet of a protocol other than TCP or UDP. The engine must name its
-/// sender with `harbormaster_wire::other_source` (IPv4 and IPv6, neighbour
-/// discovery excepted); with `ipv4_source` an IPv6 sender is never named.
+/// other packet of a protocol other than TCP or UDP; a neighbour
+/// solicitation from the same address is the link working and is not.
 #[test]
-#[ignore = "needs the engine to call harbormaster_wire::other_source for Reply::Other (engine.rs is being split; see the ipv6 branch's notes)"]
-fn ipv6_unsolicited_ping_from_the_target_is_counted() {
+fn ipv6_unsolicited_ping_counts_and_neighbour_discovery_does_not() {
     use socket2::{Domain, Protocol, SockAddr, Socket, Type};
     let spec = TargetSpec {
         open: vec![22],
@@ -295,10 +294,15 @@ fn ipv6_unsolicited_ping_from_the_target_is_counted() {
     let (_, summary) = watched_scan(&net, "20-30", || {
         let s = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6)).unwrap();
         let to = SockAddr::from(std::net::SocketAddrV6::new(SCANNER_IP6, 0, 0, 0));
-        // ICMPv6 echo request, ident 0x1234: the kernel fills in the checksum.
+        // The kernel fills in the ICMPv6 checksum of a raw ICMPv6 socket.
         for seq in 0..2u8 {
-            let msg = [128, 0, 0, 0, 0x12, 0x34, 0, seq, b'h', b'm'];
-            s.send_to(&msg, &to).unwrap();
+            // Echo request, ident 0x1234.
+            let ping = [128, 0, 0, 0, 0x12, 0x34, 0, seq, b'h', b'm'];
+            s.send_to(&ping, &to).unwrap();
+            // Neighbour solicitation (type 135) for the scanner's address.
+            let mut ns = vec![135, 0, 0, 0, 0, 0, 0, 0];
+            ns.extend_from_slice(&SCANNER_IP6.octets());
+            s.send_to(&ns, &to).unwrap();
         }
     });
     let w = summary.watch.unwrap();

@@ -137,6 +137,7 @@ impl Prober for SynProber {
                     expected_tcp_ports: self.http_ports.clone(),
                     tail: Duration::from_secs(1),
                 }),
+                protocol: harbormaster_probe::Protocol::Tcp,
             },
             Box::new(move |e| {
                 let _ = events.send(e);

@@ -800,6 +800,7 @@ mod tests {
                         tries: 3,
                         ttl: None,
                         window: None,
+                        evidence: None,
                     }));
                 }
                 let _ = events.send(ScanEvent::Done(summary));

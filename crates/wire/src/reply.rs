@@ -26,6 +26,8 @@ pub enum Reply {
     /// neighbour discovery...). `protocol` is the IP protocol number (the
     /// upper-layer one for IPv6, after extension headers).
     Other {
+        /// Who sent it (for the watch's unsolicited-packet report).
+        src: IpAddr,
         /// The IP protocol number.
         protocol: u8,
     },
@@ -252,34 +254,55 @@ pub fn parse_reply(packet: &[u8]) -> Result<Reply, WireError> {
     }
 }
 
-/// The sender of a packet that [`parse_reply`] returned as [`Reply::Other`],
-/// when the packet is traffic its sender chose to send — for a scan watching
-/// that sender, an unsolicited packet. `None` for ICMPv6 neighbour discovery
-/// (types 133–137) and multicast listener messages (130–132, 143): every
-/// IPv6 neighbour sends those to keep the link working, in answer to our own
-/// traffic. `None` also when the bytes are not an IP header at all.
-///
-/// Any IPv4 packet and any other IPv6 packet (an ICMPv6 echo request, another
-/// protocol behind any extension headers) gives its source address. Lengths
-/// are checked before anything is read; any input returns, never panics.
-pub fn other_source(packet: &[u8]) -> Option<IpAddr> {
-    match packet.first()? >> 4 {
-        4 => ipv4::Packet::new_checked(packet)
-            .ok()
-            .map(|ip| IpAddr::V4(ip.src_addr())),
-        6 => {
-            let ip = ipv6::Packet::new_checked(packet).ok()?;
-            let src = IpAddr::V6(ip.src_addr());
-            let upper = ip.upper_layer().ok()?;
-            if upper.protocol == PROTO_ICMPV6
-                && matches!(upper.payload.first(), Some(130..=137 | 143))
-            {
+/// The data of a UDP datagram in `packet` (which starts at the IP header),
+/// after the same checks as [`parse_reply`]; `None` when `packet` is not a
+/// well-formed UDP datagram. Used to judge a reply by its payload.
+pub fn udp_payload(packet: &[u8]) -> Option<&[u8]> {
+    // Where the datagram lies in `packet`, found through the checked views.
+    let (start, end) = match packet.first().map(|b| b >> 4) {
+        Some(4) => {
+            let ip = ipv4::Packet::new_checked(packet).ok()?;
+            if ip.frag_offset() != 0 || ip.protocol() != PROTO_UDP {
                 return None;
             }
-            Some(src)
+            (ip.header_len(), usize::from(ip.total_len()))
         }
-        _ => None,
+        Some(6) => {
+            let ip = ipv6::Packet::new_checked(packet).ok()?;
+            let upper = ip.upper_layer().ok()?;
+            if upper.protocol != PROTO_UDP {
+                return None;
+            }
+            let start = ipv6::HEADER_LEN + upper.ext_len;
+            (start, start + upper.payload.len())
+        }
+        _ => return None,
+    };
+    let datagram = packet.get(start..end)?;
+    let n = udp::Packet::new_checked(datagram).ok()?.payload().len();
+    datagram.get(udp::HEADER_LEN..udp::HEADER_LEN + n)
+}
+
+/// Whether `packet` is ICMPv6 neighbour discovery (types 133–137) or a
+/// multicast listener message (130–132, 143): traffic every IPv6 neighbour
+/// sends to keep the link working, often in answer to our own packets, so a
+/// scan watching its sender must not call it unsolicited. [`parse_reply`]
+/// returns such packets as [`Reply::Other`] with protocol 58.
+///
+/// Lengths are checked before anything is read (extension headers are
+/// walked); any input returns, never panics. False for anything else,
+/// including IPv4 and bytes that are not an IPv6 header.
+pub fn is_link_housekeeping(packet: &[u8]) -> bool {
+    if packet.first().map(|b| b >> 4) != Some(6) {
+        return false;
     }
+    let Ok(ip) = ipv6::Packet::new_checked(packet) else {
+        return false;
+    };
+    let Ok(upper) = ip.upper_layer() else {
+        return false;
+    };
+    upper.protocol == PROTO_ICMPV6 && matches!(upper.payload.first(), Some(130..=137 | 143))
 }
 
 fn parse_v4(packet: &[u8]) -> Result<Reply, WireError> {
@@ -347,7 +370,7 @@ fn transport_reply(
     match protocol {
         PROTO_TCP => tcp_reply(src, dst, ttl, payload),
         PROTO_UDP => udp_reply(src, dst, ttl, payload),
-        protocol => Ok(Reply::Other { protocol }),
+        protocol => Ok(Reply::Other { src, protocol }),
     }
 }
 
@@ -379,7 +402,7 @@ fn icmp_reply(
             kind,
             quote: quote()?,
         })),
-        None => Ok(Reply::Other { protocol }),
+        None => Ok(Reply::Other { src, protocol }),
     }
 }
 
@@ -470,64 +493,38 @@ mod tests {
     }
 
     #[test]
-    fn other_source_names_the_sender_except_for_link_housekeeping() {
-        let target: IpAddr = "2001:db8:1::20".parse().unwrap();
-        // An echo request from the target is unsolicited; parse_reply calls it Other.
-        let ping = icmpv6_from_target(128);
-        assert_eq!(
-            parse_reply(&ping),
-            Ok(Reply::Other {
-                protocol: PROTO_ICMPV6
-            })
-        );
-        assert_eq!(other_source(&ping), Some(target));
-        // Neighbour discovery and MLD are the link working, not the host talking.
+    fn link_housekeeping_is_neighbour_discovery_and_mld_only() {
+        // Neighbour discovery and MLD: the link working, not the host talking.
         for t in [130, 131, 132, 133, 134, 135, 136, 137, 143] {
             let nd = icmpv6_from_target(t);
-            assert_eq!(
-                parse_reply(&nd),
-                Ok(Reply::Other {
-                    protocol: PROTO_ICMPV6
-                }),
+            assert!(
+                matches!(parse_reply(&nd), Ok(Reply::Other { protocol, .. }) if protocol == PROTO_ICMPV6),
                 "{t}"
             );
-            assert_eq!(other_source(&nd), None, "type {t}");
+            assert!(is_link_housekeeping(&nd), "type {t}");
         }
-        for t in [138, 139, 142, 144, 200] {
-            assert_eq!(
-                other_source(&icmpv6_from_target(t)),
-                Some(target),
-                "type {t}"
-            );
+        // An echo request from the target is its own doing, as are other types.
+        for t in [128, 138, 139, 142, 144, 200] {
+            assert!(!is_link_housekeeping(&icmpv6_from_target(t)), "type {t}");
         }
-        // Another protocol (SCTP, 132) over IPv6: the next header says so.
-        let mut sctp = icmpv6_from_target(128);
+        // Another protocol over IPv6, and IPv4 (whatever its payload).
+        let mut sctp = icmpv6_from_target(135);
         sctp[6] = 132;
-        assert_eq!(parse_reply(&sctp), Ok(Reply::Other { protocol: 132 }));
-        assert_eq!(other_source(&sctp), Some(target));
-        // IPv4: as before, any packet names its source.
-        let mut gre = SYNACK4.to_vec();
-        gre[9] = 47;
-        assert_eq!(
-            other_source(&gre),
-            Some(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 20)))
-        );
+        assert!(!is_link_housekeeping(&sctp));
+        let mut v4 = SYNACK4.to_vec();
+        v4[9] = PROTO_ICMPV6;
+        v4[20] = 135;
+        assert!(!is_link_housekeeping(&v4));
     }
 
     #[test]
-    fn other_source_of_truncated_input_is_none() {
-        let ping = icmpv6_from_target(128);
-        for len in 0..40 {
-            assert_eq!(other_source(&ping[..len]), None, "IPv6 cut to {len}");
+    fn link_housekeeping_of_truncated_input_is_false() {
+        let nd = icmpv6_from_target(135);
+        for len in 0..41 {
+            assert!(!is_link_housekeeping(&nd[..len]), "cut to {len}");
         }
-        for len in 0..20 {
-            assert_eq!(other_source(&SYNACK4[..len]), None, "IPv4 cut to {len}");
-        }
-        assert_eq!(other_source(&[0x55; 60]), None, "version 5");
-        // With its ICMPv6 type cut off, a packet is not called link housekeeping.
-        let mut cut = ping[..40].to_vec();
-        cut[4..6].copy_from_slice(&0u16.to_be_bytes());
-        assert!(other_source(&cut).is_some());
+        assert!(is_link_housekeeping(&nd));
+        assert!(!is_link_housekeeping(&[0x65; 60]));
     }
 
     fn v4(s: &str) -> IpAddr {
@@ -751,45 +748,33 @@ mod tests {
         // An echo request (type 8) is not a reply.
         let mut b = ECHO4;
         b[20] = icmpv4::TYPE_ECHO_REQUEST;
-        assert_eq!(
-            parse_reply(&b),
-            Ok(Reply::Other {
-                protocol: PROTO_ICMP
-            })
+        assert!(
+            matches!(parse_reply(&b), Ok(Reply::Other { protocol, .. }) if protocol == PROTO_ICMP)
         );
         // ICMPv4 redirect (5) also quotes a header but is not reported as an error.
         let mut b = ICMP4_3_3;
         b[20] = 5;
-        assert_eq!(
-            parse_reply(&b),
-            Ok(Reply::Other {
-                protocol: PROTO_ICMP
-            })
+        assert!(
+            matches!(parse_reply(&b), Ok(Reply::Other { protocol, .. }) if protocol == PROTO_ICMP)
         );
         // ICMPv6 echo request, Packet Too Big and a Neighbour Solicitation (135).
         for t in [128, 2, 135] {
             let mut b = ICMP6_1_4;
             b[40] = t;
-            assert_eq!(
-                parse_reply(&b),
-                Ok(Reply::Other {
-                    protocol: PROTO_ICMPV6
-                }),
+            assert!(
+                matches!(parse_reply(&b), Ok(Reply::Other { protocol, .. }) if protocol == PROTO_ICMPV6),
                 "type {t}"
             );
         }
         // GRE over IPv4.
         let mut b = SYNACK4;
         b[9] = 47;
-        assert_eq!(parse_reply(&b), Ok(Reply::Other { protocol: 47 }));
+        assert!(matches!(parse_reply(&b), Ok(Reply::Other { protocol, .. }) if protocol == 47));
         // IPv6 with "no next header".
         let mut b = SYNACK6;
         b[6] = ipv6::NEXT_NONE;
-        assert_eq!(
-            parse_reply(&b),
-            Ok(Reply::Other {
-                protocol: ipv6::NEXT_NONE
-            })
+        assert!(
+            matches!(parse_reply(&b), Ok(Reply::Other { protocol, .. }) if protocol == ipv6::NEXT_NONE)
         );
     }
 
@@ -1104,7 +1089,7 @@ mod tests {
         // reads as a zero payload length and its flags byte as next header 64.)
         let mut b = SYNACK4;
         b[0] = 0x65;
-        assert_eq!(parse_reply(&b), Ok(Reply::Other { protocol: 0x40 }));
+        assert!(matches!(parse_reply(&b), Ok(Reply::Other { protocol, .. }) if protocol == 0x40));
         // IPv6 payload length beyond the buffer
         let mut b = SYNACK6;
         b[4..6].copy_from_slice(&25u16.to_be_bytes());
@@ -1293,5 +1278,24 @@ mod tests {
             ok > 40_000,
             "only {ok} inputs parsed; the corpus is too shallow"
         );
+    }
+
+    #[test]
+    fn udp_payload_is_the_checked_data_of_both_families() {
+        for (src, dst) in [("198.18.0.2", "198.18.0.1"), ("fd00::2", "fd00::1")] {
+            let (src, dst): (IpAddr, IpAddr) = (src.parse().unwrap(), dst.parse().unwrap());
+            let t = crate::UdpTemplate::new(src, dst, 64).unwrap();
+            let mut buf = [0u8; 128];
+            let n = t.write(&mut buf, 53, 61441, b"answer").unwrap();
+            assert_eq!(udp_payload(&buf[..n]), Some(&b"answer"[..]));
+            // Every truncation is refused, never misread.
+            for cut in 0..n {
+                assert_eq!(udp_payload(&buf[..cut]), None, "{cut} of {n} bytes");
+            }
+            // A TCP segment has no UDP payload.
+            let syn = crate::SynTemplate::new(src, dst, 64, 1024).unwrap();
+            let n = syn.write(&mut buf, 1, 2, 3).unwrap();
+            assert_eq!(udp_payload(&buf[..n]), None);
+        }
     }
 }

@@ -95,6 +95,7 @@ impl Prober for Scripted {
                     tries: 1,
                     ttl: Some(64),
                     window: None,
+                    evidence: None,
                 }));
             }
             let mut s = cancelled_summary(target);
