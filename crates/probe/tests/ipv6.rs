@@ -312,3 +312,74 @@ fn ipv6_unsolicited_ping_counts_and_neighbour_discovery_does_not() {
         "{w:?}"
     );
 }
+
+/// UDP over raw IPv6: a responder's reply is open, ICMPv6 1/4 (port
+/// unreachable) closed, 1/1 (admin-prohibited) filtered, silence stealth.
+#[test]
+fn ipv6_udp_states_are_told_apart() {
+    let spec = TargetSpec {
+        ipv6: true,
+        ..TargetSpec::default()
+    };
+    let net = testnet_or_skip!(&spec);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (ready_tx, ready) = mpsc::channel();
+    let stop_responder = stop.clone();
+    TestNet::spawn_in(&net.target_ns, move || {
+        let sock = std::net::UdpSocket::bind((TARGET_IP6, 7)).expect("bind");
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        ready_tx.send(()).unwrap();
+        let mut buf = [0u8; 2048];
+        while !stop_responder.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok((_, from)) = sock.recv_from(&mut buf) {
+                let _ = sock.send_to(b"v6 pong", from);
+            }
+        }
+    });
+    ready.recv().unwrap();
+    for rule in [
+        "udp dport 6000 drop",
+        "meta nfproto ipv6 udp dport 6001 reject with icmpv6 type admin-prohibited",
+    ] {
+        let status = std::process::Command::new("ip")
+            .args(["netns", "exec", &net.target_ns, "nft", "add", "rule"])
+            .args(["inet", "hm", "input"])
+            .args(rule.split(' '))
+            .status()
+            .unwrap();
+        assert!(status.success(), "nft add rule {rule}");
+    }
+    let engine = engine(&net);
+    let request = ScanRequest::udp(
+        IpAddr::V6(TARGET_IP6),
+        PortList::parse("7,6000,6001,40000-40010").unwrap(),
+    );
+    let (results, summary) = engine.scan(request).unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(summary.error.is_none(), "{summary:?}");
+    assert_eq!(results.len(), 14);
+    for r in &results {
+        let (state, reason) = match r.port {
+            7 => (PortState::Open, Reason::UdpReply),
+            6000 => (PortState::Stealth, Reason::NoResponse),
+            6001 => (
+                PortState::Filtered,
+                Reason::Icmp {
+                    v6: true,
+                    icmp_type: 1,
+                    code: 1,
+                },
+            ),
+            _ => (PortState::Closed, Reason::PortUnreach),
+        };
+        assert_eq!(
+            (r.state, r.reason),
+            (state, reason),
+            "port {}: {r:?}",
+            r.port
+        );
+    }
+    let pong = results.iter().find(|r| r.port == 7).unwrap();
+    assert_eq!(pong.evidence.expect("reply evidence").head(), b"v6 pong");
+}
