@@ -36,6 +36,8 @@ const LD_H_ABS: u16 = 0x28;
 const LD_B_ABS: u16 = 0x30;
 const LDX_B_MSH: u16 = 0xb1;
 const LD_H_IND: u16 = 0x48;
+const LD_MEM: u16 = 0x60;
+const ST: u16 = 0x02;
 const AND_K: u16 = 0x54;
 const JA: u16 = 0x05;
 const JEQ_K: u16 = 0x15;
@@ -51,9 +53,20 @@ pub const BPF_MAXINSNS: usize = 4096;
 const CHUNK: usize = 255;
 
 /// Watched IPv6 addresses compared before the next accept. Each takes 8
-/// instructions (four loads, four comparisons); the farthest conditional jump,
-/// from the first address's last comparison to the accept, is `8 × CHUNK6 − 7`.
+/// instructions (four loads from scratch memory, four comparisons); the
+/// farthest conditional jump, from the first address's last comparison to the
+/// accept, is `8 × CHUNK6 − 7`.
+///
+/// The source address is read from the packet once, into scratch memory
+/// `M[0..4]`, and each comparison loads a word from there: the kernel turns a
+/// packet load into a bounds-checked sequence of several instructions but a
+/// scratch load into one, and the converted program must fit the socket's
+/// option memory (`optmem_max`) — with packet loads, 256 watched IPv6
+/// addresses next to 1,024 IPv4 ones did not (ENOMEM).
 const CHUNK6: usize = 32;
+
+/// Loading the source address into scratch memory: four loads, four stores.
+const SRC6_LOAD: usize = 8;
 
 /// The version dispatch: `ldb [0]`, `and 0xf0`, `jeq 0x40`, `ja v6`.
 const HEADER: usize = 4;
@@ -85,7 +98,12 @@ const fn v4_len(n: usize) -> usize {
 
 /// Length of the IPv6 half for `n` watched addresses.
 const fn v6_len(n: usize) -> usize {
-    PROLOGUE6 + 8 * n + 2 * n.div_ceil(CHUNK6) + if n == 0 { 1 } else { 0 }
+    PROLOGUE6
+        + if n == 0 {
+            1
+        } else {
+            SRC6_LOAD + 8 * n + 2 * n.div_ceil(CHUNK6)
+        }
 }
 
 /// Length of the program for `n4` IPv4 and `n6` IPv6 watched addresses.
@@ -211,6 +229,13 @@ fn v6_half(p: &mut Vec<Insn>, min_port: u16, watched: &[Ipv6Addr], snap: u32) {
         insn(RET_K, 0, 0, snap),
     ]);
     debug_assert_eq!(p.len() - base, PROLOGUE6);
+    if !watched.is_empty() {
+        // The source address, word by word (bytes 8–23), into M[0..4].
+        for w in 0..4u32 {
+            p.push(insn(LD_W_ABS, 0, 0, 8 + 4 * w));
+            p.push(insn(ST, 0, 0, w));
+        }
+    }
     let chunks = watched.chunks(CHUNK6);
     let last = chunks.len().saturating_sub(1);
     for (c, chunk) in chunks.enumerate() {
@@ -221,18 +246,20 @@ fn v6_half(p: &mut Vec<Insn>, min_port: u16, watched: &[Ipv6Addr], snap: u32) {
         for (i, a) in chunk.iter().enumerate() {
             let at = start + 8 * i;
             // A mismatch goes on to the next address (or the terminator).
+            // The last word first: it tells addresses in one prefix apart, so
+            // most mismatches end at the first comparison.
             let next = at + 8;
             let octets = a.octets();
-            for w in 0..4 {
+            for (step, w) in [3usize, 2, 1, 0].into_iter().enumerate() {
                 let word = u32::from_be_bytes(
                     octets[4 * w..4 * w + 4]
                         .try_into()
                         .expect("four bytes of sixteen"),
                 );
-                let ld = at + 2 * w;
+                let ld = at + 2 * step;
                 let cmp = ld + 1;
-                p.push(insn(LD_W_ABS, 0, 0, 8 + 4 * w as u32));
-                let jt = if w == 3 { short(cmp, accept) } else { 0 };
+                p.push(insn(LD_MEM, 0, 0, w as u32));
+                let jt = if step == 3 { short(cmp, accept) } else { 0 };
                 p.push(insn(JEQ_K, jt, short(cmp, next), word));
             }
         }
@@ -257,6 +284,8 @@ mod tests {
     /// Runs the subset of classic BPF that `program` uses.
     fn run(p: &[Insn], pkt: &[u8]) -> u32 {
         let (mut a, mut x, mut pc) = (0u32, 0u32, 0usize);
+        // Scratch memory; `None` until stored, as the kernel's checker demands.
+        let mut mem: [Option<u32>; 16] = [None; 16];
         let byte = |i: usize| pkt.get(i).copied();
         loop {
             let i = *p.get(pc).expect("the program ran past its end");
@@ -292,6 +321,8 @@ mod tests {
                     }
                 }
                 AND_K => a &= i.k,
+                ST => mem[i.k as usize] = Some(a),
+                LD_MEM => a = mem[i.k as usize].expect("scratch memory read before it was stored"),
                 JA => pc += i.k as usize,
                 JEQ_K => pc += usize::from(if a == i.k { i.jt } else { i.jf }),
                 JGE_K => pc += usize::from(if a >= i.k { i.jt } else { i.jf }),
