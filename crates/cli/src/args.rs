@@ -144,6 +144,9 @@ pub struct ServeArgs {
     /// Another TCP port on this host that visitors reach the service through (a reverse proxy on the same machine, e.g. 443); repeatable. Their traffic to it is their own page load, not "unsolicited".
     #[arg(long = "public-port", value_name = "PORT")]
     pub public_ports: Vec<u16>,
+    /// SYN mode: after the probes, open one ordinary connection to each port that answered (at most 256; closed without sending data) to tell a real service from a proxy or firewall answering for it. The start page says so.
+    #[arg(long)]
+    pub verify_open: bool,
 }
 
 /// Which forwarding header a trusted proxy writes.

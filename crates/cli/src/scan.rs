@@ -8,10 +8,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use harbormaster_knowledge::{Proto, lookup};
 use harbormaster_probe::{
-    ConnectConfig, Engine, EngineConfig, PortList, PortResult, PortState, RawTransport, Reason,
-    ScanEvent, ScanRequest, ScanSummary, compress_ranges, connect_scan, raw_ipv6_available,
-    raw_sockets_allowed, resolve, source_address,
-    verify::{VerifyConfig, verify_scan},
+    ConnectScanner, Engine, EngineConfig, PortList, PortResult, PortState, ProbeMode, RateBudget,
+    RawScanner, RawTransport, Reason, ScanEvent, ScanRequest, ScanSummary, Scanner,
+    compress_ranges, raw_ipv6_available, raw_sockets_allowed, resolve, source_address,
+    verify::VerifyConfig,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -19,21 +19,12 @@ use serde::Serialize;
 use crate::Failure;
 use crate::args::{OutputFormat, ScanArgs, ScanMode};
 
-/// The mode that actually ran.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Raw-socket SYN probing.
-    Syn,
-    /// Ordinary connect() probing.
-    Connect,
-}
-
 /// A validated scan: everything that can be wrong with the input has been checked.
 struct Plan {
     targets: Vec<IpAddr>,
     ports: PortList,
-    mode: Mode,
+    /// The mode that runs: SYN or connect.
+    mode: ProbeMode,
     tries: Option<u8>,
     rate: Option<u32>,
     /// Verify open ports and check for a wildcard host after the SYN pass.
@@ -45,7 +36,7 @@ fn plan(args: &ScanArgs) -> Result<Plan, Failure> {
     let targets = resolve(&args.target).map_err(|e| Failure::Usage(e.to_string()))?;
     let all_v4 = targets.iter().all(IpAddr::is_ipv4);
     let mode = match args.mode {
-        ScanMode::Connect => Mode::Connect,
+        ScanMode::Connect => ProbeMode::Connect,
         ScanMode::Syn => {
             if !raw_sockets_allowed() {
                 return Err(Failure::Usage(
@@ -57,13 +48,13 @@ fn plan(args: &ScanArgs) -> Result<Plan, Failure> {
                     "SYN mode cannot probe IPv6 targets here: this host has no IPv6 raw socket (IPv6 disabled?); use --mode connect".into(),
                 ));
             }
-            Mode::Syn
+            ProbeMode::Syn
         }
         ScanMode::Auto => {
             if raw_sockets_allowed() && (all_v4 || raw_ipv6_available()) {
-                Mode::Syn
+                ProbeMode::Syn
             } else {
-                Mode::Connect
+                ProbeMode::Connect
             }
         }
     };
@@ -101,10 +92,7 @@ pub fn run(args: &ScanArgs, out: &mut dyn Write) -> Result<(), Failure> {
     if !progress.is_hidden() {
         eprintln!(
             "harbormaster: {} mode, {} port(s) on {} target(s)",
-            match plan.mode {
-                Mode::Syn => "SYN",
-                Mode::Connect => "connect",
-            },
+            mode_label(plan.mode),
             plan.ports.len(),
             plan.targets.len()
         );
@@ -122,10 +110,8 @@ pub fn run(args: &ScanArgs, out: &mut dyn Write) -> Result<(), Failure> {
             }
         }
     };
-    let reports = match plan.mode {
-        Mode::Syn => run_syn(&plan, &mut on_result)?,
-        Mode::Connect => run_connect(&plan, &mut on_result)?,
-    };
+    let scanner = scanner(&plan)?;
+    let reports = run_scans(scanner.as_ref(), &plan, &mut on_result)?;
     progress.finish_and_clear();
     if ndjson && stream_error.is_none() {
         stream_error = write_middlebox_lines(out, &reports).err();
@@ -158,10 +144,26 @@ pub fn run(args: &ScanArgs, out: &mut dyn Write) -> Result<(), Failure> {
     Ok(())
 }
 
-fn run_syn(
-    plan: &Plan,
-    on_result: &mut dyn FnMut(&PortResult),
-) -> Result<Vec<TargetReport>, Failure> {
+/// "SYN" or "connect", for the text output.
+fn mode_label(mode: ProbeMode) -> &'static str {
+    match mode {
+        ProbeMode::Syn => "SYN",
+        other => other.as_str(),
+    }
+}
+
+/// The scanner for the plan's mode: rates and the middlebox checks are set
+/// here, so every scan is then started the same way.
+fn scanner(plan: &Plan) -> Result<Box<dyn Scanner>, Failure> {
+    let mut connect = ConnectScanner::new();
+    if let Some(rate) = plan.rate {
+        // Targets are scanned one at a time in connect mode, so one budget
+        // is the per-scan cap.
+        connect = connect.budget(RateBudget::new(rate));
+    }
+    if plan.mode != ProbeMode::Syn {
+        return Ok(Box::new(connect));
+    }
     let transport = RawTransport::open().map_err(|e| Failure::Runtime(e.into()))?;
     let engine = Engine::start(
         transport,
@@ -171,6 +173,29 @@ fn run_syn(
         },
         source_address,
     );
+    let mut raw = RawScanner::new(engine, connect);
+    if plan.verify {
+        raw = raw.verify(VerifyConfig {
+            rate: plan.rate,
+            ..VerifyConfig::default()
+        });
+    }
+    Ok(Box::new(raw))
+}
+
+/// Scans every target through `scanner`, a bounded number at a time, and
+/// passes each final result to `on_result` as it arrives.
+fn run_scans(
+    scanner: &dyn Scanner,
+    plan: &Plan,
+    on_result: &mut dyn FnMut(&PortResult),
+) -> Result<Vec<TargetReport>, Failure> {
+    // The SYN engine shares its budget fairly between scans; connect scans
+    // size their concurrency from the open-file limit, so one at a time.
+    let in_flight = match scanner.mode() {
+        ProbeMode::Syn => 64,
+        _ => 1,
+    };
     let (tx, rx) = mpsc::channel();
     let mut pending = plan.targets.iter().copied();
     let mut running = 0;
@@ -178,8 +203,8 @@ fn run_syn(
     let mut results: std::collections::HashMap<IpAddr, Vec<PortResult>> = Default::default();
     let submit = |target: IpAddr, running: &mut usize| -> Result<(), Failure> {
         let tx = tx.clone();
-        engine
-            .submit(
+        scanner
+            .start(
                 ScanRequest {
                     target,
                     ports: plan.ports.clone(),
@@ -196,33 +221,19 @@ fn run_syn(
         *running += 1;
         Ok(())
     };
-    // Keep a bounded number of targets in flight; the engine shares its budget fairly.
-    for target in pending.by_ref().take(64) {
+    for target in pending.by_ref().take(in_flight) {
         submit(target, &mut running)?;
     }
     while running > 0 {
         match rx.recv() {
             Ok(ScanEvent::Port(r)) => {
-                // Open ports are reported once verified: their reason may change.
-                if !(plan.verify && r.state == PortState::Open) {
-                    on_result(&r);
-                }
+                on_result(&r);
                 results.entry(r.target).or_default().push(r);
             }
-            Ok(ScanEvent::Done(mut summary)) => {
+            Ok(ScanEvent::Done(summary)) => {
                 running -= 1;
                 let mut rs = results.remove(&summary.target).unwrap_or_default();
                 rs.sort_by_key(|r| r.port);
-                if plan.verify {
-                    let config = VerifyConfig {
-                        rate: plan.rate,
-                        ..VerifyConfig::default()
-                    };
-                    verify_scan(&engine, &plan.ports, &mut rs, &mut summary, &config);
-                    rs.iter()
-                        .filter(|r| r.state == PortState::Open)
-                        .for_each(&mut *on_result);
-                }
                 reports.push(TargetReport {
                     target: summary.target,
                     summary,
@@ -239,45 +250,11 @@ fn run_syn(
     Ok(reports)
 }
 
-fn run_connect(
-    plan: &Plan,
-    on_result: &mut dyn FnMut(&PortResult),
-) -> Result<Vec<TargetReport>, Failure> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::Runtime(e.into()))?;
-    let mut reports = Vec::new();
-    for &target in &plan.targets {
-        let mut results = Vec::new();
-        let summary = rt.block_on(connect_scan(
-            target,
-            &plan.ports,
-            ConnectConfig {
-                tries: plan.tries,
-                rate: plan.rate,
-                ..ConnectConfig::default()
-            },
-            |r| {
-                on_result(&r);
-                results.push(r);
-            },
-        ));
-        results.sort_by_key(|r| r.port);
-        reports.push(TargetReport {
-            target,
-            summary,
-            results,
-        });
-    }
-    Ok(reports)
-}
-
 #[derive(Serialize)]
 struct JsonReport<'a> {
     scanner: &'static str,
     version: &'static str,
-    mode: Mode,
+    mode: ProbeMode,
     ports: String,
     started_unix: u64,
     elapsed_s: f64,
@@ -368,10 +345,7 @@ fn write_text(
             r.target,
             s.ports,
             elapsed.as_secs_f64(),
-            match plan.mode {
-                Mode::Syn => "SYN",
-                Mode::Connect => "connect",
-            }
+            mode_label(plan.mode)
         )?;
         let counts: Vec<String> = PortState::ALL
             .iter()
@@ -505,12 +479,31 @@ fn nmap_reason(r: Reason) -> String {
     }
 }
 
+/// A state as nmap names it. Ordered by name, so the most common one is
+/// chosen among equals as it was when these were strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum NmapState {
+    Closed,
+    Filtered,
+    Open,
+}
+
+impl std::fmt::Display for NmapState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NmapState::Closed => "closed",
+            NmapState::Filtered => "filtered",
+            NmapState::Open => "open",
+        })
+    }
+}
+
 /// nmap has no "stealth": a port that answered nothing is "filtered" there.
-fn nmap_state(s: PortState) -> &'static str {
+fn nmap_state(s: PortState) -> NmapState {
     match s {
-        PortState::Open => "open",
-        PortState::Closed => "closed",
-        PortState::Filtered | PortState::Stealth => "filtered",
+        PortState::Open => NmapState::Open,
+        PortState::Closed => NmapState::Closed,
+        PortState::Filtered | PortState::Stealth => NmapState::Filtered,
     }
 }
 
@@ -525,10 +518,7 @@ fn write_xml(
     let start = unix(started);
     let end = start + elapsed.as_secs();
     let args: Vec<String> = std::env::args().collect();
-    let scan_type = match plan.mode {
-        Mode::Syn => "syn",
-        Mode::Connect => "connect",
-    };
+    let scan_type = plan.mode.as_str();
     writeln!(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>")?;
     writeln!(out, "<!DOCTYPE nmaprun>")?;
     writeln!(
@@ -563,7 +553,7 @@ fn write_xml(
         }
         writeln!(out, "<ports>")?;
         // The most common nmap state is summarised as extraports, as nmap does.
-        let mut per_state: std::collections::BTreeMap<&str, usize> = Default::default();
+        let mut per_state: std::collections::BTreeMap<NmapState, usize> = Default::default();
         for p in &r.results {
             *per_state.entry(nmap_state(p.state)).or_default() += 1;
         }
@@ -583,7 +573,7 @@ fn write_xml(
             writeln!(
                 out,
                 "<extraports state=\"{extra}\" count=\"{}\">",
-                per_state[extra]
+                per_state[&extra]
             )?;
             for (reason, ports) in reasons {
                 writeln!(
@@ -640,7 +630,8 @@ mod tests {
 
     #[test]
     fn nmap_vocabulary() {
-        assert_eq!(nmap_state(PortState::Stealth), "filtered");
+        assert_eq!(nmap_state(PortState::Stealth), NmapState::Filtered);
+        assert_eq!(nmap_state(PortState::Stealth).to_string(), "filtered");
         assert_eq!(nmap_reason(Reason::Rst), "reset");
         assert_eq!(
             nmap_reason(Reason::Icmp {

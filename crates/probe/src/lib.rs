@@ -36,7 +36,7 @@ pub use engine::{
 pub use error::ProbeError;
 pub use permute::Permutation;
 pub use raw::{RawTransport, raw_ipv6_available, raw_sockets_allowed, source_address};
-pub use result::{PortResult, PortState, Reason, Transport as Protocol};
+pub use result::{PortResult, PortState, Reason, Transport as Protocol, UnknownName};
 pub use spec::{
     COMMON_PORTS, CapError, MAX_SPEC_CHARS, MAX_SPEC_ITEMS, PortList, SERVICE_PORTS, SpecError,
     compress_ranges,
@@ -46,3 +46,5 @@ pub use timing::RateBudget;
 pub use transport::{RecvBatch, SendBatch, Transport};
 
 mod result;
+mod scanner;
+pub use scanner::{Cancel, ConnectScanner, ProbeMode, RawScanner, Scanner, cancelled_summary};

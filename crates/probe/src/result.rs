@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Serialize, Serializer};
@@ -29,6 +30,43 @@ impl Transport {
 impl fmt::Display for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(self.as_str())
+    }
+}
+
+impl FromStr for Transport {
+    type Err = UnknownName;
+
+    /// Inverts [`Transport`]'s `Display`.
+    fn from_str(s: &str) -> Result<Transport, UnknownName> {
+        match s {
+            "tcp" => Ok(Transport::Tcp),
+            "udp" => Ok(Transport::Udp),
+            _ => Err(UnknownName::new("protocol", s, "tcp or udp")),
+        }
+    }
+}
+
+/// A name that none of an enum's values has, met while reading one back from
+/// text (a database column, a form field).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} {value:?}; expected {expected}")]
+pub struct UnknownName {
+    /// What was being read ("port state", "reason", …).
+    pub what: &'static str,
+    /// The text, cut to 64 characters so a hostile value cannot flood a log.
+    pub value: String,
+    /// The valid names, in words.
+    pub expected: &'static str,
+}
+
+impl UnknownName {
+    /// The error for `value`, which is not a valid `what`.
+    pub fn new(what: &'static str, value: &str, expected: &'static str) -> UnknownName {
+        UnknownName {
+            what,
+            value: value.chars().take(64).collect(),
+            expected,
+        }
     }
 }
 
@@ -70,6 +108,18 @@ impl fmt::Display for PortState {
     /// Honours width, fill and alignment (`{:<10}`), so text tables line up.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(self.as_str())
+    }
+}
+
+impl FromStr for PortState {
+    type Err = UnknownName;
+
+    /// Inverts [`PortState`]'s `Display`.
+    fn from_str(s: &str) -> Result<PortState, UnknownName> {
+        PortState::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| UnknownName::new("port state", s, "open, closed, filtered or stealth"))
     }
 }
 
@@ -157,6 +207,59 @@ impl fmt::Display for Reason {
             Reason::UdpReply => "udp-reply",
             Reason::PortUnreach => "port-unreach",
         })
+    }
+}
+
+impl FromStr for Reason {
+    type Err = UnknownName;
+
+    /// Inverts [`Reason`]'s `Display` exactly: `icmp-3-13`, `icmpv6-1-4`
+    /// (decimal type and code, no sign, no leading zeros), and the fixed names.
+    fn from_str(s: &str) -> Result<Reason, UnknownName> {
+        const EXPECTED: &str = "syn-ack, rst, icmp-T-C, icmpv6-T-C, no-response, connected, \
+             conn-refused, host-unreach, net-unreach, syn-ack-only, syn-ack-wildcard, \
+             udp-reply or port-unreach";
+        let bad = || UnknownName::new("reason", s, EXPECTED);
+        Ok(match s {
+            "syn-ack" => Reason::SynAck,
+            "rst" => Reason::Rst,
+            "no-response" => Reason::NoResponse,
+            "connected" => Reason::Connected,
+            "conn-refused" => Reason::ConnRefused,
+            "host-unreach" => Reason::HostUnreachable,
+            "net-unreach" => Reason::NetUnreachable,
+            "syn-ack-only" => Reason::SynAckOnly,
+            "syn-ack-wildcard" => Reason::SynAckWildcard,
+            "udp-reply" => Reason::UdpReply,
+            "port-unreach" => Reason::PortUnreach,
+            _ => {
+                let (v6, rest) = if let Some(rest) = s.strip_prefix("icmpv6-") {
+                    (true, rest)
+                } else if let Some(rest) = s.strip_prefix("icmp-") {
+                    (false, rest)
+                } else {
+                    return Err(bad());
+                };
+                let (t, c) = rest.split_once('-').ok_or_else(bad)?;
+                Reason::Icmp {
+                    v6,
+                    icmp_type: canonical_u8(t).ok_or_else(bad)?,
+                    code: canonical_u8(c).ok_or_else(bad)?,
+                }
+            }
+        })
+    }
+}
+
+/// A `u8` written as `Display` writes one: decimal digits only, no sign, no
+/// leading zero, so parsing inverts printing and nothing else parses.
+fn canonical_u8(s: &str) -> Option<u8> {
+    let digits = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let canonical = s == "0" || !s.starts_with('0');
+    if digits && canonical {
+        s.parse().ok()
+    } else {
+        None
     }
 }
 
@@ -308,6 +411,121 @@ mod tests {
             assert_eq!(reason.state(), state);
             assert_eq!(reason.to_string(), text);
         }
+    }
+
+    /// Every reason there is: each fixed one, and ICMP over both families
+    /// and the extremes of type and code.
+    fn every_reason() -> Vec<Reason> {
+        let mut all = vec![
+            Reason::SynAck,
+            Reason::Rst,
+            Reason::NoResponse,
+            Reason::Connected,
+            Reason::ConnRefused,
+            Reason::HostUnreachable,
+            Reason::NetUnreachable,
+            Reason::SynAckOnly,
+            Reason::SynAckWildcard,
+            Reason::UdpReply,
+            Reason::PortUnreach,
+        ];
+        // A new variant must be added here too: this match stops compiling.
+        for r in &all {
+            match r {
+                Reason::SynAck
+                | Reason::Rst
+                | Reason::Icmp { .. }
+                | Reason::NoResponse
+                | Reason::Connected
+                | Reason::ConnRefused
+                | Reason::HostUnreachable
+                | Reason::NetUnreachable
+                | Reason::SynAckOnly
+                | Reason::SynAckWildcard
+                | Reason::UdpReply
+                | Reason::PortUnreach => {}
+            }
+        }
+        for v6 in [false, true] {
+            for (icmp_type, code) in [(0, 0), (3, 13), (1, 4), (3, 10), (255, 255), (9, 100)] {
+                all.push(Reason::Icmp {
+                    v6,
+                    icmp_type,
+                    code,
+                });
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn reasons_parse_back_from_their_display() {
+        for r in every_reason() {
+            let text = r.to_string();
+            assert_eq!(text.parse::<Reason>(), Ok(r), "{text}");
+        }
+        // Every ICMP type and code of both families, not only a sample.
+        for v6 in [false, true] {
+            for icmp_type in 0..=u8::MAX {
+                for code in 0..=u8::MAX {
+                    let r = Reason::Icmp {
+                        v6,
+                        icmp_type,
+                        code,
+                    };
+                    assert_eq!(r.to_string().parse::<Reason>(), Ok(r));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn text_that_no_reason_prints_is_refused() {
+        for bad in [
+            "",
+            "SYN-ACK",
+            "syn-ack ",
+            "synack",
+            "icmp",
+            "icmp-",
+            "icmp-3",
+            "icmp-3-",
+            "icmp--3",
+            "icmp-3-13-1",
+            "icmp-256-0",
+            "icmp-3-256",
+            "icmp-03-1",
+            "icmp-+3-1",
+            "icmp--1-1",
+            "icmpv4-3-1",
+            "icmpv6-1",
+            "icmp-3-1x",
+            "open",
+        ] {
+            let e = bad.parse::<Reason>().unwrap_err();
+            assert_eq!((e.what, e.value.as_str()), ("reason", bad));
+        }
+        let long = "x".repeat(10_000);
+        assert_eq!(long.parse::<Reason>().unwrap_err().value.len(), 64);
+    }
+
+    #[test]
+    fn states_and_protocols_parse_back_from_their_display() {
+        for st in PortState::ALL {
+            assert_eq!(st.to_string().parse::<PortState>(), Ok(st));
+        }
+        for t in [Transport::Tcp, Transport::Udp] {
+            assert_eq!(t.to_string().parse::<Transport>(), Ok(t));
+        }
+        assert_eq!(Transport::Tcp.to_string(), "tcp");
+        for bad in ["", "Open", "opened", "unknown"] {
+            let e = bad.parse::<PortState>().unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("unknown port state {bad:?}; expected open, closed, filtered or stealth")
+            );
+        }
+        assert!("sctp".parse::<Transport>().is_err());
     }
 
     #[test]
