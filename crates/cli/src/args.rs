@@ -53,14 +53,9 @@ pub struct PortArgs {
 pub struct ScanArgs {
     /// An IPv4/IPv6 address, a host name, or a CIDR block (at most a /16).
     pub target: String,
-    /// Ports: 21, 20-25, 21,80,443, all (or -), common (the 26 ShieldsUP ports), service (0-1055).
-    #[arg(
-        short = 'p',
-        long = "ports",
-        default_value = "service",
-        allow_hyphen_values = true
-    )]
-    pub ports: String,
+    /// Ports: 21, 20-25, 21,80,443, all (or -), common (the 26 ShieldsUP ports), service (0-1055). Default: service for TCP, the UDP exposure list (the reflectors and discovery services of `--udp`) for UDP.
+    #[arg(short = 'p', long = "ports", allow_hyphen_values = true)]
+    pub ports: Option<String>,
     /// auto uses SYN when raw sockets are allowed (root or CAP_NET_RAW), connect otherwise.
     #[arg(long, value_enum, default_value_t = ScanMode::Auto)]
     pub mode: ScanMode,
@@ -79,6 +74,21 @@ pub struct ScanArgs {
     /// SYN mode: skip the check of open ports with real connections (up to 256) and of random high ports, which tells a proxy answering for every port.
     #[arg(long)]
     pub no_verify: bool,
+    /// Probe UDP instead of TCP (the same as --proto udp): protocol requests to the exposure list by default, then each answering reflector's amplification.
+    #[arg(long, conflicts_with = "proto")]
+    pub udp: bool,
+    /// Transports to probe, e.g. tcp, udp or tcp,udp (UDP needs raw sockets).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "tcp")]
+    pub proto: Vec<ProtoArg>,
+}
+
+/// A transport to probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProtoArg {
+    /// TCP (SYN or connect).
+    Tcp,
+    /// UDP (raw datagrams with protocol payloads).
+    Udp,
 }
 
 /// `harbormaster serve`.

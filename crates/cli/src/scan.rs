@@ -8,21 +8,26 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use harbormaster_knowledge::{Proto, lookup};
 use harbormaster_probe::{
-    ConnectScanner, Engine, EngineConfig, PortList, PortResult, PortState, ProbeMode, RateBudget,
-    RawScanner, RawTransport, Reason, ScanEvent, ScanRequest, ScanSummary, Scanner,
-    compress_ranges, raw_ipv6_available, raw_sockets_allowed, resolve, source_address,
-    verify::VerifyConfig,
+    ConnectScanner, Engine, EngineConfig, PortList, PortResult, PortState, ProbeMode, Protocol,
+    RateBudget, RawScanner, RawTransport, Reason, ScanEvent, ScanRequest, ScanSummary, Scanner,
+    UDP_EXPOSURE_PORTS, compress_ranges, raw_ipv6_available, raw_sockets_allowed, resolve,
+    source_address, verify::VerifyConfig,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::Failure;
-use crate::args::{OutputFormat, ScanArgs, ScanMode};
+use crate::args::{OutputFormat, ProtoArg, ScanArgs, ScanMode};
 
 /// A validated scan: everything that can be wrong with the input has been checked.
 struct Plan {
     targets: Vec<IpAddr>,
+    /// The TCP ports, when TCP is probed.
     ports: PortList,
+    /// The transports to probe, TCP first.
+    protocols: Vec<Protocol>,
+    /// The UDP ports, when UDP is probed.
+    udp_ports: PortList,
     /// The mode that runs: SYN or connect.
     mode: ProbeMode,
     tries: Option<u8>,
@@ -32,7 +37,35 @@ struct Plan {
 }
 
 fn plan(args: &ScanArgs) -> Result<Plan, Failure> {
-    let ports = PortList::parse(&args.ports).map_err(|e| Failure::Usage(e.to_string()))?;
+    let mut protocols: Vec<Protocol> = if args.udp {
+        vec![Protocol::Udp]
+    } else {
+        args.proto
+            .iter()
+            .map(|p| match p {
+                ProtoArg::Tcp => Protocol::Tcp,
+                ProtoArg::Udp => Protocol::Udp,
+            })
+            .collect()
+    };
+    protocols.sort_by_key(|p| *p == Protocol::Udp);
+    protocols.dedup();
+    let parse = |spec: &str| PortList::parse(spec).map_err(|e| Failure::Usage(e.to_string()));
+    let ports = parse(args.ports.as_deref().unwrap_or("service"))?;
+    let udp_ports = match &args.ports {
+        Some(spec) => parse(spec)?,
+        None => PortList::from_ports(UDP_EXPOSURE_PORTS.to_vec()),
+    };
+    if protocols.contains(&Protocol::Udp) && args.mode == ScanMode::Connect {
+        return Err(Failure::Usage(
+            "UDP is probed with raw datagrams, not connect(): drop --mode connect for --udp".into(),
+        ));
+    }
+    if protocols.contains(&Protocol::Udp) && !raw_sockets_allowed() {
+        return Err(Failure::Usage(
+            "UDP probing needs raw sockets: run as root or grant CAP_NET_RAW (setcap cap_net_raw+ep)".into(),
+        ));
+    }
     let targets = resolve(&args.target).map_err(|e| Failure::Usage(e.to_string()))?;
     let all_v4 = targets.iter().all(IpAddr::is_ipv4);
     let mode = match args.mode {
@@ -61,6 +94,8 @@ fn plan(args: &ScanArgs) -> Result<Plan, Failure> {
     Ok(Plan {
         targets,
         ports,
+        protocols,
+        udp_ports,
         mode,
         tries: args.tries,
         rate: args.rate,
@@ -68,10 +103,21 @@ fn plan(args: &ScanArgs) -> Result<Plan, Failure> {
     })
 }
 
-/// One target's outcome.
+impl Plan {
+    /// The ports to probe over `protocol`.
+    fn ports_for(&self, protocol: Protocol) -> &PortList {
+        match protocol {
+            Protocol::Tcp => &self.ports,
+            Protocol::Udp => &self.udp_ports,
+        }
+    }
+}
+
+/// One target's outcome for one transport.
 #[derive(Serialize)]
 struct TargetReport {
     target: IpAddr,
+    proto: Protocol,
     #[serde(serialize_with = "summary_json")]
     summary: ScanSummary,
     results: Vec<PortResult>,
@@ -82,7 +128,12 @@ pub fn run(args: &ScanArgs, out: &mut dyn Write) -> Result<(), Failure> {
     let plan = plan(args)?;
     let started = SystemTime::now();
     let clock = Instant::now();
-    let total = plan.targets.len() as u64 * plan.ports.len() as u64;
+    let per_target: usize = plan
+        .protocols
+        .iter()
+        .map(|p| plan.ports_for(*p).len())
+        .sum();
+    let total = plan.targets.len() as u64 * per_target as u64;
     let progress =
         ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
     progress.set_style(
@@ -90,10 +141,15 @@ pub fn run(args: &ScanArgs, out: &mut dyn Write) -> Result<(), Failure> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     if !progress.is_hidden() {
+        let what: Vec<String> = plan
+            .protocols
+            .iter()
+            .map(|p| format!("{} {p} port(s)", plan.ports_for(*p).len()))
+            .collect();
         eprintln!(
-            "harbormaster: {} mode, {} port(s) on {} target(s)",
+            "harbormaster: {} mode, {} on {} target(s)",
             mode_label(plan.mode),
-            plan.ports.len(),
+            what.join(" and "),
             plan.targets.len()
         );
     }
@@ -197,21 +253,33 @@ fn run_scans(
         _ => 1,
     };
     let (tx, rx) = mpsc::channel();
-    let mut pending = plan.targets.iter().copied();
+    let mut pending = plan
+        .targets
+        .iter()
+        .flat_map(|t| plan.protocols.iter().map(move |p| (*t, *p)));
     let mut running = 0;
     let mut reports = Vec::new();
-    let mut results: std::collections::HashMap<IpAddr, Vec<PortResult>> = Default::default();
-    let submit = |target: IpAddr, running: &mut usize| -> Result<(), Failure> {
+    let mut results: std::collections::HashMap<(IpAddr, Protocol), Vec<PortResult>> =
+        Default::default();
+    // A summary names its target but not its transport: scans of one target
+    // run one transport at a time, so the running one is known.
+    let mut running_proto: std::collections::HashMap<IpAddr, Protocol> = Default::default();
+    let mut waiting: Vec<(IpAddr, Protocol)> = Vec::new();
+    let submit = |(target, protocol): (IpAddr, Protocol),
+                  running: &mut usize,
+                  running_proto: &mut std::collections::HashMap<IpAddr, Protocol>|
+     -> Result<(), Failure> {
         let tx = tx.clone();
+        running_proto.insert(target, protocol);
         scanner
             .start(
                 ScanRequest {
                     target,
-                    ports: plan.ports.clone(),
+                    ports: plan.ports_for(protocol).clone(),
                     tries: plan.tries,
                     rate: None,
                     watch: None,
-                    protocol: harbormaster_probe::Protocol::Tcp,
+                    protocol,
                 },
                 Box::new(move |ev| {
                     let _ = tx.send(ev);
@@ -221,32 +289,54 @@ fn run_scans(
         *running += 1;
         Ok(())
     };
-    for target in pending.by_ref().take(in_flight) {
-        submit(target, &mut running)?;
-    }
+    // Starts the next job whose target has no scan running.
+    let mut next = |running: &mut usize,
+                    running_proto: &mut std::collections::HashMap<IpAddr, Protocol>,
+                    waiting: &mut Vec<(IpAddr, Protocol)>|
+     -> Result<bool, Failure> {
+        let free = |j: &(IpAddr, Protocol)| !running_proto.contains_key(&j.0);
+        let job = match waiting.iter().position(free) {
+            Some(i) => Some(waiting.remove(i)),
+            None => loop {
+                match pending.next() {
+                    Some(j) if free(&j) => break Some(j),
+                    Some(j) => waiting.push(j),
+                    None => break None,
+                }
+            },
+        };
+        match job {
+            Some(j) => submit(j, running, running_proto).map(|()| true),
+            None => Ok(false),
+        }
+    };
+    while running < in_flight && next(&mut running, &mut running_proto, &mut waiting)? {}
     while running > 0 {
         match rx.recv() {
             Ok(ScanEvent::Port(r)) => {
                 on_result(&r);
-                results.entry(r.target).or_default().push(r);
+                results.entry((r.target, r.proto)).or_default().push(r);
             }
             Ok(ScanEvent::Done(summary)) => {
                 running -= 1;
-                let mut rs = results.remove(&summary.target).unwrap_or_default();
+                let proto = running_proto
+                    .remove(&summary.target)
+                    .unwrap_or(Protocol::Tcp);
+                let mut rs = results.remove(&(summary.target, proto)).unwrap_or_default();
                 rs.sort_by_key(|r| r.port);
                 reports.push(TargetReport {
                     target: summary.target,
+                    proto,
                     summary,
                     results: rs,
                 });
-                if let Some(t) = pending.next() {
-                    submit(t, &mut running)?;
+                while running < in_flight && next(&mut running, &mut running_proto, &mut waiting)? {
                 }
             }
             Err(_) => break,
         }
     }
-    reports.sort_by_key(|r| r.target);
+    reports.sort_by_key(|r| (r.target, r.proto == Protocol::Udp));
     Ok(reports)
 }
 
@@ -341,17 +431,24 @@ fn write_text(
         let s = &r.summary;
         writeln!(
             out,
-            "{}: {} ports in {:.2} s ({} mode)",
+            "{}: {} {} ports in {:.2} s ({} mode)",
             r.target,
             s.ports,
+            r.proto,
             elapsed.as_secs_f64(),
             mode_label(plan.mode)
         )?;
         let counts: Vec<String> = PortState::ALL
             .iter()
-            .map(|st| format!("{} {}", s.counts[*st as usize], st))
+            .map(|st| format!("{} {}", s.counts[*st as usize], state_word(r.proto, *st)))
             .collect();
         writeln!(out, "  {}", counts.join(", "))?;
+        if r.proto == Protocol::Udp && s.counts[PortState::Stealth as usize] > 0 {
+            writeln!(
+                out,
+                "  note: a UDP port that sends nothing back is filtered, or a service that ignores a datagram it does not understand; \"no reply\" cannot tell which"
+            )?;
+        }
         for note in middlebox_notes(s) {
             writeln!(out, "  note: {note}")?;
         }
@@ -383,8 +480,9 @@ fn write_text(
             .unwrap_or(PortState::Closed);
         writeln!(
             out,
-            "  not shown: {} {default} ports",
-            s.counts[default as usize]
+            "  not shown: {} {} ports",
+            s.counts[default as usize],
+            state_word(r.proto, default)
         )?;
         for state in PortState::ALL {
             if state == default || s.counts[state as usize] == 0 {
@@ -396,7 +494,8 @@ fn write_text(
                 let list: Vec<u16> = ports.iter().map(|p| p.port).collect();
                 writeln!(
                     out,
-                    "  {state} ({}): {}",
+                    "  {} ({}): {}",
+                    state_word(r.proto, state),
                     ports.len(),
                     compress_ranges(&list)
                 )?;
@@ -407,8 +506,12 @@ fn write_text(
                 "  {:<10}{:<10}{:<14}{:<18}purpose",
                 "PORT", "STATE", "REASON", "SERVICE"
             )?;
+            let kb_proto = match r.proto {
+                Protocol::Tcp => Proto::Tcp,
+                Protocol::Udp => Proto::Udp,
+            };
             for p in ports {
-                let info = lookup(p.port, Proto::Tcp);
+                let info = lookup(p.port, kb_proto);
                 let mut summary = info.summary().to_string();
                 if summary.chars().count() > 60 {
                     summary = summary.chars().take(59).collect::<String>() + "…";
@@ -416,17 +519,49 @@ fn write_text(
                 writeln!(
                     out,
                     "  {:<10}{:<10}{:<14}{:<18}{}",
-                    format!("{}/tcp", p.port),
-                    p.state,
+                    format!("{}/{}", p.port, p.proto),
+                    state_word(p.proto, p.state),
                     p.reason.to_string(),
                     info.name(),
                     summary
                 )?;
+                if let Some(e) = p.evidence.filter(|e| !e.is_empty()) {
+                    writeln!(
+                        out,
+                        "            reply: {} bytes, starting {}",
+                        e.len(),
+                        printable(e.head())
+                    )?;
+                }
             }
         }
         writeln!(out)?;
     }
     Ok(())
+}
+
+/// A state as the text output names it: for UDP, silence is "no-reply",
+/// not "stealth" (a silent service looks the same as a dropped port).
+fn state_word(proto: Protocol, state: PortState) -> &'static str {
+    match (proto, state) {
+        (Protocol::Udp, PortState::Stealth) => "no-reply",
+        (_, s) => s.as_str(),
+    }
+}
+
+/// Reply bytes for a terminal: printable ASCII kept, the rest as `.`.
+fn printable(bytes: &[u8]) -> String {
+    let text: String = bytes
+        .iter()
+        .map(|&b| {
+            if (0x20..0x7f).contains(&b) {
+                b as char
+            } else {
+                '.'
+            }
+        })
+        .collect();
+    format!("{text:?}")
 }
 
 fn xml_escape(s: &str) -> String {
@@ -486,6 +621,8 @@ enum NmapState {
     Closed,
     Filtered,
     Open,
+    /// UDP silence: nmap's name for "open or filtered, cannot tell".
+    OpenFiltered,
 }
 
 impl std::fmt::Display for NmapState {
@@ -494,16 +631,19 @@ impl std::fmt::Display for NmapState {
             NmapState::Closed => "closed",
             NmapState::Filtered => "filtered",
             NmapState::Open => "open",
+            NmapState::OpenFiltered => "open|filtered",
         })
     }
 }
 
-/// nmap has no "stealth": a port that answered nothing is "filtered" there.
-fn nmap_state(s: PortState) -> NmapState {
-    match s {
-        PortState::Open => NmapState::Open,
-        PortState::Closed => NmapState::Closed,
-        PortState::Filtered | PortState::Stealth => NmapState::Filtered,
+/// nmap has no "stealth": a TCP port that answered nothing is "filtered"
+/// there, a UDP one "open|filtered".
+fn nmap_state(proto: Protocol, s: PortState) -> NmapState {
+    match (proto, s) {
+        (_, PortState::Open) => NmapState::Open,
+        (_, PortState::Closed) => NmapState::Closed,
+        (Protocol::Udp, PortState::Stealth) => NmapState::OpenFiltered,
+        (_, PortState::Filtered | PortState::Stealth) => NmapState::Filtered,
     }
 }
 
@@ -527,14 +667,24 @@ fn write_xml(
         xml_escape(&args.join(" ")),
         env!("CARGO_PKG_VERSION")
     )?;
-    writeln!(
-        out,
-        "<scaninfo type=\"{scan_type}\" protocol=\"tcp\" numservices=\"{}\" services=\"{}\"/>",
-        plan.ports.len(),
-        plan.ports
-    )?;
+    for proto in &plan.protocols {
+        let scan_type = match proto {
+            Protocol::Tcp => scan_type,
+            Protocol::Udp => "udp",
+        };
+        let ports = plan.ports_for(*proto);
+        writeln!(
+            out,
+            "<scaninfo type=\"{scan_type}\" protocol=\"{proto}\" numservices=\"{}\" services=\"{}\"/>",
+            ports.len(),
+            ports
+        )?;
+    }
     writeln!(out, "<verbose level=\"0\"/>\n<debugging level=\"0\"/>")?;
-    for r in reports {
+    let hosts = reports.chunk_by(|a, b| a.target == b.target).count();
+    // One <host> per address, holding the ports of every transport (as nmap writes it).
+    for group in reports.chunk_by(|a, b| a.target == b.target) {
+        let r = &group[0];
         writeln!(out, "<host starttime=\"{start}\" endtime=\"{end}\">")?;
         writeln!(
             out,
@@ -547,62 +697,73 @@ fn write_xml(
             r.target
         )?;
         writeln!(out, "<hostnames>\n</hostnames>")?;
-        for note in middlebox_notes(&r.summary) {
+        for note in group.iter().flat_map(|r| middlebox_notes(&r.summary)) {
             // A comment keeps the document valid for nmap tooling; "--" may not appear in one.
             writeln!(out, "<!-- harbormaster: {} -->", note.replace("--", "- -"))?;
         }
         writeln!(out, "<ports>")?;
-        // The most common nmap state is summarised as extraports, as nmap does.
-        let mut per_state: std::collections::BTreeMap<NmapState, usize> = Default::default();
-        for p in &r.results {
-            *per_state.entry(nmap_state(p.state)).or_default() += 1;
-        }
-        let extra = per_state
-            .iter()
-            .max_by_key(|(_, n)| **n)
-            .filter(|(_, n)| **n > 20)
-            .map(|(s, _)| *s);
-        if let Some(extra) = extra {
-            let mut reasons: std::collections::BTreeMap<String, Vec<u16>> = Default::default();
-            for p in r.results.iter().filter(|p| nmap_state(p.state) == extra) {
-                reasons
-                    .entry(nmap_reason(p.reason))
-                    .or_default()
-                    .push(p.port);
+        for r in group {
+            let proto = r.proto;
+            // The most common nmap state is summarised as extraports, as nmap does.
+            let mut per_state: std::collections::BTreeMap<NmapState, usize> = Default::default();
+            for p in &r.results {
+                *per_state.entry(nmap_state(p.proto, p.state)).or_default() += 1;
             }
-            writeln!(
-                out,
-                "<extraports state=\"{extra}\" count=\"{}\">",
-                per_state[&extra]
-            )?;
-            for (reason, ports) in reasons {
+            let extra = per_state
+                .iter()
+                .max_by_key(|(_, n)| **n)
+                .filter(|(_, n)| **n > 20)
+                .map(|(s, _)| *s);
+            if let Some(extra) = extra {
+                let mut reasons: std::collections::BTreeMap<String, Vec<u16>> = Default::default();
+                for p in r
+                    .results
+                    .iter()
+                    .filter(|p| nmap_state(p.proto, p.state) == extra)
+                {
+                    reasons
+                        .entry(nmap_reason(p.reason))
+                        .or_default()
+                        .push(p.port);
+                }
                 writeln!(
                     out,
-                    "<extrareasons reason=\"{reason}\" count=\"{}\" proto=\"tcp\" ports=\"{}\"/>",
-                    ports.len(),
-                    compress_ranges(&ports)
+                    "<extraports state=\"{extra}\" count=\"{}\">",
+                    per_state[&extra]
+                )?;
+                for (reason, ports) in reasons {
+                    writeln!(
+                        out,
+                        "<extrareasons reason=\"{reason}\" count=\"{}\" proto=\"{proto}\" ports=\"{}\"/>",
+                        ports.len(),
+                        compress_ranges(&ports)
+                    )?;
+                }
+                writeln!(out, "</extraports>")?;
+            }
+            for p in r
+                .results
+                .iter()
+                .filter(|p| Some(nmap_state(p.proto, p.state)) != extra)
+            {
+                let kb_proto = match proto {
+                    Protocol::Tcp => Proto::Tcp,
+                    Protocol::Udp => Proto::Udp,
+                };
+                let info = lookup(p.port, kb_proto);
+                writeln!(
+                    out,
+                    "<port protocol=\"{proto}\" portid=\"{}\"><state state=\"{}\" reason=\"{}\" reason_ttl=\"{}\"/><service name=\"{}\" method=\"table\" conf=\"3\"/></port>",
+                    p.port,
+                    nmap_state(p.proto, p.state),
+                    nmap_reason(p.reason),
+                    p.ttl.unwrap_or(0),
+                    xml_escape(info.name()),
                 )?;
             }
-            writeln!(out, "</extraports>")?;
-        }
-        for p in r
-            .results
-            .iter()
-            .filter(|p| Some(nmap_state(p.state)) != extra)
-        {
-            let info = lookup(p.port, Proto::Tcp);
-            writeln!(
-                out,
-                "<port protocol=\"tcp\" portid=\"{}\"><state state=\"{}\" reason=\"{}\" reason_ttl=\"{}\"/><service name=\"{}\" method=\"table\" conf=\"3\"/></port>",
-                p.port,
-                nmap_state(p.state),
-                nmap_reason(p.reason),
-                p.ttl.unwrap_or(0),
-                xml_escape(info.name()),
-            )?;
         }
         writeln!(out, "</ports>")?;
-        if let Some(srtt) = r.summary.srtt {
+        if let Some(srtt) = group.iter().find_map(|r| r.summary.srtt) {
             let us = srtt.as_micros();
             writeln!(
                 out,
@@ -616,10 +777,10 @@ fn write_xml(
         out,
         "<runstats><finished time=\"{end}\" elapsed=\"{:.2}\" summary=\"Harbormaster scanned {} host(s) in {:.2} seconds\" exit=\"success\"/><hosts up=\"{}\" down=\"0\" total=\"{}\"/>\n</runstats>\n</nmaprun>",
         elapsed.as_secs_f64(),
-        reports.len(),
+        hosts,
         elapsed.as_secs_f64(),
-        reports.len(),
-        reports.len()
+        hosts,
+        hosts
     )?;
     Ok(())
 }
@@ -630,8 +791,24 @@ mod tests {
 
     #[test]
     fn nmap_vocabulary() {
-        assert_eq!(nmap_state(PortState::Stealth), NmapState::Filtered);
-        assert_eq!(nmap_state(PortState::Stealth).to_string(), "filtered");
+        assert_eq!(
+            nmap_state(Protocol::Tcp, PortState::Stealth),
+            NmapState::Filtered
+        );
+        assert_eq!(
+            nmap_state(Protocol::Tcp, PortState::Stealth).to_string(),
+            "filtered"
+        );
+        assert_eq!(
+            nmap_state(Protocol::Udp, PortState::Stealth).to_string(),
+            "open|filtered"
+        );
+        assert_eq!(
+            nmap_state(Protocol::Udp, PortState::Closed),
+            NmapState::Closed
+        );
+        assert_eq!(state_word(Protocol::Udp, PortState::Stealth), "no-reply");
+        assert_eq!(state_word(Protocol::Tcp, PortState::Stealth), "stealth");
         assert_eq!(nmap_reason(Reason::Rst), "reset");
         assert_eq!(
             nmap_reason(Reason::Icmp {

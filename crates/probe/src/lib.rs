@@ -39,7 +39,7 @@ pub use raw::{RawTransport, raw_ipv6_available, raw_sockets_allowed, source_addr
 pub use result::{PortResult, PortState, Reason, Transport as Protocol, UnknownName};
 pub use spec::{
     COMMON_PORTS, CapError, MAX_SPEC_CHARS, MAX_SPEC_ITEMS, PortList, SERVICE_PORTS, SpecError,
-    compress_ranges,
+    UDP_EXPOSURE_PORTS, compress_ranges,
 };
 pub use target::{MAX_TARGET_ADDRESSES, TargetError, resolve};
 pub use timing::RateBudget;

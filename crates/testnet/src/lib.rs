@@ -33,6 +33,8 @@ use nix::sched::{CloneFlags, setns};
 mod lan;
 pub mod path;
 pub use lan::{Host, Lan, NGINX, Nginx};
+pub mod daemon;
+pub use daemon::Daemon;
 pub use path::{Direction, DirectionStats, PathSpec, QueueLimit};
 
 /// The scanner's address inside its namespace.

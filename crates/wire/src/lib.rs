@@ -57,6 +57,7 @@ pub mod icmpv4;
 pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
+pub mod payload;
 pub mod reply;
 pub mod tcp;
 pub mod udp;
