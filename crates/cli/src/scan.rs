@@ -10,8 +10,8 @@ use harbormaster_knowledge::{Proto, lookup};
 use harbormaster_probe::{
     ConnectScanner, Engine, EngineConfig, PortList, PortResult, PortState, ProbeMode, Protocol,
     RateBudget, RawScanner, RawTransport, Reason, ScanEvent, ScanRequest, ScanSummary, Scanner,
-    UDP_EXPOSURE_PORTS, compress_ranges, exposure, raw_sockets_allowed, resolve, source_address,
-    verify::VerifyConfig,
+    UDP_EXPOSURE_PORTS, compress_ranges, exposure, raw_ipv6_available, raw_sockets_allowed,
+    resolve, source_address, verify::VerifyConfig,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -71,20 +71,20 @@ fn plan(args: &ScanArgs) -> Result<Plan, Failure> {
     let mode = match args.mode {
         ScanMode::Connect => ProbeMode::Connect,
         ScanMode::Syn => {
-            if !all_v4 {
-                return Err(Failure::Usage(
-                    "SYN mode probes IPv4 targets only for now; use --mode connect for IPv6".into(),
-                ));
-            }
             if !raw_sockets_allowed() {
                 return Err(Failure::Usage(
                     "SYN mode needs raw sockets: run as root or grant CAP_NET_RAW (setcap cap_net_raw+ep), or use --mode connect".into(),
                 ));
             }
+            if !all_v4 && !raw_ipv6_available() {
+                return Err(Failure::Usage(
+                    "SYN mode cannot probe IPv6 targets here: this host has no IPv6 raw socket (IPv6 disabled?); use --mode connect".into(),
+                ));
+            }
             ProbeMode::Syn
         }
         ScanMode::Auto => {
-            if all_v4 && raw_sockets_allowed() {
+            if raw_sockets_allowed() && (all_v4 || raw_ipv6_available()) {
                 ProbeMode::Syn
             } else {
                 ProbeMode::Connect

@@ -122,7 +122,8 @@ impl Engine {
         self
     }
 
-    /// Whether this engine can probe `target` (raw IPv6 is not wired up yet).
+    /// Whether this engine can probe `target`: IPv6 needs the transport's
+    /// IPv6 raw socket, which a host without IPv6 lacks.
     pub fn supports(&self, target: IpAddr) -> bool {
         target.is_ipv4() || self.ipv6
     }
@@ -131,7 +132,7 @@ impl Engine {
     pub fn submit(&self, request: ScanRequest, sink: Sink) -> Result<ScanHandle, ProbeError> {
         if !self.supports(request.target) {
             return Err(ProbeError::Unsupported(
-                "SYN mode probes IPv4 targets only for now; use connect mode for IPv6",
+                "SYN mode cannot probe IPv6 targets here (no IPv6 raw socket); use connect mode for IPv6",
             ));
         }
         let source = {

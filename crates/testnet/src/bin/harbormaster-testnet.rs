@@ -4,7 +4,7 @@
 //! harbormaster-testnet [--loss PERCENT] [--silent] [--spec benchmark|visitor|router]
 //!                      [--visitors N] [--truth FILE]
 //!                      [--delay MS] [--jitter MS] [--path-loss PERCENT]
-//!                      [--rate MBIT] [--queue MS] [--daemons]
+//!                      [--rate MBIT] [--queue MS] [--ipv6] [--daemons]
 //! ```
 //! Creates the namespaces, writes the expected state of every port to FILE
 //! (`port state` per line), prints `SCANNER_NS TARGET_NS` on stdout, then
@@ -21,6 +21,9 @@
 //! way), `--rate` (bottleneck Mbit/s each way) or `--queue` (bottleneck buffer,
 //! ms of the rate; default 50) puts an emulated path between the namespaces
 //! (see `harbormaster_testnet::path`); without them the veth is direct.
+//!
+//! `--ipv6` also gives the scanner fd00:198:18::1 and the target
+//! fd00:198:18::2 (`TargetSpec::ipv6`), with the same ports.
 
 use std::io::{BufRead, Write};
 
@@ -37,6 +40,7 @@ fn main() {
     let mut router_spec = false;
     let mut daemons = false;
     let mut path = None::<Direction>;
+    let mut ipv6 = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -49,6 +53,7 @@ fn main() {
             }
             "--silent" => silent = true,
             "--daemons" => daemons = true,
+            "--ipv6" => ipv6 = true,
             "--truth" => truth = Some(args.next().unwrap_or_else(|| usage("--truth takes a file"))),
             "--spec" => match args.next().as_deref() {
                 Some("benchmark") => visitor_spec = false,
@@ -105,6 +110,7 @@ fn main() {
     };
     spec.extra_addresses = visitors - 1;
     spec.path = path.map(PathSpec::symmetric);
+    spec.ipv6 = ipv6;
     let net = match TestNet::create(&spec) {
         Ok(n) => n,
         Err(skip) => {
@@ -199,7 +205,7 @@ fn visitor(loss_percent: u8) -> TargetSpec {
 
 fn usage(msg: &str) -> ! {
     eprintln!(
-        "harbormaster-testnet: {msg}; usage: harbormaster-testnet [--loss PERCENT] [--silent] [--spec benchmark|visitor|router] [--visitors N] [--truth FILE] [--delay MS] [--jitter MS] [--path-loss PERCENT] [--rate MBIT] [--queue MS] [--daemons]"
+        "harbormaster-testnet: {msg}; usage: harbormaster-testnet [--loss PERCENT] [--silent] [--spec benchmark|visitor|router] [--visitors N] [--truth FILE] [--delay MS] [--jitter MS] [--path-loss PERCENT] [--rate MBIT] [--queue MS] [--ipv6] [--daemons]"
     );
     std::process::exit(2);
 }
