@@ -332,8 +332,9 @@ fn ipv6_udp_states_are_told_apart() {
         ready_tx.send(()).unwrap();
         let mut buf = [0u8; 2048];
         while !stop_responder.load(std::sync::atomic::Ordering::Relaxed) {
-            if let Ok((_, from)) = sock.recv_from(&mut buf) {
-                let _ = sock.send_to(b"v6 pong", from);
+            // An echo service (port 7): the reply must carry our request's cookie.
+            if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                let _ = sock.send_to(&buf[..n], from);
             }
         }
     });
@@ -380,8 +381,14 @@ fn ipv6_udp_states_are_told_apart() {
             r.port
         );
     }
-    let pong = results.iter().find(|r| r.port == 7).unwrap();
-    assert_eq!(pong.evidence.expect("reply evidence").head(), b"v6 pong");
+    let echo = results.iter().find(|r| r.port == 7).unwrap();
+    assert!(
+        echo.evidence
+            .expect("reply evidence")
+            .head()
+            .starts_with(b"harbormaster echo "),
+        "{echo:?}"
+    );
 }
 
 /// The largest filter (1,024 IPv4 and 256 IPv6 watched addresses) is accepted
