@@ -63,7 +63,8 @@ rs = t["results"]
 count = lambda s: sum(1 for r in rs if r["state"] == s)
 opened = ",".join(str(r["port"]) for r in rs if r["state"] == "open")
 amp = "; ".join(f'{x["port"]}/{x["protocol"]} {x["factor"]}×' for x in t.get("exposure", []))
-print(f"| harbormaster | `{cmd}` | {secs} | {count('open')} ({opened}) | {count('closed')} | {count('stealth') + count('filtered')} | amplification measured: {amp} |")
+scan = t["summary"]["elapsed_s"]
+print(f"| harbormaster | `{cmd}` | {secs} | {count('open')} ({opened}) | {count('closed')} | {count('stealth') + count('filtered')} | UDP scan {scan:.2f} s, then the exposure step; amplification measured: {amp} |")
 PY
 secs=$(measure "nmap -sU" "$tmp/nmap.xml" nmap -sU -n -Pn --reason -p "$PORTS" -oX - 198.18.0.2)
 python3 - "$secs" "$tmp/nmap.xml" "nmap -sU -n -Pn --reason -p <list> 198.18.0.2" >> "$report" <<'PY'
