@@ -6,7 +6,7 @@
 //! - **SYN** ([`Engine`] on [`RawTransport`]): raw sockets, stateless batched
 //!   sends, every reply validated by a keyed cookie, adaptive timeouts and
 //!   retries; one engine multiplexes many concurrent scans with a fair share of
-//!   one packet budget. Needs root or CAP_NET_RAW. IPv4 today.
+//!   one packet budget. Needs root or CAP_NET_RAW. IPv4 and IPv6.
 //! - **connect** ([`connect_scan`]): ordinary sockets, no privilege, IPv4 and IPv6.
 //!
 //! Results stream out as they become final ([`ScanEvent`]).
@@ -15,6 +15,7 @@ mod connect;
 mod cookie;
 mod engine;
 mod error;
+pub mod exposure;
 mod filter;
 pub mod module;
 mod permute;
@@ -37,14 +38,16 @@ pub use engine::{
 pub use error::ProbeError;
 pub use permute::Permutation;
 pub use ratelimit::{LimitKind, RateLimitReport};
-pub use raw::{RawTransport, raw_sockets_allowed, source_address};
-pub use result::{PortResult, PortState, Reason, Transport as Protocol};
+pub use raw::{RawTransport, raw_ipv6_available, raw_sockets_allowed, source_address};
+pub use result::{PortResult, PortState, Reason, Transport as Protocol, UnknownName};
 pub use spec::{
     COMMON_PORTS, CapError, MAX_SPEC_CHARS, MAX_SPEC_ITEMS, PortList, SERVICE_PORTS, SpecError,
-    compress_ranges,
+    UDP_EXPOSURE_PORTS, compress_ranges,
 };
 pub use target::{MAX_TARGET_ADDRESSES, TargetError, resolve};
 pub use timing::RateBudget;
 pub use transport::{RecvBatch, SendBatch, Transport};
 
 mod result;
+mod scanner;
+pub use scanner::{Cancel, ConnectScanner, ProbeMode, RawScanner, Scanner, cancelled_summary};

@@ -426,6 +426,7 @@ fn probe_sample(
         tries: Some(2),
         rate,
         watch: None,
+        protocol: crate::Protocol::Tcp,
         // Only SYN-ACKs matter here: never wait out a host's ICMP limit.
         budget: Some(Duration::ZERO),
     };
@@ -592,6 +593,7 @@ mod tests {
             tries: 1,
             ttl: Some(ttl),
             window: Some(window),
+            evidence: None,
         }
     }
 

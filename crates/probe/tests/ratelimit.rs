@@ -41,12 +41,8 @@ fn engine(net: &TestNet) -> Engine {
 
 fn request(ports: &str, budget: Option<Duration>) -> ScanRequest {
     ScanRequest {
-        target: IpAddr::V4(TARGET_IP),
-        ports: PortList::parse(ports).unwrap(),
-        tries: None,
-        rate: None,
-        watch: None,
         budget,
+        ..ScanRequest::tcp(IpAddr::V4(TARGET_IP), PortList::parse(ports).unwrap())
     }
 }
 

@@ -24,7 +24,7 @@
 //! root) a missing prerequisite is a failure instead, so CI cannot skip silently.
 
 use std::fs::File;
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -33,12 +33,18 @@ use nix::sched::{CloneFlags, setns};
 mod lan;
 pub mod path;
 pub use lan::{Host, Lan, NGINX, Nginx};
+pub mod daemon;
+pub use daemon::Daemon;
 pub use path::{Direction, DirectionStats, PathSpec, QueueLimit};
 
 /// The scanner's address inside its namespace.
 pub const SCANNER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 /// The target's (first) address inside its namespace.
 pub const TARGET_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+/// The scanner's IPv6 address (unique local, RFC 4193) with [`TargetSpec::ipv6`].
+pub const SCANNER_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x198, 0x18, 0, 0, 0, 0, 1);
+/// The target's IPv6 address with [`TargetSpec::ipv6`].
+pub const TARGET_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x198, 0x18, 0, 0, 0, 0, 2);
 
 /// What the target host does with its ports.
 #[derive(Debug, Clone, Default)]
@@ -75,6 +81,12 @@ pub struct TargetSpec {
     /// Open ports whose listener greets each connection with this banner (and
     /// then closes it); every other open port accepts and stays silent.
     pub banners: Vec<(u16, String)>,
+    /// Also give the scanner and the target IPv6 addresses ([`SCANNER_IP6`],
+    /// [`TARGET_IP6`] in fd00:198:18::/64), with the same listeners and the
+    /// same nftables rules (ICMPv6 admin-prohibited for `filtered`).
+    /// Duplicate address detection is off so they work at once; neighbours are
+    /// static, and neighbour discovery is still accepted by the rules.
+    pub ipv6: bool,
     /// Keep the kernel's default ICMP rate limits (`icmp_ratelimit` 1000 ms,
     /// `icmp_ratemask` 0x1818: about 1 error per second to one destination
     /// after a burst of 6) instead of turning them off, as real Linux hosts do.
@@ -422,6 +434,14 @@ impl TestNet {
             let a = format!("198.18.{}.{}/16", 1 + i / 250, 1 + i % 250);
             run(&["ip", "-n", s, "addr", "add", &a, "dev", "veth0"])?;
         }
+        if spec.ipv6 {
+            for (ns, dev, addr) in [(s, "veth0", SCANNER_IP6), (t, "veth1", TARGET_IP6)] {
+                let k = format!("net.ipv6.conf.{dev}.disable_ipv6=0");
+                run(&["ip", "netns", "exec", ns, "sysctl", "-qw", &k])?;
+                let a = format!("{addr}/64");
+                run(&["ip", "-n", ns, "addr", "add", &a, "dev", dev, "nodad"])?;
+            }
+        }
         for ns in [s, t] {
             run(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
         }
@@ -486,6 +506,39 @@ impl TestNet {
             "nud",
             "permanent",
         ])?;
+        if spec.ipv6 {
+            for (ns, addr, mac, dev) in [
+                (s, TARGET_IP6, &mac1, "veth0"),
+                (t, SCANNER_IP6, &mac0, "veth1"),
+            ] {
+                let a = addr.to_string();
+                run(&[
+                    "ip",
+                    "-n",
+                    ns,
+                    "neigh",
+                    "replace",
+                    &a,
+                    "lladdr",
+                    mac,
+                    "dev",
+                    dev,
+                    "nud",
+                    "permanent",
+                ])?;
+            }
+            // ICMPv6 errors without rate limit either: an empty mask exempts
+            // every type from both the per-peer and the global limit.
+            run(&[
+                "ip",
+                "netns",
+                "exec",
+                t,
+                "sysctl",
+                "-qw",
+                "net.ipv6.icmp.ratemask=",
+            ])?;
+        }
         // The target answers ICMP errors without the kernel's default rate limit,
         // so "filtered" stays observable at full speed (see BENCHMARKS.md),
         // unless the spec asks for a host as shipped. The defaults are set
@@ -524,7 +577,7 @@ impl TestNet {
             let mut answered = spec.open.clone();
             answered.extend(&spec.closed);
             format!(
-                "ct state established,related accept\n    icmp type echo-request drop\n    tcp dport != {{ {} }} drop",
+                "ct state established,related accept\n    icmp type echo-request drop\n    icmpv6 type echo-request drop\n    tcp dport != {{ {} }} drop",
                 answered
                     .iter()
                     .map(u16::to_string)
@@ -534,6 +587,13 @@ impl TestNet {
         } else {
             String::new()
         };
+        // Neighbour discovery is the link working, not traffic under test:
+        // neither lost nor dropped (a stealthed IPv6 host still resolves).
+        let nd = if spec.ipv6 {
+            "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert } accept"
+        } else {
+            ""
+        };
         let target_rules = format!(
             "table inet hm {{
   set stealth {{ type inet_service; {stealth} }}
@@ -541,14 +601,17 @@ impl TestNet {
   chain input {{
     type filter hook input priority 0; policy accept;
     iif lo accept
+    {nd}
     {loss}
     {drop_all}
     tcp dport @stealth drop
     meta nfproto ipv4 tcp dport @filtered reject with icmp type admin-prohibited
+    meta nfproto ipv6 tcp dport @filtered reject with icmpv6 type admin-prohibited
   }}
   chain output {{
     type filter hook output priority 0; policy accept;
     oif lo accept
+    {nd}
     {loss}
     {rst_limit}
   }}
@@ -589,8 +652,11 @@ impl TestNet {
                 "net.netfilter.nf_conntrack_tcp_loose=0",
             ])?;
         }
-        let mut ips = vec![TARGET_IP];
-        ips.extend((0..spec.extra_addresses).map(|i| Ipv4Addr::new(198, 18, 0, 3 + i)));
+        let mut ips = vec![IpAddr::V4(TARGET_IP)];
+        ips.extend((0..spec.extra_addresses).map(|i| IpAddr::V4(Ipv4Addr::new(198, 18, 0, 3 + i))));
+        if spec.ipv6 {
+            ips.push(IpAddr::V6(TARGET_IP6));
+        }
         in_namespace(t, || {
             let mut listeners = Vec::new();
             for ip in &ips {
@@ -607,27 +673,32 @@ impl TestNet {
     /// Accepts on every banner port: each connection gets its banner, then EOF.
     fn serve_banners(&self, spec: &TargetSpec) -> Result<(), String> {
         for (port, banner) in &spec.banners {
-            let listener = self
+            let mut on_port = self
                 ._listeners
                 .iter()
-                .find(|l| l.local_addr().is_ok_and(|a| a.port() == *port))
-                .ok_or(format!("banner port {port} is not in `open`"))?
-                .try_clone()
-                .map_err(|e| e.to_string())?;
-            listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-            let (stop, banner) = (self.banner_stop.clone(), banner.clone());
-            std::thread::spawn(move || {
-                use std::io::Write;
-                while !stop.load(Ordering::Relaxed) {
-                    match listener.accept() {
-                        Ok((mut conn, _)) => {
-                            let _ = conn.set_nonblocking(false);
-                            let _ = conn.write_all(banner.as_bytes());
+                .filter(|l| l.local_addr().is_ok_and(|a| a.port() == *port))
+                .peekable();
+            if on_port.peek().is_none() {
+                return Err(format!("banner port {port} is not in `open`"));
+            }
+            // One thread per address (IPv4, extra addresses, IPv6).
+            for listener in on_port {
+                let listener = listener.try_clone().map_err(|e| e.to_string())?;
+                listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+                let (stop, banner) = (self.banner_stop.clone(), banner.clone());
+                std::thread::spawn(move || {
+                    use std::io::Write;
+                    while !stop.load(Ordering::Relaxed) {
+                        match listener.accept() {
+                            Ok((mut conn, _)) => {
+                                let _ = conn.set_nonblocking(false);
+                                let _ = conn.write_all(banner.as_bytes());
+                            }
+                            Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
                         }
-                        Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
                     }
-                }
-            });
+                });
+            }
         }
         Ok(())
     }

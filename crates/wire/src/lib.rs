@@ -57,6 +57,7 @@ pub mod icmpv4;
 pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
+pub mod payload;
 pub mod reply;
 pub mod tcp;
 pub mod udp;
@@ -65,7 +66,10 @@ pub mod udp;
 mod fixtures;
 
 pub use build::{EchoTemplate, SynTemplate, UdpTemplate};
-pub use reply::{EchoReply, IcmpError, IcmpKind, Quote, Reply, TcpReply, UdpReply, parse_reply};
+pub use reply::{
+    EchoReply, IcmpError, IcmpKind, Quote, Reply, TcpReply, UdpReply, is_link_housekeeping,
+    parse_reply, udp_payload,
+};
 
 /// IP protocol number of ICMP (RFC 792).
 pub const PROTO_ICMP: u8 = 1;

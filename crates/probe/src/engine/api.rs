@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::result::PortResult;
+use crate::result::{PortResult, Transport as Protocol};
 use crate::spec::PortList;
 use crate::timing::RateBudget;
 
@@ -57,10 +57,36 @@ pub struct ScanRequest {
     pub rate: Option<u32>,
     /// Also ping the target and watch for packets it sends unprompted.
     pub watch: Option<Watch>,
+    /// The transport to probe: TCP (SYN) or UDP (payload datagrams).
+    pub protocol: Protocol,
     /// Time allowed for re-probing silent ports at the pace of a rate limit
     /// the target turns out to have ([`crate::ratelimit`]); `None` is
     /// [`DEFAULT_BUDGET`], zero only detects and reports the limit.
     pub budget: Option<Duration>,
+}
+
+impl ScanRequest {
+    /// A TCP scan of `ports` on `target` with adaptive tries, no rate cap
+    /// and no watch.
+    pub fn tcp(target: IpAddr, ports: PortList) -> ScanRequest {
+        ScanRequest {
+            target,
+            ports,
+            tries: None,
+            rate: None,
+            watch: None,
+            protocol: Protocol::Tcp,
+            budget: None,
+        }
+    }
+
+    /// The same, for UDP.
+    pub fn udp(target: IpAddr, ports: PortList) -> ScanRequest {
+        ScanRequest {
+            protocol: Protocol::Udp,
+            ..ScanRequest::tcp(target, ports)
+        }
+    }
 }
 
 /// Re-probing time a scan gets by default when the target rate-limits: at

@@ -225,6 +225,9 @@ impl<T: Transport> Loop<T> {
                         format!("udp {}->{}", u.src_port, u.dst_port)
                     });
                 }
+                // Neighbour discovery and MLD keep an IPv6 link working (the
+                // target resolving our address to answer us): not unsolicited.
+                Reply::Other { .. } if harbormaster_wire::is_link_housekeeping(packet) => {}
                 Reply::Other { src, protocol } => {
                     self.unsolicited(src, None, || format!("ip protocol {protocol}"));
                 }

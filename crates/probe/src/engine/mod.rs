@@ -35,8 +35,8 @@ use std::thread::JoinHandle;
 
 use crate::cookie::CookieKey;
 use crate::error::ProbeError;
-use crate::module::TcpSyn;
-use crate::result::PortResult;
+use crate::module::{ProbeModule, TcpSyn, UdpPayloads, UdpProbe, WirePayloads};
+use crate::result::{PortResult, Transport as Protocol};
 use crate::transport::Transport;
 use scan::Scan;
 
@@ -63,6 +63,7 @@ pub struct Engine {
     config: EngineConfig,
     source: std::sync::Mutex<Box<dyn FnMut(IpAddr) -> std::io::Result<IpAddr> + Send>>,
     ipv6: bool,
+    udp_payloads: std::sync::Arc<dyn UdpPayloads>,
     /// Hosts that sent ICMP errors to earlier scans ([`crate::ratelimit`]).
     memory: std::sync::Arc<std::sync::Mutex<crate::ratelimit::HostMemory>>,
 }
@@ -113,11 +114,20 @@ impl Engine {
             config,
             source: std::sync::Mutex::new(Box::new(route)),
             ipv6,
+            udp_payloads: std::sync::Arc::new(WirePayloads),
             memory: Default::default(),
         }
     }
 
-    /// Whether this engine can probe `target` (raw IPv6 is not wired up yet).
+    /// Uses `payloads` for the UDP scans submitted from now on (by default
+    /// [`WirePayloads`]: protocol requests for the ports that have one).
+    pub fn with_udp_payloads(mut self, payloads: std::sync::Arc<dyn UdpPayloads>) -> Engine {
+        self.udp_payloads = payloads;
+        self
+    }
+
+    /// Whether this engine can probe `target`: IPv6 needs the transport's
+    /// IPv6 raw socket, which a host without IPv6 lacks.
     pub fn supports(&self, target: IpAddr) -> bool {
         target.is_ipv4() || self.ipv6
     }
@@ -126,7 +136,7 @@ impl Engine {
     pub fn submit(&self, request: ScanRequest, sink: Sink) -> Result<ScanHandle, ProbeError> {
         if !self.supports(request.target) {
             return Err(ProbeError::Unsupported(
-                "SYN mode probes IPv4 targets only for now; use connect mode for IPv6",
+                "SYN mode cannot probe IPv6 targets here (no IPv6 raw socket); use connect mode for IPv6",
             ));
         }
         let source = {
@@ -137,8 +147,13 @@ impl Engine {
             })?
         };
         let key = CookieKey::random();
-        let module = TcpSyn::new(source, request.target, self.config.ttl, key)
-            .map_err(|_| ProbeError::Unsupported("source and target address families differ"))?;
+        let (ttl, target) = (self.config.ttl, request.target);
+        let module: Box<dyn ProbeModule> = match request.protocol {
+            Protocol::Tcp => TcpSyn::new(source, target, ttl, key).map(|m| Box::new(m) as _),
+            Protocol::Udp => UdpProbe::new(source, target, ttl, key, self.udp_payloads.clone())
+                .map(|m| Box::new(m) as _),
+        }
+        .map_err(|_| ProbeError::Unsupported("source and target address families differ"))?;
         let block = {
             let mut blocks = self.blocks.lock().unwrap_or_else(|p| p.into_inner());
             let free = blocks
@@ -148,16 +163,8 @@ impl Engine {
             blocks[free] = true;
             free as u16
         };
-        let scan = Scan::new(
-            block,
-            source,
-            Box::new(module),
-            key,
-            request,
-            &self.config,
-            sink,
-        )
-        .remembering(self.memory.clone());
+        let scan = Scan::new(block, source, module, key, request, &self.config, sink)
+            .remembering(self.memory.clone());
         self.commands
             .send(Command::Submit(Box::new(scan)))
             .map_err(|_| ProbeError::Stopped)?;

@@ -598,6 +598,11 @@ impl Scan {
                 if self.silent == 0 {
                     // Reports a cap the pass kept below, if one was found.
                     self.settle(now, Reason::NoResponse);
+                } else if !self.is_tcp() {
+                    // A silent UDP port is open or filtered whatever the
+                    // limit; rate-limited port-unreachables are not handled
+                    // here (yet).
+                    self.settle(now, Reason::NoResponse);
                 } else if self.limit.is_some() {
                     self.start_resolve(now);
                 } else if !self.icmp_ports.is_empty() || self.recall_icmp_ports(now) {
@@ -783,7 +788,7 @@ impl Scan {
             if self.slots[i].silent {
                 self.slots[i].silent = false;
                 self.silent -= 1;
-                self.finish_port(i, reason, None, None, None, now);
+                self.finish_port(i, reason, None, None, now);
             }
         }
         if let Some((kind, provisional)) = self.limit {
@@ -907,7 +912,7 @@ impl Scan {
                     last_answer: now,
                 };
             }
-            self.finish_port(idx, a.reason, None, Some(a.ttl), a.window, now);
+            self.finish_port(idx, a.reason, None, Some(&a), now);
             return;
         }
         let counts_for_loss = a.counts_for_loss;
@@ -942,7 +947,12 @@ impl Scan {
                 self.outstanding -= 1;
             }
         }
-        self.finish_port(idx, a.reason, rtt, Some(a.ttl), a.window, now);
+        self.finish_port(idx, a.reason, rtt, Some(&a), now);
+    }
+
+    /// Whether this scan probes TCP (the rate-limit phases are for TCP).
+    fn is_tcp(&self) -> bool {
+        self.module.protocol() == crate::result::Transport::Tcp
     }
 
     /// When the scan started (its first probe), or `now` before that.
@@ -953,6 +963,9 @@ impl Scan {
     /// Feeds the rate-limit detector, and paces the pass when a steady cap
     /// on RSTs or ICMP errors shows.
     fn observe(&mut self, a: &Answer, try_no: u8, now: Instant) {
+        if !self.is_tcp() {
+            return;
+        }
         let at = now.saturating_duration_since(self.start_time(now));
         let retry = try_no > 0;
         let kind = match a.reason {
@@ -992,17 +1005,16 @@ impl Scan {
         }
     }
 
-    /// Reports the port's final result; `window` is the TCP window of the
-    /// answer, when one came.
+    /// Reports the port's final result: `answer`'s, or `reason` (no answer).
     fn finish_port(
         &mut self,
         idx: usize,
         reason: Reason,
         rtt: Option<Duration>,
-        ttl: Option<u8>,
-        window: Option<u16>,
+        answer: Option<&Answer>,
         now: Instant,
     ) {
+        let reason = answer.map_or(reason, |a| a.reason);
         let tries = self.slots[idx].tries;
         self.slots[idx].done = true;
         self.done += 1;
@@ -1017,8 +1029,9 @@ impl Scan {
             reason,
             rtt,
             tries,
-            ttl,
-            window,
+            ttl: answer.map(|a| a.ttl),
+            window: answer.and_then(|a| a.window),
+            evidence: answer.and_then(|a| a.evidence),
         }));
     }
 

@@ -15,13 +15,15 @@
 
 mod icmp_echo;
 mod tcp_syn;
+mod udp;
 
 pub use icmp_echo::IcmpEcho;
 pub use tcp_syn::TcpSyn;
+pub use udp::{EmptyDatagrams, UdpPayloads, UdpProbe, WirePayloads};
 
 use harbormaster_wire::{PROTO_TCP, PROTO_UDP, Reply, WireError};
 
-use crate::result::{Reason, Transport as Protocol};
+use crate::result::{Evidence, Reason, Transport as Protocol};
 
 /// A valid answer to one of a scan's probes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +42,8 @@ pub struct Answer {
     /// errors may not: routers rate-limit them (RFC 1812), so a missing one
     /// says nothing about the path.
     pub counts_for_loss: bool,
+    /// The start of the reply's payload (UDP), kept in the result.
+    pub evidence: Option<Evidence>,
 }
 
 /// What a module makes of a packet routed to its scan.

@@ -78,6 +78,7 @@ impl ProbeModule for TcpSyn {
                     ttl: r.ttl,
                     window: Some(r.window),
                     counts_for_loss: true,
+                    evidence: None,
                 })
             }
             Reply::IcmpError(e) => {
@@ -95,6 +96,7 @@ impl ProbeModule for TcpSyn {
                     ttl: e.ttl,
                     window: None,
                     counts_for_loss: false,
+                    evidence: None,
                 })
             }
             _ => Classified::Ignore,

@@ -4,7 +4,7 @@
 //! harbormaster-testnet [--loss PERCENT] [--silent] [--spec benchmark|visitor|router|icmp-limited]
 //!                      [--visitors N] [--truth FILE]
 //!                      [--delay MS] [--jitter MS] [--path-loss PERCENT]
-//!                      [--rate MBIT] [--queue MS]
+//!                      [--rate MBIT] [--queue MS] [--ipv6] [--daemons]
 //!                      [--kernel-icmp-limits] [--rst-limit PER_SECOND]
 //! ```
 //! Creates the namespaces, writes the expected state of every port to FILE
@@ -22,6 +22,9 @@
 //! way), `--rate` (bottleneck Mbit/s each way) or `--queue` (bottleneck buffer,
 //! ms of the rate; default 50) puts an emulated path between the namespaces
 //! (see `harbormaster_testnet::path`); without them the veth is direct.
+//!
+//! `--ipv6` also gives the scanner fd00:198:18::1 and the target
+//! fd00:198:18::2 (`TargetSpec::ipv6`), with the same ports.
 //!
 //! `--kernel-icmp-limits` keeps Linux's default ICMP error limit on the target
 //! (about 1/s after a burst of 6) instead of turning it off; `--spec
@@ -41,7 +44,9 @@ fn main() {
     let mut visitor_spec = false;
     let mut visitors = 1u8;
     let mut router_spec = false;
+    let mut daemons = false;
     let mut path = None::<Direction>;
+    let mut ipv6 = false;
     let mut icmp_limited_spec = false;
     let mut kernel_icmp_limits = false;
     let mut rst_limit = None::<u32>;
@@ -56,6 +61,8 @@ fn main() {
                     .unwrap_or_else(|| usage("--loss takes a percentage 0-100"))
             }
             "--silent" => silent = true,
+            "--daemons" => daemons = true,
+            "--ipv6" => ipv6 = true,
             "--truth" => truth = Some(args.next().unwrap_or_else(|| usage("--truth takes a file"))),
             "--spec" => match args.next().as_deref() {
                 Some("benchmark") => visitor_spec = false,
@@ -129,6 +136,7 @@ fn main() {
     spec.kernel_icmp_limits |= kernel_icmp_limits;
     spec.rst_limit_per_sec = rst_limit;
     spec.path = path.map(PathSpec::symmetric);
+    spec.ipv6 = ipv6;
     let net = match TestNet::create(&spec) {
         Ok(n) => n,
         Err(skip) => {
@@ -146,6 +154,20 @@ fn main() {
             std::process::exit(1);
         }
     }
+    // `--daemons`: Debian's UDP services in the target, as the UDP benchmark
+    // (bench/udp.sh) probes them: an open resolver (forwarding to an
+    // authority in the same namespace), NTP, SNMP, memcached and UPnP.
+    let _daemons = if daemons {
+        match start_daemons(&net) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("harbormaster-testnet: --daemons: {e}");
+                std::process::exit(1);
+            }
+        }
+    } else {
+        Vec::new()
+    };
     println!("{} {}", net.scanner_ns, net.target_ns);
     let _ = std::io::stdout().flush();
     // Hold the namespaces (and the listeners) until the caller closes our stdin.
@@ -165,6 +187,19 @@ fn main() {
         }
     }
     drop(net);
+}
+
+/// Starts the `--daemons` set in the target namespace.
+fn start_daemons(net: &TestNet) -> Result<Vec<harbormaster_testnet::Daemon>, String> {
+    let ip = harbormaster_testnet::TARGET_IP;
+    Ok(vec![
+        net.start_dnsmasq(ip, 5300, "auth-server=ns1.hm.test,veth1\nauth-zone=.\n")?,
+        net.start_dnsmasq(ip, 53, "server=198.18.0.2#5300\n")?,
+        net.start_chronyd(ip)?,
+        net.start_snmpd(ip)?,
+        net.start_memcached(ip)?,
+        net.start_miniupnpd("3f0e5c2a-6b1d-4c8e-9a47-0d2b7e1f5a10")?,
+    ])
 }
 
 /// The web benchmark's host: within the service test's 0–1055, 14 open ports
@@ -196,7 +231,7 @@ fn visitor(loss_percent: u8) -> TargetSpec {
 
 fn usage(msg: &str) -> ! {
     eprintln!(
-        "harbormaster-testnet: {msg}; usage: harbormaster-testnet [--loss PERCENT] [--silent] [--spec benchmark|visitor|router|icmp-limited] [--visitors N] [--truth FILE] [--delay MS] [--jitter MS] [--path-loss PERCENT] [--rate MBIT] [--queue MS] [--kernel-icmp-limits] [--rst-limit PER_SECOND]"
+        "harbormaster-testnet: {msg}; usage: harbormaster-testnet [--loss PERCENT] [--silent] [--spec benchmark|visitor|router|icmp-limited] [--visitors N] [--truth FILE] [--delay MS] [--jitter MS] [--path-loss PERCENT] [--rate MBIT] [--queue MS] [--ipv6] [--daemons] [--kernel-icmp-limits] [--rst-limit PER_SECOND]"
     );
     std::process::exit(2);
 }
