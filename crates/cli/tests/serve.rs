@@ -393,3 +393,69 @@ fn verify_open_tells_a_synproxy_from_a_real_service() {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+/// Issue 9 §3: a visitor whose router rejects four common ports and drops
+/// everything else, with Linux's default ICMP error limit. A Service test
+/// right after a Common test shares the router's allowance; before, 2 to 4
+/// of the rejected ports came out stealth, and with all four stealth the
+/// verdict would have passed. Now the server finds the limit, re-probes at
+/// its pace, and the test, its page and its report say what the router is.
+#[test]
+fn a_test_right_after_another_sees_through_the_routers_icmp_limit() {
+    let rejected = [135u16, 139, 445, 1025];
+    let spec = TargetSpec {
+        filtered: rejected.to_vec(),
+        dropped: (0..=1055u16).filter(|p| !rejected.contains(p)).collect(),
+        kernel_icmp_limits: true,
+        ..TargetSpec::default()
+    };
+    let net = testnet_or_skip!(&spec);
+    // No ping answers either, so only the ports decide the verdict.
+    let nft = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &net.target_ns,
+            "nft",
+            "add",
+            "rule",
+            "inet",
+            "hm",
+            "input",
+        ])
+        .args(["icmp", "type", "echo-request", "drop"])
+        .status()
+        .unwrap();
+    assert!(nft.success());
+    let dir = tempdir("serve-ratelimit");
+    let _server = Server::start(&net, &dir);
+    let id = consent(&net, vec![("kind", "common".into())]).unwrap();
+    let v = wait_done(&net, &id);
+    assert_eq!(v["counts"]["filtered"], 4, "{v}");
+    let started = Instant::now();
+    let id = consent(&net, vec![("kind", "service".into())]).unwrap();
+    let v = wait_done(&net, &id);
+    eprintln!(
+        "service test after the common test: {:.1} s, {}",
+        started.elapsed().as_secs_f64(),
+        v["scan"]["rate_limit"]
+    );
+    check_results(&spec, &v);
+    assert_eq!(v["counts"]["filtered"], 4, "{v}");
+    assert!(
+        v["scan"]["rate_limit"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("this host limits its ICMP errors to about 1/s")),
+        "{v}"
+    );
+    assert_eq!(v["verdict"]["passed"], false, "{v}");
+    let page = visit(&net, move |a| {
+        body(a.get(&format!("{SERVER}/scan/{id}")).call().unwrap())
+    });
+    assert!(
+        page.contains("Rate limit: </strong>This host limits its ICMP errors to about 1/s"),
+        "{page}"
+    );
+    drop(_server);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
