@@ -598,11 +598,6 @@ impl Scan {
                 if self.silent == 0 {
                     // Reports a cap the pass kept below, if one was found.
                     self.settle(now, Reason::NoResponse);
-                } else if !self.is_tcp() {
-                    // A silent UDP port is open or filtered whatever the
-                    // limit; rate-limited port-unreachables are not handled
-                    // here (yet).
-                    self.settle(now, Reason::NoResponse);
                 } else if self.limit.is_some() {
                     self.start_resolve(now);
                 } else if !self.icmp_ports.is_empty() || self.recall_icmp_ports(now) {
@@ -872,7 +867,7 @@ impl Scan {
         } = self.phase
             && idx.is_none_or(|i| self.slots[i].done)
             && a.sport == self.sport_base
-            && matches!(a.reason, Reason::Icmp { .. })
+            && matches!(a.reason, Reason::Icmp { .. } | Reason::PortUnreach)
         {
             self.detector
                 .on_icmp(now.saturating_duration_since(self.start_time(now)), true);
@@ -950,11 +945,6 @@ impl Scan {
         self.finish_port(idx, a.reason, rtt, Some(&a), now);
     }
 
-    /// Whether this scan probes TCP (the rate-limit phases are for TCP).
-    fn is_tcp(&self) -> bool {
-        self.module.protocol() == crate::result::Transport::Tcp
-    }
-
     /// When the scan started (its first probe), or `now` before that.
     fn start_time(&self, now: Instant) -> Instant {
         self.started.unwrap_or(now)
@@ -963,13 +953,13 @@ impl Scan {
     /// Feeds the rate-limit detector, and paces the pass when a steady cap
     /// on RSTs or ICMP errors shows.
     fn observe(&mut self, a: &Answer, try_no: u8, now: Instant) {
-        if !self.is_tcp() {
-            return;
-        }
         let at = now.saturating_duration_since(self.start_time(now));
         let retry = try_no > 0;
+        // UDP's closed ports answer with ICMP port unreachable, which hosts
+        // limit like every ICMP error; a UDP reply is a service's own answer,
+        // as a SYN-ACK is.
         let kind = match a.reason {
-            Reason::Icmp { .. } => {
+            Reason::Icmp { .. } | Reason::PortUnreach => {
                 if self.icmp_ports.len() < CANARY_PORTS && !self.icmp_ports.contains(&a.dport) {
                     self.icmp_ports.push(a.dport);
                 }
@@ -980,7 +970,7 @@ impl Scan {
                 self.detector.on_rst(at, retry);
                 LimitKind::Rst
             }
-            Reason::SynAck => {
+            Reason::SynAck | Reason::UdpReply => {
                 self.detector.on_syn_ack(at, retry);
                 return;
             }
