@@ -627,43 +627,16 @@ fn syn_mode_scans_an_ipv6_target() {
     assert_eq!(v["mode"], "syn");
 }
 
-/// Answers every datagram on UDP `port` of the target with `reply`, for the
-/// life of the test process.
-fn udp_responder(net: &TestNet, port: u16, reply: &'static [u8]) {
-    let (ready_tx, ready) = std::sync::mpsc::channel();
-    TestNet::spawn_in(&net.target_ns, move || {
-        let sock = std::net::UdpSocket::bind(("198.18.0.2", port)).expect("bind");
-        ready_tx.send(()).unwrap();
-        let mut buf = [0u8; 2048];
-        while let Ok((_, from)) = sock.recv_from(&mut buf) {
-            let _ = sock.send_to(reply, from);
-        }
-    });
-    ready.recv().expect("responder started");
-}
-
 #[test]
 fn udp_scan_reports_in_every_format() {
     assert!(usage_error(&["scan", "127.0.0.1", "--udp", "--mode", "connect"]).contains("UDP"));
     let spec = spec();
     let net = testnet_or_skip!(&spec);
-    udp_responder(&net, 4000, b"hello from udp/4000");
-    let nft = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &net.target_ns,
-            "nft",
-            "add",
-            "rule",
-            "inet",
-            "hm",
-            "input",
-        ])
-        .args(["udp", "dport", "6000", "drop"])
-        .status()
-        .unwrap();
-    assert!(nft.success());
+    net.udp_responder(
+        "198.18.0.2:4000".parse().unwrap(),
+        Some(b"hello from udp/4000"),
+    );
+    net.add_target_rule("udp dport 6000 drop");
     let run = |args: &[&str]| {
         let mut cmd = net.scanner_command(assert_cmd::cargo::cargo_bin("harbormaster"));
         cmd.args(["scan", "198.18.0.2"]).args(args);

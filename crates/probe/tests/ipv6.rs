@@ -19,29 +19,8 @@ use harbormaster_testnet::{
     PathSpec, SCANNER_IP6, TARGET_IP, TARGET_IP6, TargetSpec, TestNet, testnet_or_skip,
 };
 
-fn truth(spec: &TargetSpec, port: u16) -> PortState {
-    match spec.truth(port) {
-        "open" => PortState::Open,
-        "closed" => PortState::Closed,
-        "filtered" => PortState::Filtered,
-        _ => PortState::Stealth,
-    }
-}
-
-fn check(spec: &TargetSpec, results: &[PortResult], expected_len: usize) {
-    assert_eq!(results.len(), expected_len);
-    let wrong: Vec<String> = results
-        .iter()
-        .filter(|r| r.state != truth(spec, r.port))
-        .map(|r| format!("{} {} ({}, {} tries)", r.port, r.state, r.reason, r.tries))
-        .collect();
-    assert!(
-        wrong.is_empty(),
-        "{} wrong: {:?}",
-        wrong.len(),
-        &wrong[..wrong.len().min(20)]
-    );
-}
+mod common;
+use common::check;
 
 fn engine(net: &TestNet) -> Engine {
     let transport = net.in_scanner(|| RawTransport::open().expect("raw sockets"));
@@ -323,42 +302,18 @@ fn ipv6_udp_states_are_told_apart() {
         ..TargetSpec::default()
     };
     let net = testnet_or_skip!(&spec);
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (ready_tx, ready) = mpsc::channel();
-    let stop_responder = stop.clone();
-    TestNet::spawn_in(&net.target_ns, move || {
-        let sock = std::net::UdpSocket::bind((TARGET_IP6, 7)).expect("bind");
-        sock.set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        ready_tx.send(()).unwrap();
-        let mut buf = [0u8; 2048];
-        while !stop_responder.load(std::sync::atomic::Ordering::Relaxed) {
-            // An echo service (port 7): the reply must carry our request's cookie.
-            if let Ok((n, from)) = sock.recv_from(&mut buf) {
-                let _ = sock.send_to(&buf[..n], from);
-            }
-        }
-    });
-    ready.recv().unwrap();
-    for rule in [
-        "udp dport 6000 drop",
+    // An echo service (port 7): the reply must carry our request's cookie.
+    net.udp_responder(std::net::SocketAddr::new(TARGET_IP6.into(), 7), None);
+    net.add_target_rule("udp dport 6000 drop");
+    net.add_target_rule(
         "meta nfproto ipv6 udp dport 6001 reject with icmpv6 type admin-prohibited",
-    ] {
-        let status = std::process::Command::new("ip")
-            .args(["netns", "exec", &net.target_ns, "nft", "add", "rule"])
-            .args(["inet", "hm", "input"])
-            .args(rule.split(' '))
-            .status()
-            .unwrap();
-        assert!(status.success(), "nft add rule {rule}");
-    }
+    );
     let engine = engine(&net);
     let request = ScanRequest::udp(
         IpAddr::V6(TARGET_IP6),
         PortList::parse("7,6000,6001,40000-40010").unwrap(),
     );
     let (results, summary) = engine.scan(request).unwrap();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(summary.error.is_none(), "{summary:?}");
     assert_eq!(results.len(), 14);
     for r in &results {

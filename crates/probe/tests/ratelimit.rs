@@ -8,36 +8,13 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use harbormaster_probe::{
-    COMMON_PORTS, Engine, EngineConfig, LimitKind, PortList, PortResult, PortState, RawTransport,
-    Reason, ScanRequest, ScanSummary, source_address,
+    COMMON_PORTS, Engine, LimitKind, PortList, PortResult, PortState, Reason, ScanRequest,
+    ScanSummary,
 };
-use harbormaster_testnet::{TARGET_IP, TargetSpec, TestNet, testnet_or_skip};
+use harbormaster_testnet::{TARGET_IP, TargetSpec, testnet_or_skip};
 
-fn truth(spec: &TargetSpec, port: u16) -> PortState {
-    match spec.truth(port) {
-        "open" => PortState::Open,
-        "closed" => PortState::Closed,
-        "filtered" => PortState::Filtered,
-        _ => PortState::Stealth,
-    }
-}
-
-/// The ports whose state is wrong, described.
-fn wrong(spec: &TargetSpec, results: &[PortResult]) -> Vec<String> {
-    results
-        .iter()
-        .filter(|r| r.state != truth(spec, r.port))
-        .map(|r| format!("{} {} ({}, {} tries)", r.port, r.state, r.reason, r.tries))
-        .collect()
-}
-
-fn engine(net: &TestNet) -> Engine {
-    let transport = net.in_scanner(|| RawTransport::open().expect("raw sockets"));
-    let scanner_ns = net.scanner_ns.clone();
-    Engine::start(transport, EngineConfig::default(), move |dst| {
-        harbormaster_testnet::in_namespace(&scanner_ns, || source_address(dst))
-    })
-}
+mod common;
+use common::{engine, truth, wrong};
 
 fn request(ports: &str, budget: Option<Duration>) -> ScanRequest {
     ScanRequest {

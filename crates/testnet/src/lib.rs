@@ -715,6 +715,44 @@ impl TestNet {
         in_namespace(&self.scanner_ns, f)
     }
 
+    /// Adds one nftables rule (words as `nft add rule` takes them, e.g.
+    /// `udp dport 6000 drop`) to the target's input chain; panics if `nft`
+    /// refuses it (a test set-up error).
+    pub fn add_target_rule(&self, rule: &str) {
+        let status = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.target_ns,
+                "nft",
+                "add",
+                "rule",
+                "inet",
+                "hm",
+                "input",
+            ])
+            .args(rule.split(' '))
+            .status()
+            .expect("running nft");
+        assert!(status.success(), "nft add rule inet hm input {rule}");
+    }
+
+    /// A UDP service on `addr` in the target namespace for the life of the
+    /// test process: it answers every datagram with `reply`, or echoes it
+    /// when `reply` is `None`. Returns once the socket is bound.
+    pub fn udp_responder(&self, addr: std::net::SocketAddr, reply: Option<&'static [u8]>) {
+        let (ready_tx, ready) = std::sync::mpsc::channel();
+        Self::spawn_in(&self.target_ns, move || {
+            let sock = std::net::UdpSocket::bind(addr).expect("bind the UDP responder");
+            let _ = ready_tx.send(());
+            let mut buf = [0u8; 2048];
+            while let Ok((n, from)) = sock.recv_from(&mut buf) {
+                let _ = sock.send_to(reply.unwrap_or(&buf[..n]), from);
+            }
+        });
+        ready.recv().expect("the UDP responder started");
+    }
+
     /// Starts `f` on a long-lived thread inside namespace `ns` (for servers and
     /// clients that must outlive the call).
     pub fn spawn_in<R: Send + 'static>(
