@@ -53,14 +53,9 @@ pub struct PortArgs {
 pub struct ScanArgs {
     /// An IPv4/IPv6 address, a host name, or a CIDR block (at most a /16).
     pub target: String,
-    /// Ports: 21, 20-25, 21,80,443, all (or -), common (the 26 ShieldsUP ports), service (0-1055).
-    #[arg(
-        short = 'p',
-        long = "ports",
-        default_value = "service",
-        allow_hyphen_values = true
-    )]
-    pub ports: String,
+    /// Ports: 21, 20-25, 21,80,443, all (or -), common (the 26 ShieldsUP ports), service (0-1055). Default: service for TCP, the UDP exposure list (the reflectors and discovery services of `--udp`) for UDP.
+    #[arg(short = 'p', long = "ports", allow_hyphen_values = true)]
+    pub ports: Option<String>,
     /// auto uses SYN when raw sockets are allowed (root or CAP_NET_RAW), connect otherwise.
     #[arg(long, value_enum, default_value_t = ScanMode::Auto)]
     pub mode: ScanMode,
@@ -79,6 +74,21 @@ pub struct ScanArgs {
     /// SYN mode: skip the check of open ports with real connections (up to 256) and of random high ports, which tells a proxy answering for every port.
     #[arg(long)]
     pub no_verify: bool,
+    /// Probe UDP instead of TCP (the same as --proto udp): protocol requests to the exposure list by default, then each answering reflector's amplification.
+    #[arg(long, conflicts_with = "proto")]
+    pub udp: bool,
+    /// Transports to probe, e.g. tcp, udp or tcp,udp (UDP needs raw sockets).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "tcp")]
+    pub proto: Vec<ProtoArg>,
+}
+
+/// A transport to probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProtoArg {
+    /// TCP (SYN or connect).
+    Tcp,
+    /// UDP (raw datagrams with protocol payloads).
+    Udp,
 }
 
 /// `harbormaster serve`.
@@ -144,6 +154,9 @@ pub struct ServeArgs {
     /// Another TCP port on this host that visitors reach the service through (a reverse proxy on the same machine, e.g. 443); repeatable. Their traffic to it is their own page load, not "unsolicited".
     #[arg(long = "public-port", value_name = "PORT")]
     pub public_ports: Vec<u16>,
+    /// SYN mode: after the probes, open one ordinary connection to each port that answered (at most 256; closed without sending data) to tell a real service from a proxy or firewall answering for it. The start page says so.
+    #[arg(long)]
+    pub verify_open: bool,
 }
 
 /// Which forwarding header a trusted proxy writes.

@@ -8,32 +8,28 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use harbormaster_knowledge::{Proto, lookup};
 use harbormaster_probe::{
-    ConnectConfig, Engine, EngineConfig, PortList, PortResult, PortState, RawTransport, Reason,
-    ScanEvent, ScanRequest, ScanSummary, compress_ranges, connect_scan, raw_sockets_allowed,
-    resolve, source_address,
-    verify::{VerifyConfig, verify_scan},
+    ConnectScanner, Engine, EngineConfig, PortList, PortResult, PortState, ProbeMode, Protocol,
+    RateBudget, RawScanner, RawTransport, Reason, ScanEvent, ScanRequest, ScanSummary, Scanner,
+    UDP_EXPOSURE_PORTS, compress_ranges, raw_sockets_allowed, resolve, source_address,
+    verify::VerifyConfig,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::Failure;
-use crate::args::{OutputFormat, ScanArgs, ScanMode};
-
-/// The mode that actually ran.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Raw-socket SYN probing.
-    Syn,
-    /// Ordinary connect() probing.
-    Connect,
-}
+use crate::args::{OutputFormat, ProtoArg, ScanArgs, ScanMode};
 
 /// A validated scan: everything that can be wrong with the input has been checked.
 struct Plan {
     targets: Vec<IpAddr>,
+    /// The TCP ports, when TCP is probed.
     ports: PortList,
-    mode: Mode,
+    /// The transports to probe, TCP first.
+    protocols: Vec<Protocol>,
+    /// The UDP ports, when UDP is probed.
+    udp_ports: PortList,
+    /// The mode that runs: SYN or connect.
+    mode: ProbeMode,
     tries: Option<u8>,
     rate: Option<u32>,
     /// Verify open ports and check for a wildcard host after the SYN pass.
@@ -41,11 +37,39 @@ struct Plan {
 }
 
 fn plan(args: &ScanArgs) -> Result<Plan, Failure> {
-    let ports = PortList::parse(&args.ports).map_err(|e| Failure::Usage(e.to_string()))?;
+    let mut protocols: Vec<Protocol> = if args.udp {
+        vec![Protocol::Udp]
+    } else {
+        args.proto
+            .iter()
+            .map(|p| match p {
+                ProtoArg::Tcp => Protocol::Tcp,
+                ProtoArg::Udp => Protocol::Udp,
+            })
+            .collect()
+    };
+    protocols.sort_by_key(|p| *p == Protocol::Udp);
+    protocols.dedup();
+    let parse = |spec: &str| PortList::parse(spec).map_err(|e| Failure::Usage(e.to_string()));
+    let ports = parse(args.ports.as_deref().unwrap_or("service"))?;
+    let udp_ports = match &args.ports {
+        Some(spec) => parse(spec)?,
+        None => PortList::from_ports(UDP_EXPOSURE_PORTS.to_vec()),
+    };
+    if protocols.contains(&Protocol::Udp) && args.mode == ScanMode::Connect {
+        return Err(Failure::Usage(
+            "UDP is probed with raw datagrams, not connect(): drop --mode connect for --udp".into(),
+        ));
+    }
+    if protocols.contains(&Protocol::Udp) && !raw_sockets_allowed() {
+        return Err(Failure::Usage(
+            "UDP probing needs raw sockets: run as root or grant CAP_NET_RAW (setcap cap_net_raw+ep)".into(),
+        ));
+    }
     let targets = resolve(&args.target).map_err(|e| Failure::Usage(e.to_string()))?;
     let all_v4 = targets.iter().all(IpAddr::is_ipv4);
     let mode = match args.mode {
-        ScanMode::Connect => Mode::Connect,
+        ScanMode::Connect => ProbeMode::Connect,
         ScanMode::Syn => {
             if !all_v4 {
                 return Err(Failure::Usage(
@@ -57,19 +81,21 @@ fn plan(args: &ScanArgs) -> Result<Plan, Failure> {
                     "SYN mode needs raw sockets: run as root or grant CAP_NET_RAW (setcap cap_net_raw+ep), or use --mode connect".into(),
                 ));
             }
-            Mode::Syn
+            ProbeMode::Syn
         }
         ScanMode::Auto => {
             if all_v4 && raw_sockets_allowed() {
-                Mode::Syn
+                ProbeMode::Syn
             } else {
-                Mode::Connect
+                ProbeMode::Connect
             }
         }
     };
     Ok(Plan {
         targets,
         ports,
+        protocols,
+        udp_ports,
         mode,
         tries: args.tries,
         rate: args.rate,
@@ -77,10 +103,21 @@ fn plan(args: &ScanArgs) -> Result<Plan, Failure> {
     })
 }
 
-/// One target's outcome.
+impl Plan {
+    /// The ports to probe over `protocol`.
+    fn ports_for(&self, protocol: Protocol) -> &PortList {
+        match protocol {
+            Protocol::Tcp => &self.ports,
+            Protocol::Udp => &self.udp_ports,
+        }
+    }
+}
+
+/// One target's outcome for one transport.
 #[derive(Serialize)]
 struct TargetReport {
     target: IpAddr,
+    proto: Protocol,
     #[serde(serialize_with = "summary_json")]
     summary: ScanSummary,
     results: Vec<PortResult>,
@@ -91,7 +128,12 @@ pub fn run(args: &ScanArgs, out: &mut dyn Write) -> Result<(), Failure> {
     let plan = plan(args)?;
     let started = SystemTime::now();
     let clock = Instant::now();
-    let total = plan.targets.len() as u64 * plan.ports.len() as u64;
+    let per_target: usize = plan
+        .protocols
+        .iter()
+        .map(|p| plan.ports_for(*p).len())
+        .sum();
+    let total = plan.targets.len() as u64 * per_target as u64;
     let progress =
         ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
     progress.set_style(
@@ -99,13 +141,15 @@ pub fn run(args: &ScanArgs, out: &mut dyn Write) -> Result<(), Failure> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     if !progress.is_hidden() {
+        let what: Vec<String> = plan
+            .protocols
+            .iter()
+            .map(|p| format!("{} {p} port(s)", plan.ports_for(*p).len()))
+            .collect();
         eprintln!(
-            "harbormaster: {} mode, {} port(s) on {} target(s)",
-            match plan.mode {
-                Mode::Syn => "SYN",
-                Mode::Connect => "connect",
-            },
-            plan.ports.len(),
+            "harbormaster: {} mode, {} on {} target(s)",
+            mode_label(plan.mode),
+            what.join(" and "),
             plan.targets.len()
         );
     }
@@ -122,10 +166,8 @@ pub fn run(args: &ScanArgs, out: &mut dyn Write) -> Result<(), Failure> {
             }
         }
     };
-    let reports = match plan.mode {
-        Mode::Syn => run_syn(&plan, &mut on_result)?,
-        Mode::Connect => run_connect(&plan, &mut on_result)?,
-    };
+    let scanner = scanner(&plan)?;
+    let reports = run_scans(scanner.as_ref(), &plan, &mut on_result)?;
     progress.finish_and_clear();
     if ndjson && stream_error.is_none() {
         stream_error = write_middlebox_lines(out, &reports).err();
@@ -158,10 +200,26 @@ pub fn run(args: &ScanArgs, out: &mut dyn Write) -> Result<(), Failure> {
     Ok(())
 }
 
-fn run_syn(
-    plan: &Plan,
-    on_result: &mut dyn FnMut(&PortResult),
-) -> Result<Vec<TargetReport>, Failure> {
+/// "SYN" or "connect", for the text output.
+fn mode_label(mode: ProbeMode) -> &'static str {
+    match mode {
+        ProbeMode::Syn => "SYN",
+        other => other.as_str(),
+    }
+}
+
+/// The scanner for the plan's mode: rates and the middlebox checks are set
+/// here, so every scan is then started the same way.
+fn scanner(plan: &Plan) -> Result<Box<dyn Scanner>, Failure> {
+    let mut connect = ConnectScanner::new();
+    if let Some(rate) = plan.rate {
+        // Targets are scanned one at a time in connect mode, so one budget
+        // is the per-scan cap.
+        connect = connect.budget(RateBudget::new(rate));
+    }
+    if plan.mode != ProbeMode::Syn {
+        return Ok(Box::new(connect));
+    }
     let transport = RawTransport::open().map_err(|e| Failure::Runtime(e.into()))?;
     let engine = Engine::start(
         transport,
@@ -171,21 +229,57 @@ fn run_syn(
         },
         source_address,
     );
+    let mut raw = RawScanner::new(engine, connect);
+    if plan.verify {
+        raw = raw.verify(VerifyConfig {
+            rate: plan.rate,
+            ..VerifyConfig::default()
+        });
+    }
+    Ok(Box::new(raw))
+}
+
+/// Scans every target through `scanner`, a bounded number at a time, and
+/// passes each final result to `on_result` as it arrives.
+fn run_scans(
+    scanner: &dyn Scanner,
+    plan: &Plan,
+    on_result: &mut dyn FnMut(&PortResult),
+) -> Result<Vec<TargetReport>, Failure> {
+    // The SYN engine shares its budget fairly between scans; connect scans
+    // size their concurrency from the open-file limit, so one at a time.
+    let in_flight = match scanner.mode() {
+        ProbeMode::Syn => 64,
+        _ => 1,
+    };
     let (tx, rx) = mpsc::channel();
-    let mut pending = plan.targets.iter().copied();
+    let mut pending = plan
+        .targets
+        .iter()
+        .flat_map(|t| plan.protocols.iter().map(move |p| (*t, *p)));
     let mut running = 0;
     let mut reports = Vec::new();
-    let mut results: std::collections::HashMap<IpAddr, Vec<PortResult>> = Default::default();
-    let submit = |target: IpAddr, running: &mut usize| -> Result<(), Failure> {
+    let mut results: std::collections::HashMap<(IpAddr, Protocol), Vec<PortResult>> =
+        Default::default();
+    // A summary names its target but not its transport: scans of one target
+    // run one transport at a time, so the running one is known.
+    let mut running_proto: std::collections::HashMap<IpAddr, Protocol> = Default::default();
+    let mut waiting: Vec<(IpAddr, Protocol)> = Vec::new();
+    let submit = |(target, protocol): (IpAddr, Protocol),
+                  running: &mut usize,
+                  running_proto: &mut std::collections::HashMap<IpAddr, Protocol>|
+     -> Result<(), Failure> {
         let tx = tx.clone();
-        engine
-            .submit(
+        running_proto.insert(target, protocol);
+        scanner
+            .start(
                 ScanRequest {
                     target,
-                    ports: plan.ports.clone(),
+                    ports: plan.ports_for(protocol).clone(),
                     tries: plan.tries,
                     rate: None,
                     watch: None,
+                    protocol,
                 },
                 Box::new(move |ev| {
                     let _ = tx.send(ev);
@@ -195,80 +289,54 @@ fn run_syn(
         *running += 1;
         Ok(())
     };
-    // Keep a bounded number of targets in flight; the engine shares its budget fairly.
-    for target in pending.by_ref().take(64) {
-        submit(target, &mut running)?;
-    }
+    // Starts the next job whose target has no scan running.
+    let mut next = |running: &mut usize,
+                    running_proto: &mut std::collections::HashMap<IpAddr, Protocol>,
+                    waiting: &mut Vec<(IpAddr, Protocol)>|
+     -> Result<bool, Failure> {
+        let free = |j: &(IpAddr, Protocol)| !running_proto.contains_key(&j.0);
+        let job = match waiting.iter().position(free) {
+            Some(i) => Some(waiting.remove(i)),
+            None => loop {
+                match pending.next() {
+                    Some(j) if free(&j) => break Some(j),
+                    Some(j) => waiting.push(j),
+                    None => break None,
+                }
+            },
+        };
+        match job {
+            Some(j) => submit(j, running, running_proto).map(|()| true),
+            None => Ok(false),
+        }
+    };
+    while running < in_flight && next(&mut running, &mut running_proto, &mut waiting)? {}
     while running > 0 {
         match rx.recv() {
             Ok(ScanEvent::Port(r)) => {
-                // Open ports are reported once verified: their reason may change.
-                if !(plan.verify && r.state == PortState::Open) {
-                    on_result(&r);
-                }
-                results.entry(r.target).or_default().push(r);
+                on_result(&r);
+                results.entry((r.target, r.proto)).or_default().push(r);
             }
-            Ok(ScanEvent::Done(mut summary)) => {
+            Ok(ScanEvent::Done(summary)) => {
                 running -= 1;
-                let mut rs = results.remove(&summary.target).unwrap_or_default();
+                let proto = running_proto
+                    .remove(&summary.target)
+                    .unwrap_or(Protocol::Tcp);
+                let mut rs = results.remove(&(summary.target, proto)).unwrap_or_default();
                 rs.sort_by_key(|r| r.port);
-                if plan.verify {
-                    let config = VerifyConfig {
-                        rate: plan.rate,
-                        ..VerifyConfig::default()
-                    };
-                    verify_scan(&engine, &plan.ports, &mut rs, &mut summary, &config);
-                    rs.iter()
-                        .filter(|r| r.state == PortState::Open)
-                        .for_each(&mut *on_result);
-                }
                 reports.push(TargetReport {
                     target: summary.target,
+                    proto,
                     summary,
                     results: rs,
                 });
-                if let Some(t) = pending.next() {
-                    submit(t, &mut running)?;
+                while running < in_flight && next(&mut running, &mut running_proto, &mut waiting)? {
                 }
             }
             Err(_) => break,
         }
     }
-    reports.sort_by_key(|r| r.target);
-    Ok(reports)
-}
-
-fn run_connect(
-    plan: &Plan,
-    on_result: &mut dyn FnMut(&PortResult),
-) -> Result<Vec<TargetReport>, Failure> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::Runtime(e.into()))?;
-    let mut reports = Vec::new();
-    for &target in &plan.targets {
-        let mut results = Vec::new();
-        let summary = rt.block_on(connect_scan(
-            target,
-            &plan.ports,
-            ConnectConfig {
-                tries: plan.tries,
-                rate: plan.rate,
-                ..ConnectConfig::default()
-            },
-            |r| {
-                on_result(&r);
-                results.push(r);
-            },
-        ));
-        results.sort_by_key(|r| r.port);
-        reports.push(TargetReport {
-            target,
-            summary,
-            results,
-        });
-    }
+    reports.sort_by_key(|r| (r.target, r.proto == Protocol::Udp));
     Ok(reports)
 }
 
@@ -276,7 +344,7 @@ fn run_connect(
 struct JsonReport<'a> {
     scanner: &'static str,
     version: &'static str,
-    mode: Mode,
+    mode: ProbeMode,
     ports: String,
     started_unix: u64,
     elapsed_s: f64,
@@ -363,20 +431,24 @@ fn write_text(
         let s = &r.summary;
         writeln!(
             out,
-            "{}: {} ports in {:.2} s ({} mode)",
+            "{}: {} {} ports in {:.2} s ({} mode)",
             r.target,
             s.ports,
+            r.proto,
             elapsed.as_secs_f64(),
-            match plan.mode {
-                Mode::Syn => "SYN",
-                Mode::Connect => "connect",
-            }
+            mode_label(plan.mode)
         )?;
         let counts: Vec<String> = PortState::ALL
             .iter()
-            .map(|st| format!("{} {}", s.counts[*st as usize], st))
+            .map(|st| format!("{} {}", s.counts[*st as usize], state_word(r.proto, *st)))
             .collect();
         writeln!(out, "  {}", counts.join(", "))?;
+        if r.proto == Protocol::Udp && s.counts[PortState::Stealth as usize] > 0 {
+            writeln!(
+                out,
+                "  note: a UDP port that sends nothing back is filtered, or a service that ignores a datagram it does not understand; \"no reply\" cannot tell which"
+            )?;
+        }
         for note in middlebox_notes(s) {
             writeln!(out, "  note: {note}")?;
         }
@@ -408,8 +480,9 @@ fn write_text(
             .unwrap_or(PortState::Closed);
         writeln!(
             out,
-            "  not shown: {} {default} ports",
-            s.counts[default as usize]
+            "  not shown: {} {} ports",
+            s.counts[default as usize],
+            state_word(r.proto, default)
         )?;
         for state in PortState::ALL {
             if state == default || s.counts[state as usize] == 0 {
@@ -421,7 +494,8 @@ fn write_text(
                 let list: Vec<u16> = ports.iter().map(|p| p.port).collect();
                 writeln!(
                     out,
-                    "  {state} ({}): {}",
+                    "  {} ({}): {}",
+                    state_word(r.proto, state),
                     ports.len(),
                     compress_ranges(&list)
                 )?;
@@ -432,8 +506,12 @@ fn write_text(
                 "  {:<10}{:<10}{:<14}{:<18}purpose",
                 "PORT", "STATE", "REASON", "SERVICE"
             )?;
+            let kb_proto = match r.proto {
+                Protocol::Tcp => Proto::Tcp,
+                Protocol::Udp => Proto::Udp,
+            };
             for p in ports {
-                let info = lookup(p.port, Proto::Tcp);
+                let info = lookup(p.port, kb_proto);
                 let mut summary = info.summary().to_string();
                 if summary.chars().count() > 60 {
                     summary = summary.chars().take(59).collect::<String>() + "…";
@@ -441,17 +519,49 @@ fn write_text(
                 writeln!(
                     out,
                     "  {:<10}{:<10}{:<14}{:<18}{}",
-                    format!("{}/tcp", p.port),
-                    p.state,
+                    format!("{}/{}", p.port, p.proto),
+                    state_word(p.proto, p.state),
                     p.reason.to_string(),
                     info.name(),
                     summary
                 )?;
+                if let Some(e) = p.evidence.filter(|e| !e.is_empty()) {
+                    writeln!(
+                        out,
+                        "            reply: {} bytes, starting {}",
+                        e.len(),
+                        printable(e.head())
+                    )?;
+                }
             }
         }
         writeln!(out)?;
     }
     Ok(())
+}
+
+/// A state as the text output names it: for UDP, silence is "no-reply",
+/// not "stealth" (a silent service looks the same as a dropped port).
+fn state_word(proto: Protocol, state: PortState) -> &'static str {
+    match (proto, state) {
+        (Protocol::Udp, PortState::Stealth) => "no-reply",
+        (_, s) => s.as_str(),
+    }
+}
+
+/// Reply bytes for a terminal: printable ASCII kept, the rest as `.`.
+fn printable(bytes: &[u8]) -> String {
+    let text: String = bytes
+        .iter()
+        .map(|&b| {
+            if (0x20..0x7f).contains(&b) {
+                b as char
+            } else {
+                '.'
+            }
+        })
+        .collect();
+    format!("{text:?}")
 }
 
 fn xml_escape(s: &str) -> String {
@@ -472,6 +582,8 @@ fn nmap_reason(r: Reason) -> String {
         Reason::NoResponse => "no-response".into(),
         Reason::HostUnreachable => "host-unreach".into(),
         Reason::NetUnreachable => "net-unreach".into(),
+        Reason::UdpReply => "udp-response".into(),
+        Reason::PortUnreach => "port-unreach".into(),
         Reason::Icmp {
             v6: false,
             icmp_type: 3,
@@ -502,12 +614,36 @@ fn nmap_reason(r: Reason) -> String {
     }
 }
 
-/// nmap has no "stealth": a port that answered nothing is "filtered" there.
-fn nmap_state(s: PortState) -> &'static str {
-    match s {
-        PortState::Open => "open",
-        PortState::Closed => "closed",
-        PortState::Filtered | PortState::Stealth => "filtered",
+/// A state as nmap names it. Ordered by name, so the most common one is
+/// chosen among equals as it was when these were strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum NmapState {
+    Closed,
+    Filtered,
+    Open,
+    /// UDP silence: nmap's name for "open or filtered, cannot tell".
+    OpenFiltered,
+}
+
+impl std::fmt::Display for NmapState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NmapState::Closed => "closed",
+            NmapState::Filtered => "filtered",
+            NmapState::Open => "open",
+            NmapState::OpenFiltered => "open|filtered",
+        })
+    }
+}
+
+/// nmap has no "stealth": a TCP port that answered nothing is "filtered"
+/// there, a UDP one "open|filtered".
+fn nmap_state(proto: Protocol, s: PortState) -> NmapState {
+    match (proto, s) {
+        (_, PortState::Open) => NmapState::Open,
+        (_, PortState::Closed) => NmapState::Closed,
+        (Protocol::Udp, PortState::Stealth) => NmapState::OpenFiltered,
+        (_, PortState::Filtered | PortState::Stealth) => NmapState::Filtered,
     }
 }
 
@@ -522,10 +658,7 @@ fn write_xml(
     let start = unix(started);
     let end = start + elapsed.as_secs();
     let args: Vec<String> = std::env::args().collect();
-    let scan_type = match plan.mode {
-        Mode::Syn => "syn",
-        Mode::Connect => "connect",
-    };
+    let scan_type = plan.mode.as_str();
     writeln!(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>")?;
     writeln!(out, "<!DOCTYPE nmaprun>")?;
     writeln!(
@@ -534,14 +667,24 @@ fn write_xml(
         xml_escape(&args.join(" ")),
         env!("CARGO_PKG_VERSION")
     )?;
-    writeln!(
-        out,
-        "<scaninfo type=\"{scan_type}\" protocol=\"tcp\" numservices=\"{}\" services=\"{}\"/>",
-        plan.ports.len(),
-        plan.ports
-    )?;
+    for proto in &plan.protocols {
+        let scan_type = match proto {
+            Protocol::Tcp => scan_type,
+            Protocol::Udp => "udp",
+        };
+        let ports = plan.ports_for(*proto);
+        writeln!(
+            out,
+            "<scaninfo type=\"{scan_type}\" protocol=\"{proto}\" numservices=\"{}\" services=\"{}\"/>",
+            ports.len(),
+            ports
+        )?;
+    }
     writeln!(out, "<verbose level=\"0\"/>\n<debugging level=\"0\"/>")?;
-    for r in reports {
+    let hosts = reports.chunk_by(|a, b| a.target == b.target).count();
+    // One <host> per address, holding the ports of every transport (as nmap writes it).
+    for group in reports.chunk_by(|a, b| a.target == b.target) {
+        let r = &group[0];
         writeln!(out, "<host starttime=\"{start}\" endtime=\"{end}\">")?;
         writeln!(
             out,
@@ -554,62 +697,73 @@ fn write_xml(
             r.target
         )?;
         writeln!(out, "<hostnames>\n</hostnames>")?;
-        for note in middlebox_notes(&r.summary) {
+        for note in group.iter().flat_map(|r| middlebox_notes(&r.summary)) {
             // A comment keeps the document valid for nmap tooling; "--" may not appear in one.
             writeln!(out, "<!-- harbormaster: {} -->", note.replace("--", "- -"))?;
         }
         writeln!(out, "<ports>")?;
-        // The most common nmap state is summarised as extraports, as nmap does.
-        let mut per_state: std::collections::BTreeMap<&str, usize> = Default::default();
-        for p in &r.results {
-            *per_state.entry(nmap_state(p.state)).or_default() += 1;
-        }
-        let extra = per_state
-            .iter()
-            .max_by_key(|(_, n)| **n)
-            .filter(|(_, n)| **n > 20)
-            .map(|(s, _)| *s);
-        if let Some(extra) = extra {
-            let mut reasons: std::collections::BTreeMap<String, Vec<u16>> = Default::default();
-            for p in r.results.iter().filter(|p| nmap_state(p.state) == extra) {
-                reasons
-                    .entry(nmap_reason(p.reason))
-                    .or_default()
-                    .push(p.port);
+        for r in group {
+            let proto = r.proto;
+            // The most common nmap state is summarised as extraports, as nmap does.
+            let mut per_state: std::collections::BTreeMap<NmapState, usize> = Default::default();
+            for p in &r.results {
+                *per_state.entry(nmap_state(p.proto, p.state)).or_default() += 1;
             }
-            writeln!(
-                out,
-                "<extraports state=\"{extra}\" count=\"{}\">",
-                per_state[extra]
-            )?;
-            for (reason, ports) in reasons {
+            let extra = per_state
+                .iter()
+                .max_by_key(|(_, n)| **n)
+                .filter(|(_, n)| **n > 20)
+                .map(|(s, _)| *s);
+            if let Some(extra) = extra {
+                let mut reasons: std::collections::BTreeMap<String, Vec<u16>> = Default::default();
+                for p in r
+                    .results
+                    .iter()
+                    .filter(|p| nmap_state(p.proto, p.state) == extra)
+                {
+                    reasons
+                        .entry(nmap_reason(p.reason))
+                        .or_default()
+                        .push(p.port);
+                }
                 writeln!(
                     out,
-                    "<extrareasons reason=\"{reason}\" count=\"{}\" proto=\"tcp\" ports=\"{}\"/>",
-                    ports.len(),
-                    compress_ranges(&ports)
+                    "<extraports state=\"{extra}\" count=\"{}\">",
+                    per_state[&extra]
+                )?;
+                for (reason, ports) in reasons {
+                    writeln!(
+                        out,
+                        "<extrareasons reason=\"{reason}\" count=\"{}\" proto=\"{proto}\" ports=\"{}\"/>",
+                        ports.len(),
+                        compress_ranges(&ports)
+                    )?;
+                }
+                writeln!(out, "</extraports>")?;
+            }
+            for p in r
+                .results
+                .iter()
+                .filter(|p| Some(nmap_state(p.proto, p.state)) != extra)
+            {
+                let kb_proto = match proto {
+                    Protocol::Tcp => Proto::Tcp,
+                    Protocol::Udp => Proto::Udp,
+                };
+                let info = lookup(p.port, kb_proto);
+                writeln!(
+                    out,
+                    "<port protocol=\"{proto}\" portid=\"{}\"><state state=\"{}\" reason=\"{}\" reason_ttl=\"{}\"/><service name=\"{}\" method=\"table\" conf=\"3\"/></port>",
+                    p.port,
+                    nmap_state(p.proto, p.state),
+                    nmap_reason(p.reason),
+                    p.ttl.unwrap_or(0),
+                    xml_escape(info.name()),
                 )?;
             }
-            writeln!(out, "</extraports>")?;
-        }
-        for p in r
-            .results
-            .iter()
-            .filter(|p| Some(nmap_state(p.state)) != extra)
-        {
-            let info = lookup(p.port, Proto::Tcp);
-            writeln!(
-                out,
-                "<port protocol=\"tcp\" portid=\"{}\"><state state=\"{}\" reason=\"{}\" reason_ttl=\"{}\"/><service name=\"{}\" method=\"table\" conf=\"3\"/></port>",
-                p.port,
-                nmap_state(p.state),
-                nmap_reason(p.reason),
-                p.ttl.unwrap_or(0),
-                xml_escape(info.name()),
-            )?;
         }
         writeln!(out, "</ports>")?;
-        if let Some(srtt) = r.summary.srtt {
+        if let Some(srtt) = group.iter().find_map(|r| r.summary.srtt) {
             let us = srtt.as_micros();
             writeln!(
                 out,
@@ -623,10 +777,10 @@ fn write_xml(
         out,
         "<runstats><finished time=\"{end}\" elapsed=\"{:.2}\" summary=\"Harbormaster scanned {} host(s) in {:.2} seconds\" exit=\"success\"/><hosts up=\"{}\" down=\"0\" total=\"{}\"/>\n</runstats>\n</nmaprun>",
         elapsed.as_secs_f64(),
-        reports.len(),
+        hosts,
         elapsed.as_secs_f64(),
-        reports.len(),
-        reports.len()
+        hosts,
+        hosts
     )?;
     Ok(())
 }
@@ -637,7 +791,24 @@ mod tests {
 
     #[test]
     fn nmap_vocabulary() {
-        assert_eq!(nmap_state(PortState::Stealth), "filtered");
+        assert_eq!(
+            nmap_state(Protocol::Tcp, PortState::Stealth),
+            NmapState::Filtered
+        );
+        assert_eq!(
+            nmap_state(Protocol::Tcp, PortState::Stealth).to_string(),
+            "filtered"
+        );
+        assert_eq!(
+            nmap_state(Protocol::Udp, PortState::Stealth).to_string(),
+            "open|filtered"
+        );
+        assert_eq!(
+            nmap_state(Protocol::Udp, PortState::Closed),
+            NmapState::Closed
+        );
+        assert_eq!(state_word(Protocol::Udp, PortState::Stealth), "no-reply");
+        assert_eq!(state_word(Protocol::Tcp, PortState::Stealth), "stealth");
         assert_eq!(nmap_reason(Reason::Rst), "reset");
         assert_eq!(
             nmap_reason(Reason::Icmp {

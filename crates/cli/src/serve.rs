@@ -3,10 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use harbormaster_probe::{Engine, EngineConfig, RateBudget, RawTransport, source_address};
-use harbormaster_web::{
-    AppState, Config, ConnectProber, Db, DbError, Prober, SynProber, default_data_dir,
+use harbormaster_probe::{
+    ConnectScanner, Engine, EngineConfig, RateBudget, RawScanner, RawTransport, source_address,
+    verify::VerifyConfig,
 };
+use harbormaster_web::{AppState, Config, Db, DbError, Prober, default_data_dir};
 
 use crate::Failure;
 use crate::args::{ScanMode, ServeArgs};
@@ -37,12 +38,18 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
         header_timeout: Duration::from_secs(args.header_timeout.into()),
         idle_timeout: Duration::from_secs(args.idle_timeout.into()),
         shutdown_grace: Duration::from_secs(args.shutdown_grace.into()),
+        verify_open: args.verify_open,
         ..Config::default()
     };
     let raw = match args.mode {
         ScanMode::Connect => None,
         ScanMode::Syn => Some(RawTransport::open().map_err(|e| Failure::Usage(e.to_string()))?),
         ScanMode::Auto => RawTransport::open().ok(),
+    };
+    // Only a SYN-mode server has handshakes to verify.
+    let config = Config {
+        verify_open: config.verify_open && raw.is_some(),
+        ..config
     };
     let db = Db::open(&data_dir).map_err(|e| match e {
         DbError::InUse(dir) => Failure::Usage(format!(
@@ -73,9 +80,24 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
                     },
                     source_address,
                 );
-                Arc::new(SynProber::new(engine, config.http_ports.clone()).connect_budget(budget))
+                let fallback = ConnectScanner::new().concurrency(256).budget(budget);
+                let scanner = RawScanner::new(engine, fallback);
+                if config.verify_open {
+                    Arc::new(scanner.verify(VerifyConfig {
+                        // Only the ports the visitor chose: no random sample.
+                        wildcard_sample: 0,
+                        rate: Some(args.max_rate),
+                        ..VerifyConfig::default()
+                    }))
+                } else {
+                    Arc::new(scanner)
+                }
             }
-            None => Arc::new(ConnectProber::new(Some(args.max_rate))),
+            None => Arc::new(
+                ConnectScanner::new()
+                    .concurrency(256)
+                    .budget(RateBudget::new(args.max_rate)),
+            ),
         };
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await

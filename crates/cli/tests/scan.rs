@@ -569,3 +569,117 @@ fn middlebox_checks_keep_to_the_rate() {
         "{s}"
     );
 }
+
+/// Answers every datagram on UDP `port` of the target with `reply`, for the
+/// life of the test process.
+fn udp_responder(net: &TestNet, port: u16, reply: &'static [u8]) {
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    TestNet::spawn_in(&net.target_ns, move || {
+        let sock = std::net::UdpSocket::bind(("198.18.0.2", port)).expect("bind");
+        ready_tx.send(()).unwrap();
+        let mut buf = [0u8; 2048];
+        while let Ok((_, from)) = sock.recv_from(&mut buf) {
+            let _ = sock.send_to(reply, from);
+        }
+    });
+    ready.recv().expect("responder started");
+}
+
+#[test]
+fn udp_scan_reports_in_every_format() {
+    assert!(usage_error(&["scan", "127.0.0.1", "--udp", "--mode", "connect"]).contains("UDP"));
+    let spec = spec();
+    let net = testnet_or_skip!(&spec);
+    udp_responder(&net, 7, b"hello from udp/7");
+    let nft = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &net.target_ns,
+            "nft",
+            "add",
+            "rule",
+            "inet",
+            "hm",
+            "input",
+        ])
+        .args(["udp", "dport", "6000", "drop"])
+        .status()
+        .unwrap();
+    assert!(nft.success());
+    let run = |args: &[&str]| {
+        let mut cmd = net.scanner_command(assert_cmd::cargo::cargo_bin("harbormaster"));
+        cmd.args(["scan", "198.18.0.2"]).args(args);
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let ports = ["--udp", "-p", "7,6000,40000-40002"];
+
+    let json: Value =
+        serde_json::from_str(&run(&[&ports[..], &["--format", "json"]].concat())).unwrap();
+    let t = &json["targets"][0];
+    assert_eq!(t["proto"], "udp");
+    let state = |port: u64| {
+        t["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["port"] == port)
+            .map(|r| {
+                (
+                    r["state"].as_str().unwrap().to_string(),
+                    r["reason"].as_str().unwrap().to_string(),
+                )
+            })
+            .unwrap()
+    };
+    assert_eq!(state(7), ("open".into(), "udp-reply".into()));
+    assert_eq!(state(6000), ("stealth".into(), "no-response".into()));
+    assert_eq!(state(40001), ("closed".into(), "port-unreach".into()));
+    let seven = t["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["port"] == 7)
+        .unwrap();
+    assert_eq!(seven["proto"], "udp");
+    assert_eq!(seven["evidence"]["bytes"], 16);
+
+    let text = run(&[&ports[..], &["--format", "text"]].concat());
+    assert!(text.contains("5 udp ports"), "{text}");
+    assert!(
+        text.contains("1 open, 3 closed, 0 filtered, 1 no-reply"),
+        "{text}"
+    );
+    assert!(
+        text.contains("7/udp") && text.contains("udp-reply"),
+        "{text}"
+    );
+    assert!(text.contains("\"hello from udp/7\""), "{text}");
+    assert!(text.contains("cannot tell which"), "{text}");
+
+    // Both transports in one run: one <host>, ports of each protocol.
+    let xml = run(&["--proto", "tcp,udp", "-p", "22,7,6000", "--format", "xml"]);
+    assert_eq!(xml.matches("<host ").count(), 1, "{xml}");
+    assert!(
+        xml.contains("<scaninfo type=\"udp\" protocol=\"udp\""),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("<port protocol=\"udp\" portid=\"7\"><state state=\"open\""),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("<port protocol=\"udp\" portid=\"6000\"><state state=\"open|filtered\""),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("<port protocol=\"tcp\" portid=\"22\"><state state=\"open\""),
+        "{xml}"
+    );
+}

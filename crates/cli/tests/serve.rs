@@ -247,3 +247,63 @@ fn a_public_port_of_a_same_host_proxy_is_not_unsolicited() {
     drop(server);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// With `--verify-open` the web service runs the same middlebox check as
+/// `harbormaster scan`, through the same scanner: behind an nftables
+/// synproxy every port answers SYN-ACK, and only the ports with a listener
+/// hold a real connection. Without the flag nothing is verified (and the
+/// start page promises no completed connection).
+#[test]
+fn verify_open_tells_a_synproxy_from_a_real_service() {
+    let spec = TargetSpec {
+        open: vec![21, 22, 80],
+        banners: vec![(21, "220 hm-test ftp ready\r\n".into())],
+        synproxy: true,
+        ..TargetSpec::default()
+    };
+    let net = testnet_or_skip!(&spec);
+    for verify in [false, true] {
+        let dir = tempdir(&format!("serve-verify-{verify}"));
+        let extra: &[&str] = if verify { &["--verify-open"] } else { &[] };
+        let server = Server::start_with(&net, &dir, extra);
+        let home = visit(&net, |a| body(a.get(SERVER).call().unwrap()));
+        assert_eq!(
+            home.contains("gets one ordinary connection"),
+            verify,
+            "the start page says whether open ports get a connection"
+        );
+        let id = consent(
+            &net,
+            vec![("kind", "custom".into()), ("ports", "1-100".into())],
+        )
+        .unwrap();
+        let v = wait_done(&net, &id);
+        let results = v["scan"]["results"].as_array().unwrap();
+        assert_eq!(results.len(), 100, "{v}");
+        for r in results {
+            let port = r["port"].as_u64().unwrap() as u16;
+            let want = if !verify || spec.open.contains(&port) {
+                "syn-ack"
+            } else {
+                "syn-ack-only"
+            };
+            assert_eq!(
+                (r["state"].as_str(), r["reason"].as_str()),
+                (Some("open"), Some(want)),
+                "verify {verify}, port {port}: {r}"
+            );
+        }
+        if verify {
+            let page = visit(&net, move |a| {
+                body(a.get(&format!("{SERVER}/scan/{id}")).call().unwrap())
+            });
+            assert!(
+                page.contains("a real connection was cut at once"),
+                "the page says which ports only answered the SYN"
+            );
+        }
+        let (status, _) = server.terminate();
+        assert!(status.success());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -254,6 +254,7 @@ fn result(
         tries,
         ttl: None,
         window: None,
+        evidence: None,
     }
 }
 

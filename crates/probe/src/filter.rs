@@ -1,6 +1,6 @@
 //! The kernel packet filter (classic BPF) for the receive socket.
 //!
-//! It passes ICMP, TCP segments to our source-port range, and — for scans that
+//! It passes ICMP, TCP segments and UDP datagrams to our source-port range, and — for scans that
 //! watch for unsolicited traffic — every IPv4 packet from a watched address.
 //! Everything else never leaves the kernel, and what passes is truncated to
 //! [`RECV_SNAP`] bytes. Building the program is pure code, tested here with a
@@ -37,7 +37,7 @@ pub const BPF_MAXINSNS: usize = 4096;
 const CHUNK: usize = 255;
 
 /// Instructions before the first address comparison (see [`program`]).
-const PROLOGUE: usize = 8;
+const PROLOGUE: usize = 9;
 
 const fn insn(code: u16, jt: u8, jf: u8, k: u32) -> Insn {
     Insn { code, jt, jf, k }
@@ -70,18 +70,20 @@ fn short(from: usize, to: usize) -> u8 {
 /// [`MAX_WATCHED`] addresses are watched; any beyond are ignored.
 pub fn program(min_port: u16, watched: &[Ipv4Addr]) -> Vec<Insn> {
     let watched = &watched[..watched.len().min(MAX_WATCHED)];
-    // 0 ld proto, 1 jeq icmp, 2 jeq tcp, 3 ldx hlen, 4 ld dport, 5 jge min,
-    // 6 ret accept, 7 ld src, then the address chunks (or `ret 0` for none).
-    const ACCEPT: usize = 6;
-    const SRC: usize = 7;
+    // 0 ld proto, 1 jeq icmp, 2 jeq tcp, 3 jeq udp, 4 ldx hlen, 5 ld dport
+    // (the same offset in TCP and UDP), 6 jge min, 7 ret accept, 8 ld src,
+    // then the address chunks (or `ret 0` for none).
+    const ACCEPT: usize = 7;
+    const SRC: usize = 8;
     let snap = u32::try_from(RECV_SNAP).expect("snap length fits in 32 bits");
     let mut p = vec![
         insn(LD_B_ABS, 0, 0, 9),
         insn(JEQ_K, short(1, ACCEPT), 0, 1),
-        insn(JEQ_K, 0, short(2, SRC), 6),
+        insn(JEQ_K, short(2, 4), 0, 6),
+        insn(JEQ_K, 0, short(3, SRC), 17),
         insn(LDX_B_MSH, 0, 0, 0),
         insn(LD_H_IND, 0, 0, 2),
-        insn(JGE_K, short(5, ACCEPT), short(5, SRC), u32::from(min_port)),
+        insn(JGE_K, short(6, ACCEPT), short(6, SRC), u32::from(min_port)),
         insn(RET_K, 0, 0, snap),
         insn(LD_W_ABS, 0, 0, 12),
     ];
@@ -196,6 +198,11 @@ mod tests {
         assert_eq!(run(&p, &packet(6, other, 22)), 0, "unrelated TCP");
         assert_eq!(run(&p, &packet(1, other, 0)), snap, "ICMP");
         assert_eq!(run(&p, &packet(17, other, 53)), 0, "unrelated UDP");
+        assert_eq!(
+            run(&p, &packet(17, other, 61441)),
+            snap,
+            "UDP reply to our port"
+        );
         assert_eq!(
             run(&p, &packet(17, [198, 18, 0, 9], 137)),
             snap,

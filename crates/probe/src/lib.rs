@@ -16,6 +16,7 @@ mod cookie;
 mod engine;
 mod error;
 mod filter;
+pub mod module;
 mod permute;
 mod raw;
 pub mod sim;
@@ -35,13 +36,15 @@ pub use engine::{
 pub use error::ProbeError;
 pub use permute::Permutation;
 pub use raw::{RawTransport, raw_sockets_allowed, source_address};
-pub use result::{PortResult, PortState, Reason, Transport as Protocol};
+pub use result::{PortResult, PortState, Reason, Transport as Protocol, UnknownName};
 pub use spec::{
     COMMON_PORTS, CapError, MAX_SPEC_CHARS, MAX_SPEC_ITEMS, PortList, SERVICE_PORTS, SpecError,
-    compress_ranges,
+    UDP_EXPOSURE_PORTS, compress_ranges,
 };
 pub use target::{MAX_TARGET_ADDRESSES, TargetError, resolve};
 pub use timing::RateBudget;
 pub use transport::{RecvBatch, SendBatch, Transport};
 
 mod result;
+mod scanner;
+pub use scanner::{Cancel, ConnectScanner, ProbeMode, RawScanner, Scanner, cancelled_summary};

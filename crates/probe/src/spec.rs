@@ -9,6 +9,16 @@ pub const COMMON_PORTS: [u16; 26] = [
     1027, 1028, 1029, 1030, 1720, 5000,
 ];
 
+/// The UDP exposure list: the reflectors behind amplification attacks and the
+/// discovery services that should never answer from the internet (echo,
+/// QOTD, chargen, DNS, TFTP, portmapper, NTP, NetBIOS, SNMP, CLDAP, QUIC,
+/// IKE, RIP, IPMI, OpenVPN, MS-SQL browser, SSDP, ARD, WS-Discovery, SIP,
+/// mDNS, CoAP, Ubiquiti discovery, memcached).
+pub const UDP_EXPOSURE_PORTS: [u16; 24] = [
+    7, 17, 19, 53, 69, 111, 123, 137, 161, 389, 443, 500, 520, 623, 1194, 1434, 1900, 3283, 3702,
+    5060, 5353, 5683, 10001, 11211,
+];
+
 /// The "service ports" preset: 0–1055, the 33 × 32 grid.
 pub const SERVICE_PORTS: std::ops::RangeInclusive<u16> = 0..=1055;
 

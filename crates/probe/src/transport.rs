@@ -8,10 +8,13 @@ use std::time::{Duration, Instant};
 
 /// Most probes the engine puts in one batch.
 pub const MAX_BATCH: usize = 256;
-/// Largest probe we build (an IPv6 SYN: 40 + 24 bytes).
-pub const MAX_PROBE: usize = 64;
-/// Bytes of each received packet we keep: enough for IPv6 + ICMPv6 + quoted IPv6 + TCP.
-pub const RECV_SNAP: usize = 256;
+/// Largest probe we build: a UDP payload probe fits in IPv6's minimum MTU
+/// (1,280 bytes), so it is never fragmented on any path.
+pub const MAX_PROBE: usize = 1280;
+/// Bytes of each received packet we keep: a whole packet on any common
+/// link (a UDP reply is judged by its payload, and a truncated datagram would
+/// fail its length checks); TCP and ICMP replies are far shorter.
+pub const RECV_SNAP: usize = 2048;
 
 /// Sends and receives whole IP packets.
 pub trait Transport: Send + 'static {
@@ -48,7 +51,7 @@ pub trait Transport: Send + 'static {
 #[derive(Debug)]
 pub struct SendBatch {
     bytes: Vec<u8>,
-    lens: Vec<u8>,
+    lens: Vec<u16>,
     dsts: Vec<IpAddr>,
     start: usize,
     capacity: usize,
@@ -91,7 +94,8 @@ impl SendBatch {
         assert!(i < self.capacity, "SendBatch overflow");
         let slot = &mut self.bytes[i * MAX_PROBE..(i + 1) * MAX_PROBE];
         let n = write(slot)?;
-        self.lens.push(n as u8);
+        // `write` got a MAX_PROBE-byte slot, so its length fits in 16 bits.
+        self.lens.push(n.min(MAX_PROBE) as u16);
         self.dsts.push(dst);
         Ok(())
     }

@@ -426,6 +426,7 @@ fn probe_sample(
         tries: Some(2),
         rate,
         watch: None,
+        protocol: crate::Protocol::Tcp,
     };
     let submitted = engine.submit(
         request,
@@ -590,6 +591,7 @@ mod tests {
             tries: 1,
             ttl: Some(ttl),
             window: Some(window),
+            evidence: None,
         }
     }
 

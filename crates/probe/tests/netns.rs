@@ -52,6 +52,7 @@ fn syn_scan(net: &TestNet, ports: &str) -> (Vec<PortResult>, harbormaster_probe:
             tries: None,
             rate: None,
             watch: None,
+            protocol: harbormaster_probe::Protocol::Tcp,
         })
         .unwrap()
 }

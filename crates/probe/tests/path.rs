@@ -41,6 +41,7 @@ fn syn_scan(net: &TestNet, ports: &str) -> (Vec<PortResult>, ScanSummary) {
             tries: None,
             rate: None,
             watch: None,
+            protocol: harbormaster_probe::Protocol::Tcp,
         })
         .unwrap()
 }

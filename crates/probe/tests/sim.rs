@@ -90,6 +90,7 @@ fn full_sweep(loss: f64, seed: u64) -> (SimHost, Vec<PortResult>, ScanSummary) {
             tries: None,
             rate: None,
             watch: None,
+            protocol: harbormaster_probe::Protocol::Tcp,
         })
         .unwrap();
     (host, results, summary)
@@ -141,6 +142,7 @@ fn silent_host_gets_at_least_three_tries_per_port_in_under_two_seconds() {
             tries: None,
             rate: None,
             watch: None,
+            protocol: harbormaster_probe::Protocol::Tcp,
         })
         .unwrap();
     assert_eq!(results.len(), 1056);
@@ -179,6 +181,7 @@ fn many_concurrent_scans_share_one_engine_and_all_are_exact() {
                 tries: None,
                 rate: None,
                 watch: None,
+                protocol: harbormaster_probe::Protocol::Tcp,
             },
             Box::new(move |ev| {
                 let _ = tx.send(ev);
@@ -221,6 +224,7 @@ fn replies_without_a_valid_cookie_are_rejected() {
             tries: Some(2),
             rate: None,
             watch: None,
+            protocol: harbormaster_probe::Protocol::Tcp,
         })
         .unwrap();
     // Every TCP answer carried a wrong acknowledgement: nothing may count as open or closed.
@@ -250,6 +254,7 @@ fn cancelled_scans_report_done_promptly() {
                 tries: Some(10),
                 rate: Some(1000),
                 watch: None,
+                protocol: harbormaster_probe::Protocol::Tcp,
             },
             Box::new(move |ev| {
                 let _ = tx.send(ev);
@@ -284,6 +289,7 @@ fn a_rate_cap_is_respected() {
             tries: None,
             rate: Some(10_000),
             watch: None,
+            protocol: harbormaster_probe::Protocol::Tcp,
         })
         .unwrap();
     assert_exact(&host, &results, &ports);
@@ -306,6 +312,7 @@ fn watched_scan(host: SimHost) -> (Vec<PortResult>, ScanSummary) {
             expected_tcp_ports: vec![8080],
             tail: Duration::from_millis(500),
         }),
+        protocol: harbormaster_probe::Protocol::Tcp,
     })
     .unwrap()
 }
@@ -370,6 +377,7 @@ fn a_budget_shared_with_other_senders_holds_for_all_of_them() {
             tries: None,
             rate: None,
             watch: None,
+            protocol: harbormaster_probe::Protocol::Tcp,
         })
         .unwrap();
     assert_exact(&host, &results, &ports);

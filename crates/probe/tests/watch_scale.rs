@@ -61,6 +61,7 @@ fn replies_and_icmp_errors_pass_with_256_watched_scans() {
                     tries: Some(1),
                     rate: None,
                     watch: watch(),
+                    protocol: harbormaster_probe::Protocol::Tcp,
                 },
                 Box::new(move |e| {
                     let _ = tx.send(e);
@@ -83,6 +84,7 @@ fn replies_and_icmp_errors_pass_with_256_watched_scans() {
                 tail: Duration::from_millis(200),
                 ..w
             }),
+            protocol: harbormaster_probe::Protocol::Tcp,
         })
         .unwrap();
     // Every background scan was still running (watching) when the main one ended.

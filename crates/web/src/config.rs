@@ -55,6 +55,9 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Time running requests and scans get to finish at shutdown.
     pub shutdown_grace: Duration,
+    /// The prober verifies open ports with a real connection (SYN mode,
+    /// `--verify-open`): the start page must say so.
+    pub verify_open: bool,
 }
 
 impl Default for Config {
@@ -80,6 +83,7 @@ impl Default for Config {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(5),
+            verify_open: false,
         }
     }
 }

@@ -10,6 +10,12 @@
 //! roll back the last commits, and never corrupts the file. That is the right
 //! trade for scan results written every ~250 ms.
 //!
+//! Values are typed everywhere else ([`PortState`], [`Reason`], [`Protocol`],
+//! [`TestKind`], [`ProbeMode`], [`PortList`]); they become text only here, as
+//! the same strings their `Display` writes (so databases written before the
+//! types keep working), and are parsed back here: a value no type has is
+//! [`DbError::Unknown`], never a panic or a silent default.
+//!
 //! One server owns a data directory: [`Db::open`] takes an exclusive lock on
 //! `harbormaster.lock` in it before touching the database, held as long as the
 //! handle lives, so a second server cannot mark the first's scans interrupted.
@@ -19,8 +25,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, OptionalExtension, params};
-use serde::Serialize;
+use harbormaster_probe::{PortList, PortState, ProbeMode, Protocol, Reason};
+use rusqlite::types::Type;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::{Serialize, Serializer};
+
+use crate::scans::TestKind;
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -28,13 +38,97 @@ use serde::Serialize;
 pub enum DbError {
     /// SQLite refused.
     #[error("database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
     /// The data directory could not be created or locked.
     #[error("creating the data directory: {0}")]
     Io(#[from] std::io::Error),
     /// Another process holds the data directory's lock.
     #[error("the data directory {} is in use by another process", .0.display())]
     InUse(PathBuf),
+    /// A stored value that no typed value has: a damaged database, or one
+    /// written by a newer version.
+    #[error("the database's {column} column holds a value this version does not know: {reason}")]
+    Unknown {
+        /// `table.column`.
+        column: &'static str,
+        /// What was wrong with it, and what is valid.
+        reason: String,
+    },
+}
+
+impl From<rusqlite::Error> for DbError {
+    /// A conversion failure raised by [`column`] comes out as
+    /// [`DbError::Unknown`]; everything else is SQLite's.
+    fn from(e: rusqlite::Error) -> DbError {
+        match e {
+            rusqlite::Error::FromSqlConversionFailure(idx, ty, source) => {
+                match source.downcast::<BadValue>() {
+                    Ok(bad) => DbError::Unknown {
+                        column: bad.column,
+                        reason: bad.reason,
+                    },
+                    Err(source) => {
+                        DbError::Sqlite(rusqlite::Error::FromSqlConversionFailure(idx, ty, source))
+                    }
+                }
+            }
+            e => DbError::Sqlite(e),
+        }
+    }
+}
+
+/// Why one stored text did not convert, carried through rusqlite's row
+/// closures to [`DbError::Unknown`].
+#[derive(Debug, thiserror::Error)]
+#[error("{column}: {reason}")]
+struct BadValue {
+    column: &'static str,
+    reason: String,
+}
+
+/// Column `idx` (named `column` in errors) read as text and converted by
+/// `convert`: the one place stored text becomes a typed value.
+fn column<T, E: std::fmt::Display>(
+    row: &Row<'_>,
+    idx: usize,
+    column: &'static str,
+    convert: impl FnOnce(&str) -> Result<T, E>,
+) -> rusqlite::Result<T> {
+    let text: String = row.get(idx)?;
+    convert(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(
+            idx,
+            Type::Text,
+            Box::new(BadValue {
+                column,
+                reason: e.to_string(),
+            }),
+        )
+    })
+}
+
+/// The test of a stored scan: its name, and for a single-port test the one
+/// port of its list.
+fn stored_test(name: &str, ports: &PortList) -> Result<TestKind, String> {
+    let single = || match ports.ports() {
+        [port] => Ok(*port),
+        _ => Err(format!(
+            "a single-port test lists {} ports ({ports})",
+            ports.len()
+        )),
+    };
+    TestKind::from_name(name, single)?.ok_or_else(|| {
+        format!(
+            "unknown test {:?}; expected {}",
+            name.chars().take(64).collect::<String>(),
+            TestKind::NAMES
+        )
+    })
+}
+
+/// Serialises with `Display` (the stored text).
+fn display<T: std::fmt::Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
 }
 
 impl DbError {
@@ -43,7 +137,7 @@ impl DbError {
         match self {
             DbError::Sqlite(e) => e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
             DbError::Io(e) => e.kind() == std::io::ErrorKind::StorageFull,
-            DbError::InUse(_) => false,
+            DbError::InUse(_) | DbError::Unknown { .. } => false,
         }
     }
 }
@@ -74,15 +168,26 @@ impl Status {
             Status::Failed => "failed",
         }
     }
+}
 
-    fn parse(s: &str) -> Status {
-        match s {
+impl std::str::FromStr for Status {
+    type Err = String;
+
+    /// Inverts [`Status::as_str`].
+    fn from_str(s: &str) -> Result<Status, String> {
+        Ok(match s {
             "running" => Status::Running,
             "done" => Status::Done,
             "cancelled" => Status::Cancelled,
+            "interrupted" => Status::Interrupted,
             "failed" => Status::Failed,
-            _ => Status::Interrupted,
-        }
+            _ => {
+                return Err(format!(
+                    "unknown status {:?}; expected running, done, cancelled, interrupted or failed",
+                    s.chars().take(64).collect::<String>()
+                ));
+            }
+        })
     }
 }
 
@@ -91,10 +196,12 @@ impl Status {
 pub struct StoredResult {
     /// Port.
     pub port: u16,
-    /// open / closed / filtered / stealth.
-    pub state: String,
-    /// The evidence (syn-ack, rst, icmp-3-13, no-response …).
-    pub reason: String,
+    /// Transport (a column of its own since it was typed; older rows are TCP).
+    pub proto: Protocol,
+    /// What came back.
+    pub state: PortState,
+    /// The evidence.
+    pub reason: Reason,
     /// Round-trip time in milliseconds.
     pub rtt_ms: Option<f64>,
     /// Probes sent.
@@ -123,12 +230,13 @@ pub struct StoredScan {
     pub id: String,
     /// The probed address.
     pub target: String,
-    /// Test name (`common`, `service`, `custom`, `port`, `full`).
-    pub test: String,
-    /// The ports, compressed (`0-1055`).
-    pub ports: String,
-    /// `syn` or `connect`.
-    pub mode: String,
+    /// The test.
+    pub test: TestKind,
+    /// The ports (stored and serialised compressed: `0-1055`).
+    #[serde(serialize_with = "display")]
+    pub ports: PortList,
+    /// How it probed.
+    pub mode: ProbeMode,
     /// Lifecycle.
     pub status: Status,
     /// Unix seconds.
@@ -206,6 +314,17 @@ impl Db {
                 PRIMARY KEY (scan_id, port));
              CREATE INDEX IF NOT EXISTS scans_expires ON scans(expires);",
         )?;
+        // Databases from before the transport was stored: every row was TCP.
+        let has_proto: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('results') WHERE name = 'proto'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_proto {
+            conn.execute_batch(
+                "ALTER TABLE results ADD COLUMN proto TEXT NOT NULL DEFAULT 'tcp';",
+            )?;
+        }
         // Databases from before failure reasons were stored.
         let has_error: bool = conn.query_row(
             "SELECT COUNT(*) > 0 FROM pragma_table_info('scans') WHERE name = 'error'",
@@ -249,7 +368,13 @@ impl Db {
             "INSERT INTO scans (id, target, test, ports, mode, status, created, expires)
              VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?7)",
             params![
-                s.id, s.target, s.test, s.ports, s.mode, s.created, s.expires
+                s.id,
+                s.target,
+                s.test.name(),
+                s.ports.to_string(),
+                s.mode.as_str(),
+                s.created,
+                s.expires
             ],
         )?;
         Ok(())
@@ -301,13 +426,14 @@ impl Db {
                  FROM scans WHERE id = ?1",
                 params![id],
                 |r| {
+                    let ports = column(r, 3, "scans.ports", PortList::parse)?;
                     Ok(StoredScan {
                         id: r.get(0)?,
                         target: r.get(1)?,
-                        test: r.get(2)?,
-                        ports: r.get(3)?,
-                        mode: r.get(4)?,
-                        status: Status::parse(&r.get::<_, String>(5)?),
+                        test: column(r, 2, "scans.test", |t| stored_test(t, &ports))?,
+                        ports,
+                        mode: column(r, 4, "scans.mode", str::parse)?,
+                        status: column(r, 5, "scans.status", str::parse)?,
                         created: r.get(6)?,
                         finished: r.get(7)?,
                         expires: r.get(8)?,
@@ -320,14 +446,16 @@ impl Db {
             .optional()?;
         let Some(mut scan) = row else { return Ok(None) };
         let mut stmt = conn.prepare(
-            "SELECT port, state, reason, rtt_ms, tries, ttl FROM results WHERE scan_id = ?1 ORDER BY port",
+            "SELECT port, state, reason, rtt_ms, tries, ttl, proto FROM results WHERE scan_id = ?1
+             ORDER BY port",
         )?;
         scan.results = stmt
             .query_map(params![id], |r| {
                 Ok(StoredResult {
                     port: r.get(0)?,
-                    state: r.get(1)?,
-                    reason: r.get(2)?,
+                    proto: column(r, 6, "results.proto", str::parse)?,
+                    state: column(r, 1, "results.state", str::parse)?,
+                    reason: column(r, 2, "results.reason", str::parse)?,
                     rtt_ms: r.get(3)?,
                     tries: r.get(4)?,
                     ttl: r.get(5)?,
@@ -352,12 +480,19 @@ fn insert_results(
     results: &[StoredResult],
 ) -> Result<(), DbError> {
     let mut insert = tx.prepare_cached(
-        "INSERT OR REPLACE INTO results (scan_id, port, state, reason, rtt_ms, tries, ttl)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT OR REPLACE INTO results (scan_id, port, state, reason, rtt_ms, tries, ttl, proto)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
     for r in results {
         insert.execute(params![
-            id, r.port, r.state, r.reason, r.rtt_ms, r.tries, r.ttl
+            id,
+            r.port,
+            r.state.as_str(),
+            r.reason.to_string(),
+            r.rtt_ms,
+            r.tries,
+            r.ttl,
+            r.proto.as_str()
         ])?;
     }
     Ok(())
@@ -390,9 +525,9 @@ mod tests {
         StoredScan {
             id: id.into(),
             target: "198.51.100.4".into(),
-            test: "common".into(),
-            ports: "21-23".into(),
-            mode: "syn".into(),
+            test: TestKind::Common,
+            ports: PortList::parse("21-23").unwrap(),
+            mode: ProbeMode::Syn,
             status: Status::Running,
             created: 1,
             finished: None,
@@ -411,8 +546,9 @@ mod tests {
         assert_eq!(db.load("a").unwrap().unwrap().status, Status::Running);
         let results = vec![StoredResult {
             port: 22,
-            state: "open".into(),
-            reason: "syn-ack".into(),
+            proto: Protocol::Tcp,
+            state: PortState::Open,
+            reason: Reason::SynAck,
             rtt_ms: Some(1.5),
             tries: 1,
             ttl: Some(64),
@@ -452,8 +588,9 @@ mod tests {
     fn result(port: u16) -> StoredResult {
         StoredResult {
             port,
-            state: "stealth".into(),
-            reason: "no-response".into(),
+            proto: Protocol::Tcp,
+            state: PortState::Stealth,
+            reason: Reason::NoResponse,
             rtt_ms: None,
             tries: 3,
             ttl: None,
@@ -471,7 +608,7 @@ mod tests {
         let dir = temp_dir("batches");
         let db = Db::open(&dir).unwrap();
         let mut s = scan("b", 10_000);
-        s.mode = "connect".into();
+        s.mode = ProbeMode::Connect;
         db.insert_running(&s).unwrap();
         db.insert_results("b", &[result(1), result(2)]).unwrap();
         db.insert_results("b", &[result(3)]).unwrap();
@@ -480,7 +617,11 @@ mod tests {
         let db = Db::open(&dir).unwrap();
         let b = db.load("b").unwrap().unwrap();
         assert_eq!(b.status, Status::Interrupted);
-        assert_eq!(b.mode, "connect", "an interrupted scan keeps its mode");
+        assert_eq!(
+            b.mode,
+            ProbeMode::Connect,
+            "an interrupted scan keeps its mode"
+        );
         assert_eq!(b.results, vec![result(1), result(2), result(3)]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -552,6 +693,197 @@ mod tests {
         drop(db);
         // Opening again does not try to add the column twice.
         Db::open(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The schema and text a database had before values were typed (no
+    /// `proto` column), filled with raw SQL as an older version wrote it.
+    fn old_database(dir: &Path, extra: &str) {
+        std::fs::create_dir_all(dir).unwrap();
+        let old = Connection::open(dir.join("harbormaster.sqlite3")).unwrap();
+        old.execute_batch(&format!(
+            "CREATE TABLE scans (
+                id TEXT PRIMARY KEY, target TEXT NOT NULL, test TEXT NOT NULL,
+                ports TEXT NOT NULL, mode TEXT NOT NULL, status TEXT NOT NULL,
+                created INTEGER NOT NULL, finished INTEGER, expires INTEGER NOT NULL,
+                watch TEXT, error TEXT);
+             CREATE TABLE results (
+                scan_id TEXT NOT NULL REFERENCES scans(id) ON DELETE CASCADE,
+                port INTEGER NOT NULL, state TEXT NOT NULL, reason TEXT NOT NULL,
+                rtt_ms REAL, tries INTEGER NOT NULL, ttl INTEGER,
+                PRIMARY KEY (scan_id, port));
+             INSERT INTO scans VALUES
+                ('c', '198.51.100.4', 'common', '21-23,80', 'syn', 'done', 1, 2, 10000, NULL, NULL),
+                ('s', '198.51.100.4', 'service', '0-1055', 'connect', 'done', 1, 2, 10000, NULL, NULL),
+                ('u', '198.51.100.4', 'custom', '8000-8002', 'connect', 'done', 1, 2, 10000, NULL, NULL),
+                ('f', '198.51.100.4', 'full', '0-65535', 'syn', 'cancelled', 1, 2, 10000, NULL, NULL),
+                ('p', '198.51.100.4', 'port', '3389', 'scripted', 'done', 1, 2, 10000, NULL, NULL);
+             INSERT INTO results VALUES
+                ('c', 21, 'open', 'syn-ack', 0.5, 1, 64),
+                ('c', 22, 'closed', 'rst', 0.25, 1, 64),
+                ('c', 23, 'filtered', 'icmp-3-13', NULL, 2, 250),
+                ('c', 80, 'stealth', 'no-response', NULL, 3, NULL),
+                ('s', 1, 'filtered', 'icmpv6-1-4', NULL, 1, 60),
+                ('s', 2, 'open', 'connected', 1.0, 1, NULL),
+                ('s', 3, 'closed', 'conn-refused', NULL, 1, NULL),
+                ('s', 4, 'filtered', 'host-unreach', NULL, 1, NULL),
+                ('s', 5, 'filtered', 'net-unreach', NULL, 1, NULL),
+                ('u', 8000, 'open', 'syn-ack-only', 0.5, 1, 64),
+                ('u', 8001, 'open', 'syn-ack-wildcard', 0.5, 1, 64);
+             {extra}"
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn databases_written_as_text_before_the_types_read_back_typed() {
+        let dir = temp_dir("typed-compat");
+        old_database(&dir, "");
+        let db = Db::open(&dir).unwrap();
+        let c = db.load("c").unwrap().unwrap();
+        assert_eq!(
+            (c.test, c.mode, c.ports.ports()),
+            (TestKind::Common, ProbeMode::Syn, &[21, 22, 23, 80][..])
+        );
+        let got: Vec<(u16, Protocol, PortState, Reason)> = c
+            .results
+            .iter()
+            .map(|r| (r.port, r.proto, r.state, r.reason))
+            .collect();
+        let icmp = |v6, icmp_type, code| Reason::Icmp {
+            v6,
+            icmp_type,
+            code,
+        };
+        use PortState::*;
+        use Protocol::Tcp;
+        assert_eq!(
+            got,
+            [
+                (21, Tcp, Open, Reason::SynAck),
+                (22, Tcp, Closed, Reason::Rst),
+                (23, Tcp, Filtered, icmp(false, 3, 13)),
+                (80, Tcp, Stealth, Reason::NoResponse),
+            ]
+        );
+        assert_eq!(c.results[0].rtt_ms, Some(0.5));
+        assert_eq!(c.results[2].ttl, Some(250));
+        let s = db.load("s").unwrap().unwrap();
+        assert_eq!(
+            (s.test, s.mode, s.ports.len()),
+            (TestKind::Service, ProbeMode::Connect, 1056)
+        );
+        let reasons: Vec<Reason> = s.results.iter().map(|r| r.reason).collect();
+        assert_eq!(
+            reasons,
+            [
+                icmp(true, 1, 4),
+                Reason::Connected,
+                Reason::ConnRefused,
+                Reason::HostUnreachable,
+                Reason::NetUnreachable
+            ]
+        );
+        let u = db.load("u").unwrap().unwrap();
+        assert_eq!(u.test, TestKind::Custom);
+        assert_eq!(
+            u.results.iter().map(|r| r.reason).collect::<Vec<_>>(),
+            [Reason::SynAckOnly, Reason::SynAckWildcard]
+        );
+        let f = db.load("f").unwrap().unwrap();
+        assert_eq!(
+            (f.test, f.ports.len(), f.status),
+            (TestKind::Full, 65_536, Status::Cancelled)
+        );
+        let p = db.load("p").unwrap().unwrap();
+        assert_eq!(
+            (p.test, p.mode),
+            (TestKind::Port(3389), ProbeMode::Scripted)
+        );
+        // Written back by this version, the same text is stored, so an older
+        // binary can still read what a newer one wrote.
+        db.insert_running(&StoredScan {
+            id: "n".into(),
+            ..p.clone()
+        })
+        .unwrap();
+        db.finish("n", Status::Done, None, None, &c.results)
+            .unwrap();
+        drop(db);
+        let raw = Connection::open(dir.join("harbormaster.sqlite3")).unwrap();
+        let row: (String, String, String) = raw
+            .query_row(
+                "SELECT test, ports, mode FROM scans WHERE id = 'n'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(row, ("port".into(), "3389".into(), "scripted".into()));
+        let texts: Vec<(String, String, String)> = raw
+            .prepare("SELECT state, reason, proto FROM results WHERE scan_id = 'n' ORDER BY port")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let want = [
+            ("open", "syn-ack"),
+            ("closed", "rst"),
+            ("filtered", "icmp-3-13"),
+            ("stealth", "no-response"),
+        ];
+        assert_eq!(
+            texts,
+            want.map(|(s, r)| (s.to_string(), r.to_string(), "tcp".to_string()))
+        );
+        drop(raw);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn unknown_stored_values_are_typed_errors_naming_the_column() {
+        let dir = temp_dir("typed-unknown");
+        old_database(
+            &dir,
+            "INSERT INTO scans VALUES
+                ('m', '198.51.100.4', 'common', '21', 'raw', 'done', 1, 2, 10000, NULL, NULL),
+                ('t', '198.51.100.4', 'weekly', '21', 'syn', 'done', 1, 2, 10000, NULL, NULL),
+                ('q', '198.51.100.4', 'port', '21-22', 'syn', 'done', 1, 2, 10000, NULL, NULL),
+                ('l', '198.51.100.4', 'custom', '21-x', 'syn', 'done', 1, 2, 10000, NULL, NULL),
+                ('st', '198.51.100.4', 'common', '21', 'syn', 'done', 1, 2, 10000, NULL, NULL),
+                ('re', '198.51.100.4', 'common', '21', 'syn', 'done', 1, 2, 10000, NULL, NULL),
+                ('ss', '198.51.100.4', 'common', '21', 'syn', 'paused', 1, 2, 10000, NULL, NULL);
+             INSERT INTO results VALUES
+                ('st', 21, 'half-open', 'syn-ack', NULL, 1, NULL),
+                ('re', 21, 'filtered', 'icmp-3-999', NULL, 1, NULL);",
+        );
+        let db = Db::open(&dir).unwrap();
+        let cases = [
+            ("m", "scans.mode", "unknown probe mode \"raw\""),
+            ("t", "scans.test", "unknown test \"weekly\""),
+            ("q", "scans.test", "a single-port test lists 2 ports"),
+            ("l", "scans.ports", "21-x"),
+            ("st", "results.state", "unknown port state \"half-open\""),
+            ("re", "results.reason", "unknown reason \"icmp-3-999\""),
+            ("ss", "scans.status", "unknown status \"paused\""),
+        ];
+        for (id, want_column, want_reason) in cases {
+            match db.load(id) {
+                Err(DbError::Unknown { column, reason }) => {
+                    assert_eq!(column, want_column, "{id}");
+                    assert!(reason.contains(want_reason), "{id}: {reason}");
+                }
+                other => panic!("{id}: expected DbError::Unknown, got {other:?}"),
+            }
+        }
+        let e = db.load("st").unwrap_err().to_string();
+        assert!(
+            e.starts_with("the database's results.state column holds a value this version does not know: unknown port state \"half-open\"; expected open, closed"),
+            "{e}"
+        );
+        // The good rows of the same database still load.
+        assert_eq!(db.load("c").unwrap().unwrap().results.len(), 4);
+        drop(db);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -37,7 +37,7 @@ pub use csrf::CsrfKey;
 pub use db::{Db, DbError, Status, StoredScan};
 pub use limits::{StreamGuard, StreamRefusal, StreamSlots, limit_key};
 pub use policy::{ChainError, Embedding, OwnAddresses, ProxyHeader, Refusal, is_private};
-pub use prober::{Cancel, ConnectProber, ProbeMode, Prober, SynProber, cancelled_summary};
+pub use prober::{Cancel, ProbeMode, Prober, cancelled_summary};
 pub use rdns::ReverseDns;
 pub use routes::ConnInfo;
 pub use scans::{Scans, TestKind, Tone, Verdict};

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use harbormaster_probe::compress_ranges;
+use harbormaster_probe::{PortState, ProbeMode, compress_ranges};
 
 use crate::db::{Status, StoredScan};
 use crate::scans::{Verdict, plural};
@@ -42,11 +42,11 @@ pub fn utc(secs: u64) -> String {
 }
 
 /// How the server probed, in words.
-fn method(mode: &str) -> &str {
+fn method(mode: ProbeMode) -> &'static str {
     match mode {
-        "syn" => "TCP SYN probes (connection requests that are never completed)",
-        "connect" => "full TCP connections (no raw sockets on this server)",
-        other => other,
+        ProbeMode::Syn => "TCP SYN probes (connection requests that are never completed)",
+        ProbeMode::Connect => "full TCP connections (no raw sockets on this server)",
+        ProbeMode::Scripted => "scripted",
     }
 }
 
@@ -58,10 +58,10 @@ pub fn text(s: &StoredScan, v: &Verdict) -> String {
     let _ = writeln!(
         out,
         "Test:     {}",
-        crate::scans::test_size(&s.test, s.results.len())
+        crate::scans::test_size(s.test, s.results.len())
     );
     let _ = writeln!(out, "Ports:    {}", s.ports);
-    let _ = writeln!(out, "Method:   {}", method(&s.mode));
+    let _ = writeln!(out, "Method:   {}", method(s.mode));
     let _ = writeln!(out, "Started:  {}", utc(s.created));
     let status = match (s.status, s.finished) {
         (Status::Done, Some(f)) => format!(
@@ -92,7 +92,7 @@ pub fn text(s: &StoredScan, v: &Verdict) -> String {
         }
     );
     let _ = writeln!(out);
-    for state in ["open", "closed", "filtered", "stealth"] {
+    for state in PortState::ALL {
         let ports: Vec<u16> = s
             .results
             .iter()
@@ -155,14 +155,22 @@ pub fn text(s: &StoredScan, v: &Verdict) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::{StoredResult, StoredWatch};
-    use crate::scans::verdict;
+    use harbormaster_probe::{PortList, Protocol, Reason};
 
-    fn result(port: u16, state: &str) -> StoredResult {
+    use crate::db::{StoredResult, StoredWatch};
+    use crate::scans::{TestKind, verdict};
+
+    fn result(port: u16, state: PortState) -> StoredResult {
         StoredResult {
             port,
-            state: state.into(),
-            reason: "x".into(),
+            proto: Protocol::Tcp,
+            state,
+            reason: match state {
+                PortState::Open => Reason::SynAck,
+                PortState::Closed => Reason::Rst,
+                PortState::Filtered => Reason::HostUnreachable,
+                PortState::Stealth => Reason::NoResponse,
+            },
             rtt_ms: None,
             tries: 1,
             ttl: None,
@@ -173,9 +181,9 @@ mod tests {
         StoredScan {
             id: "id".into(),
             target: "198.51.100.9".into(),
-            test: "common".into(),
-            ports: "21-25".into(),
-            mode: "syn".into(),
+            test: TestKind::Common,
+            ports: PortList::parse("21-25").unwrap(),
+            mode: ProbeMode::Syn,
             status: Status::Done,
             created: 0,
             finished: Some(1),
@@ -195,7 +203,10 @@ mod tests {
 
     #[test]
     fn all_stealth_and_quiet_passes() {
-        let s = scan((21..=25).map(|p| result(p, "stealth")).collect(), quiet());
+        let s = scan(
+            (21..=25).map(|p| result(p, PortState::Stealth)).collect(),
+            quiet(),
+        );
         let v = verdict(&s);
         assert!(v.passed, "{v:?}");
         let t = text(&s, &v);
@@ -213,12 +224,13 @@ mod tests {
 
     #[test]
     fn each_criterion_can_fail() {
-        let mut results: Vec<StoredResult> = (21..=25).map(|p| result(p, "stealth")).collect();
-        results[1] = result(22, "open");
+        let mut results: Vec<StoredResult> =
+            (21..=25).map(|p| result(p, PortState::Stealth)).collect();
+        results[1] = result(22, PortState::Open);
         let v = verdict(&scan(results, quiet()));
         assert!(!v.passed && v.failures[0].contains("1 open"), "{v:?}");
 
-        let stealth: Vec<StoredResult> = (21..=25).map(|p| result(p, "stealth")).collect();
+        let stealth: Vec<StoredResult> = (21..=25).map(|p| result(p, PortState::Stealth)).collect();
         let pinged = Some(StoredWatch {
             pings_sent: 3,
             ping_replies: 3,
@@ -253,21 +265,22 @@ mod tests {
 
     #[test]
     fn headlines_lead_with_the_risk() {
-        let mut results: Vec<StoredResult> = (21..=25).map(|p| result(p, "closed")).collect();
+        let mut results: Vec<StoredResult> =
+            (21..=25).map(|p| result(p, PortState::Closed)).collect();
         let v = verdict(&scan(results.clone(), quiet()));
         assert_eq!(
             v.headline,
             "No port accepts connections — good; invisible (stealth) would be better"
         );
-        assert_eq!(v.wider, Some("service"));
+        assert_eq!(v.wider, Some(TestKind::Service));
         assert!(
             v.not_tested[0].contains("Only 5 ports of the 65,536"),
             "{v:?}"
         );
-        results[0] = result(21, "open");
+        results[0] = result(21, PortState::Open);
         let v = verdict(&scan(results.clone(), quiet()));
         assert_eq!(v.headline, "1 port accepts connections from the internet");
-        results[1] = result(22, "open");
+        results[1] = result(22, PortState::Open);
         let v = verdict(&scan(results, quiet()));
         assert_eq!(v.headline, "2 ports accept connections from the internet");
         assert_eq!(v.tone, crate::scans::Tone::Risk);

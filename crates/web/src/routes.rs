@@ -15,7 +15,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use harbormaster_knowledge::{Proto, port_page};
 use harbormaster_probe::{
-    COMMON_PORTS, CapError, MAX_SPEC_CHARS, PortList, PortResult, SERVICE_PORTS,
+    COMMON_PORTS, CapError, MAX_SPEC_CHARS, PortList, PortResult, PortState, SERVICE_PORTS,
 };
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -356,11 +356,15 @@ pub async fn home(
     headers: HeaderMap,
     query: Result<Query<HomeQuery>, QueryRejection>,
 ) -> Html<String> {
-    let selected = match query.ok().and_then(|Query(q)| q.test).as_deref() {
-        Some("service") => "service",
-        Some("custom") => "custom",
-        Some("full") if state.config().allow_full => "full",
-        _ => "common",
+    // A query names a test; one not offered here (or none) ticks Common.
+    let asked = query
+        .ok()
+        .and_then(|Query(q)| q.test)
+        .and_then(|name| TestKind::from_name(&name, || Err(())).ok().flatten());
+    let selected = match asked {
+        Some(TestKind::Full) if !state.config().allow_full => TestKind::Common,
+        Some(t @ (TestKind::Service | TestKind::Custom | TestKind::Full)) => t,
+        Some(TestKind::Common | TestKind::Port(_)) | None => TestKind::Common,
     };
     let (ip, check) = visitor(&state, &conn, &headers);
     let rdns = match ip {
@@ -380,6 +384,7 @@ pub async fn home(
         allow_full: state.config().allow_full,
         retention: state.config().retention,
         selected,
+        verifies: state.config().verify_open,
     };
     Html(
         render::page_with(
@@ -574,44 +579,47 @@ pub async fn start_scan(
     // A typed custom list with "common" still ticked (no JavaScript to tick
     // Custom): the list is what the visitor meant, never silently ignored.
     let typed = form.ports.as_deref().is_some_and(|p| !p.trim().is_empty());
-    let kind = match form.kind.as_deref().unwrap_or("") {
-        "common" if typed => "custom",
+    // The form's text is parsed into the typed test here, at the edge; a
+    // single-port test's number is read only for that test.
+    let name = form.kind.as_deref().unwrap_or("");
+    let kind = TestKind::from_name(name, || {
+        parse_port(form.port.as_deref().unwrap_or("")).map_err(bad_port)
+    })?
+    .ok_or_else(|| {
+        AppError::BadRequest(format!(
+            "Unknown test {name:?}: choose common, service, custom or port."
+        ))
+    })?;
+    let kind = match kind {
+        TestKind::Common if typed => TestKind::Custom,
         k => k,
     };
     let (test, ports) = match kind {
-        "common" => (
+        TestKind::Common => (
             TestKind::Common,
             PortList::from_ports(COMMON_PORTS.to_vec()),
         ),
-        "service" => (
+        TestKind::Service => (
             TestKind::Service,
             PortList::from_ports(SERVICE_PORTS.collect()),
         ),
-        "full" if cfg.allow_full => (
+        TestKind::Full if cfg.allow_full => (
             TestKind::Full,
             PortList::from_ports((0..=u16::MAX).collect()),
         ),
-        "full" => {
+        TestKind::Full => {
             return Err(AppError::Forbidden(
                 "The full 0–65535 test is not enabled on this server.".into(),
             ));
         }
-        "port" => {
-            let n = parse_port(form.port.as_deref().unwrap_or("")).map_err(bad_port)?;
-            (TestKind::Port(n), PortList::from_ports(vec![n]))
-        }
-        "custom" => {
+        TestKind::Port(n) => (TestKind::Port(n), PortList::from_ports(vec![n])),
+        TestKind::Custom => {
             let spec = form.ports.as_deref().unwrap_or("");
             // Length and port count are checked before any port is listed.
             let list = PortList::parse_capped(spec, cfg.custom_cap).map_err(|e| {
                 bad_custom(e, spec, form.token.as_deref().unwrap_or(""), cfg.custom_cap)
             })?;
             (TestKind::Custom, list)
-        }
-        other => {
-            return Err(AppError::BadRequest(format!(
-                "Unknown test {other:?}: choose common, service, custom or port."
-            )));
         }
     };
     state.csrf().consume(token).map_err(token_error)?;
@@ -670,10 +678,7 @@ async fn load(state: &AppState, id: &str) -> Result<(StoredScan, Vec<u16>), AppE
             stored.results.sort_by_key(|r| r.port);
             l.ports.ports().to_vec()
         }
-        None => match PortList::parse(&stored.ports) {
-            Ok(p) => p.ports().to_vec(),
-            Err(_) => stored.results.iter().map(|r| r.port).collect(),
-        },
+        None => stored.ports.ports().to_vec(),
     };
     Ok((stored, ports))
 }
@@ -720,21 +725,20 @@ pub async fn api_scan(
     match load(&state, &id).await {
         Ok((stored, _)) => {
             let v = (stored.status != Status::Running).then(|| verdict(&stored));
-            let counts: serde_json::Map<String, serde_json::Value> =
-                ["open", "closed", "filtered", "stealth"]
-                    .iter()
-                    .map(|s| {
-                        (
-                            s.to_string(),
-                            stored
-                                .results
-                                .iter()
-                                .filter(|r| r.state == *s)
-                                .count()
-                                .into(),
-                        )
-                    })
-                    .collect();
+            let counts: serde_json::Map<String, serde_json::Value> = PortState::ALL
+                .into_iter()
+                .map(|s| {
+                    (
+                        s.to_string(),
+                        stored
+                            .results
+                            .iter()
+                            .filter(|r| r.state == s)
+                            .count()
+                            .into(),
+                    )
+                })
+                .collect();
             Ok(axum::Json(serde_json::json!({
                 "scan": stored,
                 "counts": counts,

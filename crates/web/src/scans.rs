@@ -7,13 +7,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use harbormaster_probe::{PortList, PortResult, PortState, ProbeError, ScanEvent, ScanSummary};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use tokio::sync::{Notify, broadcast, mpsc};
 
 use crate::config::Config;
 use crate::db::{Db, DbError, Status, StoredResult, StoredScan, StoredWatch, unix_now};
 use crate::limits::limit_key;
-use crate::prober::{Cancel, ProbeMode, Prober};
+use crate::prober::{Cancel, ProbeMode, Prober, request};
 
 /// How often a running scan's new results are committed: a crash loses at most
 /// this much of a scan.
@@ -24,11 +24,17 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
 const MAX_KEPT: usize = 1024;
 
 /// Most results those scans hold together (about 100 bytes each), so a full
-/// disk cannot make the service's memory grow without bound.
+/// disk cannot make the service's memory grow without bound; see [`weight`].
 const MAX_KEPT_RESULTS: usize = 256 * 1024;
 
+/// What a kept scan costs against [`MAX_KEPT_RESULTS`]: its results, and its
+/// port list (2 bytes a port, so 16 ports weigh about one result).
+fn weight(scan: &StoredScan) -> usize {
+    scan.results.len() + scan.ports.len().div_ceil(16)
+}
+
 /// The tests a visitor can run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TestKind {
     /// One port, from its page.
     Port(u16),
@@ -43,7 +49,10 @@ pub enum TestKind {
 }
 
 impl TestKind {
-    /// Short name stored with the scan.
+    /// Every name, in words, for error messages.
+    pub const NAMES: &'static str = "port, common, service, custom or full";
+
+    /// Short name: stored with the scan, sent by the start form, in `/?test=`.
     pub fn name(&self) -> &'static str {
         match self {
             TestKind::Port(_) => "port",
@@ -53,22 +62,61 @@ impl TestKind {
             TestKind::Full => "full",
         }
     }
-}
 
-/// Human label of a stored test name.
-pub fn test_label(name: &str) -> &'static str {
-    match name {
-        "port" => "Single port",
-        "common" => "Common Ports",
-        "service" => "Service Ports (0–1055)",
-        "custom" => "Custom ports",
-        "full" => "All ports (0–65535)",
-        _ => "Scan",
+    /// The test called `name` (inverting [`TestKind::name`]); a single-port
+    /// test's port comes from `port`, asked only for that test. `None` when
+    /// no test has the name.
+    pub fn from_name<E>(
+        name: &str,
+        port: impl FnOnce() -> Result<u16, E>,
+    ) -> Result<Option<TestKind>, E> {
+        Ok(Some(match name {
+            "port" => TestKind::Port(port()?),
+            "common" => TestKind::Common,
+            "service" => TestKind::Service,
+            "custom" => TestKind::Custom,
+            "full" => TestKind::Full,
+            _ => return Ok(None),
+        }))
+    }
+
+    /// Human label.
+    pub fn label(self) -> &'static str {
+        match self {
+            TestKind::Port(_) => "Single port",
+            TestKind::Common => "Common Ports",
+            TestKind::Service => "Service Ports (0–1055)",
+            TestKind::Custom => "Custom ports",
+            TestKind::Full => "All ports (0–65535)",
+        }
+    }
+
+    /// Whether its ports run contiguously from 0 (a grid shows them).
+    pub fn contiguous(self) -> bool {
+        matches!(self, TestKind::Service | TestKind::Full)
     }
 }
 
+impl std::fmt::Display for TestKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for TestKind {
+    /// As its name (the JSON API's `"test": "common"`).
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+/// Human label of a test.
+pub fn test_label(test: TestKind) -> &'static str {
+    test.label()
+}
+
 /// A test and its size: "Common Ports (26 ports)", "Service Ports (0–1055), 1056 ports".
-pub fn test_size(test: &str, n: usize) -> String {
+pub fn test_size(test: TestKind, n: usize) -> String {
     let label = test_label(test);
     let ports = plural(n, "port", "ports");
     if label.ends_with(')') {
@@ -110,6 +158,10 @@ pub struct Live {
     pub ports: PortList,
     results: Mutex<Vec<PortResult>>,
     events: broadcast::Sender<LiveEvent>,
+    /// The test.
+    pub test: TestKind,
+    /// How it probes.
+    pub mode: ProbeMode,
 }
 
 /// What a live page receives.
@@ -240,13 +292,13 @@ impl Scans {
             order,
             results,
         } = &mut *kept;
-        while order.len() >= MAX_KEPT || *results + scan.results.len() > MAX_KEPT_RESULTS {
+        while order.len() >= MAX_KEPT || *results + weight(&scan) > MAX_KEPT_RESULTS {
             let Some(old) = order.pop_front() else { break };
             if let Some(old) = scans.remove(&old) {
-                *results -= old.results.len();
+                *results -= weight(&old);
             }
         }
-        *results += scan.results.len();
+        *results += weight(&scan);
         order.push_back(scan.id.clone());
         scans.insert(scan.id.clone(), scan);
     }
@@ -335,12 +387,13 @@ impl Scans {
         }
         let id = new_id();
         let created = unix_now();
+        let mode = self.prober.mode_for(target);
         self.db.insert_running(&StoredScan {
             id: id.clone(),
             target: target.to_string(),
-            test: test.name().into(),
-            ports: ports.to_string(),
-            mode: self.prober.mode_for(target).as_str().into(),
+            test,
+            ports: ports.clone(),
+            mode,
             status: Status::Running,
             created,
             finished: None,
@@ -350,7 +403,11 @@ impl Scans {
             error: None,
         })?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let cancel = match self.prober.start(target, ports.clone(), tx) {
+        let sink = Box::new(move |e| {
+            let _ = tx.send(e);
+        });
+        let request = request(target, ports.clone(), &self.config.http_ports);
+        let cancel = match self.prober.start(request, sink) {
             Ok(c) => c,
             Err(e) => {
                 let why = "the probe engine could not start";
@@ -364,6 +421,8 @@ impl Scans {
             ports,
             results: Mutex::new(Vec::new()),
             events: broadcast::channel(4096).0,
+            test,
+            mode,
         });
         inner.history.entry(key).or_default().push_back(now);
         inner.running_by_ip.insert(key, id.clone());
@@ -498,9 +557,9 @@ impl Scans {
         let mut scan = row.unwrap_or_else(|| StoredScan {
             id: live.id.clone(),
             target: live.target.to_string(),
-            test: String::new(),
-            ports: live.ports.to_string(),
-            mode: self.prober.mode_for(live.target).as_str().into(),
+            test: live.test,
+            ports: live.ports.clone(),
+            mode: live.mode,
             status: Status::Failed,
             created: now,
             finished: None,
@@ -561,7 +620,7 @@ impl Scans {
             } = &mut *kept;
             scans.retain(|_, s| s.expires >= now);
             order.retain(|id| scans.contains_key(id));
-            *results = scans.values().map(|s| s.results.len()).sum();
+            *results = scans.values().map(weight).sum();
         }
         self.db.purge_expired(now)
     }
@@ -571,8 +630,9 @@ impl From<&PortResult> for StoredResult {
     fn from(r: &PortResult) -> StoredResult {
         StoredResult {
             port: r.port,
-            state: r.state.to_string(),
-            reason: r.reason.to_string(),
+            proto: r.proto,
+            state: r.state,
+            reason: r.reason,
             rtt_ms: r.rtt.map(|d| (d.as_secs_f64() * 1e6).round() / 1e3),
             tries: r.tries,
             ttl: r.ttl,
@@ -600,7 +660,7 @@ pub struct Verdict {
     /// a small test), so a quiet result is not read as "nothing anywhere".
     pub not_tested: Vec<String>,
     /// The wider test worth running next (`service`, `full`), when there is one.
-    pub wider: Option<&'static str>,
+    pub wider: Option<TestKind>,
 }
 
 /// How a verdict's headline reads.
@@ -624,12 +684,12 @@ pub fn plural(n: usize, one: &str, many: &str) -> String {
 }
 
 /// What a test of `scan.test` leaves out, and the wider test to offer.
-fn coverage(scan: &StoredScan) -> (Vec<String>, Option<&'static str>) {
+fn coverage(scan: &StoredScan) -> (Vec<String>, Option<TestKind>) {
     let n = scan.results.len();
     let ports = plural(n, "port", "ports");
-    let mut not = match scan.test.as_str() {
-        "full" => Vec::new(),
-        "service" => vec![
+    let mut not = match scan.test {
+        TestKind::Full => Vec::new(),
+        TestKind::Service => vec![
             "Ports 1056–65535: a service moved to a high port (a game server, a camera on 8080, a remote desktop on 3389) would not show here.".to_string(),
         ],
         _ => vec![format!(
@@ -640,9 +700,9 @@ fn coverage(scan: &StoredScan) -> (Vec<String>, Option<&'static str>) {
         "UDP (a different kind of traffic, used e.g. by DNS, VPNs and games) was not tested."
             .into(),
     );
-    let wider = match scan.test.as_str() {
-        "service" | "full" => None,
-        _ => Some("service"),
+    let wider = match scan.test {
+        TestKind::Service | TestKind::Full => None,
+        TestKind::Port(_) | TestKind::Common | TestKind::Custom => Some(TestKind::Service),
     };
     (not, wider)
 }
@@ -651,22 +711,21 @@ fn coverage(scan: &StoredScan) -> (Vec<String>, Option<&'static str>) {
 pub fn verdict(scan: &StoredScan) -> Verdict {
     let mut failures = Vec::new();
     let mut untested = Vec::new();
-    let count = |state: PortState| {
-        scan.results
-            .iter()
-            .filter(|r| r.state == state.as_str())
-            .count()
-    };
+    let count = |state: PortState| scan.results.iter().filter(|r| r.state == state).count();
     let (open, closed, filtered) = (
         count(PortState::Open),
         count(PortState::Closed),
         count(PortState::Filtered),
     );
-    let answered: Vec<String> = [(open, "open"), (closed, "closed"), (filtered, "filtered")]
-        .into_iter()
-        .filter(|(n, _)| *n > 0)
-        .map(|(n, s)| format!("{n} {s}"))
-        .collect();
+    let answered: Vec<String> = [
+        (open, PortState::Open),
+        (closed, PortState::Closed),
+        (filtered, PortState::Filtered),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, s)| format!("{n} {s}"))
+    .collect();
     if !answered.is_empty() {
         failures.push(format!(
             "ports answered our probes ({}); a stealth port answers nothing",
@@ -759,7 +818,7 @@ pub fn verdict(scan: &StoredScan) -> Verdict {
 mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    use harbormaster_probe::{Protocol, Reason};
+    use harbormaster_probe::{Protocol, Reason, ScanRequest, Sink};
 
     use super::*;
 
@@ -773,12 +832,8 @@ mod tests {
             ProbeMode::Scripted
         }
 
-        fn start(
-            &self,
-            target: IpAddr,
-            ports: PortList,
-            events: mpsc::UnboundedSender<ScanEvent>,
-        ) -> Result<Cancel, ProbeError> {
+        fn start(&self, request: ScanRequest, mut sink: Sink) -> Result<Cancel, ProbeError> {
+            let ScanRequest { target, ports, .. } = request;
             let stop = Arc::new(AtomicBool::new(false));
             let stopped = stop.clone();
             let every = self.every;
@@ -790,7 +845,7 @@ mod tests {
                         summary.cancelled = true;
                         break;
                     }
-                    let _ = events.send(ScanEvent::Port(PortResult {
+                    sink(ScanEvent::Port(PortResult {
                         target,
                         port,
                         proto: Protocol::Tcp,
@@ -800,9 +855,10 @@ mod tests {
                         tries: 3,
                         ttl: None,
                         window: None,
+                        evidence: None,
                     }));
                 }
-                let _ = events.send(ScanEvent::Done(summary));
+                sink(ScanEvent::Done(summary));
             });
             Ok(Cancel::new(move || stop.store(true, Ordering::SeqCst)))
         }
@@ -877,8 +933,8 @@ mod tests {
             kept.results.len()
         );
         assert_eq!(
-            (kept.test.as_str(), kept.mode.as_str()),
-            ("service", "scripted")
+            (kept.test, kept.mode),
+            (TestKind::Service, ProbeMode::Scripted)
         );
         assert!(
             verdict(&kept)
@@ -896,9 +952,9 @@ mod tests {
         let scan = |id: usize, n: usize| StoredScan {
             id: format!("{id:032x}"),
             target: "198.18.0.2".into(),
-            test: "full".into(),
-            ports: "all".into(),
-            mode: "syn".into(),
+            test: TestKind::Full,
+            ports: PortList::from_ports((0..n).map(|p| p as u16).collect()),
+            mode: ProbeMode::Syn,
             status: Status::Failed,
             created: 1,
             finished: Some(2),
@@ -907,8 +963,9 @@ mod tests {
             results: (0..n)
                 .map(|p| StoredResult {
                     port: p as u16,
-                    state: "stealth".into(),
-                    reason: "no-response".into(),
+                    proto: Protocol::Tcp,
+                    state: PortState::Stealth,
+                    reason: Reason::NoResponse,
                     rtt_ms: None,
                     tries: 3,
                     ttl: None,
@@ -930,10 +987,7 @@ mod tests {
         }
         let kept = scans.kept.lock().unwrap();
         assert!(kept.results <= MAX_KEPT_RESULTS, "{}", kept.results);
-        assert_eq!(
-            kept.results,
-            kept.scans.values().map(|s| s.results.len()).sum::<usize>()
-        );
+        assert_eq!(kept.results, kept.scans.values().map(weight).sum::<usize>());
         assert!(kept.scans.contains_key(&format!("{:032x}", 10_009)));
     }
 }
@@ -952,9 +1006,8 @@ mod history_tests {
 
         fn start(
             &self,
-            _target: IpAddr,
-            _ports: PortList,
-            _events: mpsc::UnboundedSender<ScanEvent>,
+            _request: harbormaster_probe::ScanRequest,
+            _sink: harbormaster_probe::Sink,
         ) -> Result<Cancel, ProbeError> {
             Ok(Cancel::new(|| {}))
         }

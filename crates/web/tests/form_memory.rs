@@ -16,10 +16,9 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode, header};
-use harbormaster_probe::{PortList, ProbeError, ScanEvent};
+use harbormaster_probe::ProbeError;
 use harbormaster_web::{AppState, Cancel, Config, ConnInfo, Db, ProbeMode, Prober, app};
 use http_body_util::BodyExt;
-use tokio::sync::mpsc;
 use tower::ServiceExt;
 
 /// `VmRSS` and `VmHWM` of this process, in KiB.
@@ -51,9 +50,8 @@ impl Prober for NoProbe {
 
     fn start(
         &self,
-        _: std::net::IpAddr,
-        _: PortList,
-        _: mpsc::UnboundedSender<ScanEvent>,
+        _: harbormaster_probe::ScanRequest,
+        _: harbormaster_probe::Sink,
     ) -> Result<Cancel, ProbeError> {
         panic!("no scan may start");
     }

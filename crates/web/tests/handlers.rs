@@ -1514,3 +1514,79 @@ async fn empty_transports_collapse_and_references_are_titled() {
         "{ssh}"
     );
 }
+
+/// A database written before values were typed is served as before, and a
+/// value no type has is an internal-error page (logged), never a panic;
+/// the service keeps serving.
+#[tokio::test]
+async fn old_databases_are_served_and_unknown_stored_values_are_a_500() {
+    let dir = std::env::temp_dir().join(format!("hm-handlers-typed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (good, bad) = ("a".repeat(32), "b".repeat(32));
+    let old = rusqlite::Connection::open(dir.join("harbormaster.sqlite3")).unwrap();
+    old.execute_batch(&format!(
+        "CREATE TABLE scans (
+            id TEXT PRIMARY KEY, target TEXT NOT NULL, test TEXT NOT NULL,
+            ports TEXT NOT NULL, mode TEXT NOT NULL, status TEXT NOT NULL,
+            created INTEGER NOT NULL, finished INTEGER, expires INTEGER NOT NULL,
+            watch TEXT, error TEXT);
+         CREATE TABLE results (
+            scan_id TEXT NOT NULL REFERENCES scans(id) ON DELETE CASCADE,
+            port INTEGER NOT NULL, state TEXT NOT NULL, reason TEXT NOT NULL,
+            rtt_ms REAL, tries INTEGER NOT NULL, ttl INTEGER,
+            PRIMARY KEY (scan_id, port));
+         INSERT INTO scans VALUES
+            ('{good}', '203.0.113.50', 'custom', '21-22', 'connect', 'done', 1, 3, 4102444800, NULL, NULL),
+            ('{bad}', '203.0.113.50', 'custom', '21', 'syn', 'done', 1, 3, 4102444800, NULL, NULL);
+         INSERT INTO results VALUES
+            ('{good}', 21, 'open', 'connected', 0.5, 1, NULL),
+            ('{good}', 22, 'filtered', 'icmpv6-1-4', NULL, 1, 60),
+            ('{bad}', 21, 'half-open', 'syn-ack', NULL, 1, NULL);"
+    ))
+    .unwrap();
+    drop(old);
+    let state = AppState::new(
+        config(),
+        Db::open(&dir).unwrap(),
+        Scripted::new(|_| PortState::Stealth),
+    );
+    let resp = send(&state, get(&format!("/api/scans/{good}"), VISITOR)).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_str(&text(resp).await).unwrap();
+    assert_eq!(v["scan"]["test"], "custom");
+    assert_eq!(v["scan"]["mode"], "connect");
+    assert_eq!(v["scan"]["ports"], "21-22");
+    assert_eq!(v["scan"]["results"][1]["state"], "filtered");
+    assert_eq!(v["scan"]["results"][1]["reason"], "icmpv6-1-4");
+    assert_eq!(v["scan"]["results"][1]["proto"], "tcp");
+    assert_eq!(v["counts"]["open"], 1);
+    assert_eq!(v["verdict"]["wider"], "service");
+    let page = text(send(&state, get(&format!("/scan/{good}"), VISITOR)).await).await;
+    assert!(page.contains("blocked (ICMPv6 1-4)"), "{page}");
+    assert!(page.contains("connection accepted"), "{page}");
+    let report = text(send(&state, get(&format!("/scan/{good}/report.txt"), VISITOR)).await).await;
+    assert!(
+        report.contains("Method:   full TCP connections"),
+        "{report}"
+    );
+
+    for path in [
+        format!("/scan/{bad}"),
+        format!("/scan/{bad}/report.txt"),
+        format!("/api/scans/{bad}"),
+    ] {
+        let resp = send(&state, get(&path, VISITOR)).await;
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR, "{path}");
+        let body = text(resp).await;
+        assert!(
+            !body.contains("half-open"),
+            "the detail stays in the log: {body}"
+        );
+    }
+    // Still serving.
+    let resp = send(&state, get(&format!("/api/scans/{good}"), VISITOR)).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    drop(state);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

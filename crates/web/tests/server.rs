@@ -16,12 +16,12 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
-use harbormaster_probe::{PortList, ProbeError, ScanEvent};
+use harbormaster_probe::ProbeError;
 use harbormaster_web::server::{Limits, run};
 use harbormaster_web::{AppState, Cancel, Config, ConnInfo, Db, ProbeMode, Prober, app};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 struct NoProbe;
@@ -33,9 +33,8 @@ impl Prober for NoProbe {
 
     fn start(
         &self,
-        _: IpAddr,
-        _: PortList,
-        _: mpsc::UnboundedSender<ScanEvent>,
+        _: harbormaster_probe::ScanRequest,
+        _: harbormaster_probe::Sink,
     ) -> Result<Cancel, ProbeError> {
         Err(ProbeError::Unsupported("no probing in these tests"))
     }

@@ -7,6 +7,32 @@ use crate::{Layer, WireError, array, be16, byte, checksum, ensure_len};
 /// Length of an IPv4 header without options.
 pub const HEADER_LEN: usize = 20;
 
+/// Byte offsets of the IPv4 header fields, named once for every reader and
+/// writer of the layout (the views below, the probe builders, the kernel
+/// packet filter).
+pub mod field {
+    /// Version (high nibble) and header length in 32-bit words (low nibble).
+    pub const VER_IHL: usize = 0;
+    /// Type of service.
+    pub const TOS: usize = 1;
+    /// Total length (16 bits).
+    pub const LENGTH: usize = 2;
+    /// Identification (16 bits).
+    pub const IDENT: usize = 4;
+    /// Flags and fragment offset (16 bits).
+    pub const FLAGS_FRAG: usize = 6;
+    /// Time to live.
+    pub const TTL: usize = 8;
+    /// Payload protocol.
+    pub const PROTOCOL: usize = 9;
+    /// Header checksum (16 bits).
+    pub const CHECKSUM: usize = 10;
+    /// Source address (4 bytes).
+    pub const SRC_ADDR: usize = 12;
+    /// Destination address (4 bytes).
+    pub const DST_ADDR: usize = 16;
+}
+
 /// "Don't Fragment" bit in the flags/fragment-offset word.
 pub const FLAG_DF: u16 = 0x4000;
 /// "More Fragments" bit in the flags/fragment-offset word.
@@ -83,67 +109,67 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     /// The version field (always 4 once checked).
     pub fn version(&self) -> u8 {
-        byte(self.bytes(), 0) >> 4
+        byte(self.bytes(), field::VER_IHL) >> 4
     }
 
     /// The header length in bytes (IHL × 4), options included.
     pub fn header_len(&self) -> usize {
-        usize::from(byte(self.bytes(), 0) & 0x0f) * 4
+        usize::from(byte(self.bytes(), field::VER_IHL) & 0x0f) * 4
     }
 
     /// The type-of-service byte (DSCP and ECN).
     pub fn tos(&self) -> u8 {
-        byte(self.bytes(), 1)
+        byte(self.bytes(), field::TOS)
     }
 
     /// The total length field: header plus payload, in bytes.
     pub fn total_len(&self) -> u16 {
-        be16(self.bytes(), 2)
+        be16(self.bytes(), field::LENGTH)
     }
 
     /// The identification field.
     pub fn ident(&self) -> u16 {
-        be16(self.bytes(), 4)
+        be16(self.bytes(), field::IDENT)
     }
 
     /// Whether "Don't Fragment" is set.
     pub fn dont_frag(&self) -> bool {
-        be16(self.bytes(), 6) & FLAG_DF != 0
+        be16(self.bytes(), field::FLAGS_FRAG) & FLAG_DF != 0
     }
 
     /// Whether "More Fragments" is set.
     pub fn more_frags(&self) -> bool {
-        be16(self.bytes(), 6) & FLAG_MF != 0
+        be16(self.bytes(), field::FLAGS_FRAG) & FLAG_MF != 0
     }
 
     /// The fragment offset in bytes (the field counts 8-byte units).
     pub fn frag_offset(&self) -> u16 {
-        (be16(self.bytes(), 6) & 0x1fff) << 3
+        (be16(self.bytes(), field::FLAGS_FRAG) & 0x1fff) << 3
     }
 
     /// The time-to-live field.
     pub fn ttl(&self) -> u8 {
-        byte(self.bytes(), 8)
+        byte(self.bytes(), field::TTL)
     }
 
     /// The protocol of the payload (see the `PROTO_*` constants).
     pub fn protocol(&self) -> u8 {
-        byte(self.bytes(), 9)
+        byte(self.bytes(), field::PROTOCOL)
     }
 
     /// The header checksum field.
     pub fn checksum(&self) -> u16 {
-        be16(self.bytes(), 10)
+        be16(self.bytes(), field::CHECKSUM)
     }
 
     /// The source address.
     pub fn src_addr(&self) -> Ipv4Addr {
-        Ipv4Addr::from(array::<4>(self.bytes(), 12))
+        Ipv4Addr::from(array::<4>(self.bytes(), field::SRC_ADDR))
     }
 
     /// The destination address.
     pub fn dst_addr(&self) -> Ipv4Addr {
-        Ipv4Addr::from(array::<4>(self.bytes(), 16))
+        Ipv4Addr::from(array::<4>(self.bytes(), field::DST_ADDR))
     }
 
     /// The options, between the fixed header and the payload.

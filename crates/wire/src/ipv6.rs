@@ -7,6 +7,22 @@ use crate::{Layer, WireError, array, be16, be32, byte, ensure_len};
 /// Length of the fixed IPv6 header.
 pub const HEADER_LEN: usize = 40;
 
+/// Byte offsets of the fixed IPv6 header fields (see [`crate::ipv4::field`]).
+pub mod field {
+    /// Version (high nibble), traffic class and flow label (32 bits).
+    pub const VER_TC_FLOW: usize = 0;
+    /// Payload length (16 bits).
+    pub const PAYLOAD_LEN: usize = 4;
+    /// Next header.
+    pub const NEXT_HEADER: usize = 6;
+    /// Hop limit.
+    pub const HOP_LIMIT: usize = 7;
+    /// Source address (16 bytes).
+    pub const SRC_ADDR: usize = 8;
+    /// Destination address (16 bytes).
+    pub const DST_ADDR: usize = 24;
+}
+
 /// Next header value of the Hop-by-Hop Options header.
 pub const NEXT_HOP_BY_HOP: u8 = 0;
 /// Next header value of the Routing header.
@@ -101,12 +117,12 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     /// The version field (always 6 once checked).
     pub fn version(&self) -> u8 {
-        byte(self.bytes(), 0) >> 4
+        byte(self.bytes(), field::VER_TC_FLOW) >> 4
     }
 
     /// The traffic class (DSCP and ECN).
     pub fn traffic_class(&self) -> u8 {
-        ((be16(self.bytes(), 0) >> 4) & 0xff) as u8
+        ((be16(self.bytes(), field::VER_TC_FLOW) >> 4) & 0xff) as u8
     }
 
     /// The 20-bit flow label.
@@ -117,27 +133,27 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// The payload length field: bytes after the fixed header, extension
     /// headers included.
     pub fn payload_len(&self) -> u16 {
-        be16(self.bytes(), 4)
+        be16(self.bytes(), field::PAYLOAD_LEN)
     }
 
     /// The next header field of the fixed header.
     pub fn next_header(&self) -> u8 {
-        byte(self.bytes(), 6)
+        byte(self.bytes(), field::NEXT_HEADER)
     }
 
     /// The hop limit.
     pub fn hop_limit(&self) -> u8 {
-        byte(self.bytes(), 7)
+        byte(self.bytes(), field::HOP_LIMIT)
     }
 
     /// The source address.
     pub fn src_addr(&self) -> Ipv6Addr {
-        Ipv6Addr::from(array::<16>(self.bytes(), 8))
+        Ipv6Addr::from(array::<16>(self.bytes(), field::SRC_ADDR))
     }
 
     /// The destination address.
     pub fn dst_addr(&self) -> Ipv6Addr {
-        Ipv6Addr::from(array::<16>(self.bytes(), 24))
+        Ipv6Addr::from(array::<16>(self.bytes(), field::DST_ADDR))
     }
 
     /// Everything after the fixed header: up to the payload length for a

@@ -66,7 +66,9 @@ pub mod udp;
 mod fixtures;
 
 pub use build::{EchoTemplate, SynTemplate, UdpTemplate};
-pub use reply::{EchoReply, IcmpError, IcmpKind, Quote, Reply, TcpReply, UdpReply, parse_reply};
+pub use reply::{
+    EchoReply, IcmpError, IcmpKind, Quote, Reply, TcpReply, UdpReply, parse_reply, udp_payload,
+};
 
 /// IP protocol number of ICMP (RFC 792).
 pub const PROTO_ICMP: u8 = 1;

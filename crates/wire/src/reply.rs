@@ -26,6 +26,8 @@ pub enum Reply {
     /// neighbour discovery...). `protocol` is the IP protocol number (the
     /// upper-layer one for IPv6, after extension headers).
     Other {
+        /// Who sent it (for the watch's unsolicited-packet report).
+        src: IpAddr,
         /// The IP protocol number.
         protocol: u8,
     },
@@ -252,6 +254,35 @@ pub fn parse_reply(packet: &[u8]) -> Result<Reply, WireError> {
     }
 }
 
+/// The data of a UDP datagram in `packet` (which starts at the IP header),
+/// after the same checks as [`parse_reply`]; `None` when `packet` is not a
+/// well-formed UDP datagram. Used to judge a reply by its payload.
+pub fn udp_payload(packet: &[u8]) -> Option<&[u8]> {
+    // Where the datagram lies in `packet`, found through the checked views.
+    let (start, end) = match packet.first().map(|b| b >> 4) {
+        Some(4) => {
+            let ip = ipv4::Packet::new_checked(packet).ok()?;
+            if ip.frag_offset() != 0 || ip.protocol() != PROTO_UDP {
+                return None;
+            }
+            (ip.header_len(), usize::from(ip.total_len()))
+        }
+        Some(6) => {
+            let ip = ipv6::Packet::new_checked(packet).ok()?;
+            let upper = ip.upper_layer().ok()?;
+            if upper.protocol != PROTO_UDP {
+                return None;
+            }
+            let start = ipv6::HEADER_LEN + upper.ext_len;
+            (start, start + upper.payload.len())
+        }
+        _ => return None,
+    };
+    let datagram = packet.get(start..end)?;
+    let n = udp::Packet::new_checked(datagram).ok()?.payload().len();
+    datagram.get(udp::HEADER_LEN..udp::HEADER_LEN + n)
+}
+
 fn parse_v4(packet: &[u8]) -> Result<Reply, WireError> {
     let ip = ipv4::Packet::new_checked(packet)?;
     if ip.frag_offset() != 0 {
@@ -317,7 +348,7 @@ fn transport_reply(
     match protocol {
         PROTO_TCP => tcp_reply(src, dst, ttl, payload),
         PROTO_UDP => udp_reply(src, dst, ttl, payload),
-        protocol => Ok(Reply::Other { protocol }),
+        protocol => Ok(Reply::Other { src, protocol }),
     }
 }
 
@@ -349,7 +380,7 @@ fn icmp_reply(
             kind,
             quote: quote()?,
         })),
-        None => Ok(Reply::Other { protocol }),
+        None => Ok(Reply::Other { src, protocol }),
     }
 }
 
@@ -645,45 +676,33 @@ mod tests {
         // An echo request (type 8) is not a reply.
         let mut b = ECHO4;
         b[20] = icmpv4::TYPE_ECHO_REQUEST;
-        assert_eq!(
-            parse_reply(&b),
-            Ok(Reply::Other {
-                protocol: PROTO_ICMP
-            })
+        assert!(
+            matches!(parse_reply(&b), Ok(Reply::Other { protocol, .. }) if protocol == PROTO_ICMP)
         );
         // ICMPv4 redirect (5) also quotes a header but is not reported as an error.
         let mut b = ICMP4_3_3;
         b[20] = 5;
-        assert_eq!(
-            parse_reply(&b),
-            Ok(Reply::Other {
-                protocol: PROTO_ICMP
-            })
+        assert!(
+            matches!(parse_reply(&b), Ok(Reply::Other { protocol, .. }) if protocol == PROTO_ICMP)
         );
         // ICMPv6 echo request, Packet Too Big and a Neighbour Solicitation (135).
         for t in [128, 2, 135] {
             let mut b = ICMP6_1_4;
             b[40] = t;
-            assert_eq!(
-                parse_reply(&b),
-                Ok(Reply::Other {
-                    protocol: PROTO_ICMPV6
-                }),
+            assert!(
+                matches!(parse_reply(&b), Ok(Reply::Other { protocol, .. }) if protocol == PROTO_ICMPV6),
                 "type {t}"
             );
         }
         // GRE over IPv4.
         let mut b = SYNACK4;
         b[9] = 47;
-        assert_eq!(parse_reply(&b), Ok(Reply::Other { protocol: 47 }));
+        assert!(matches!(parse_reply(&b), Ok(Reply::Other { protocol, .. }) if protocol == 47));
         // IPv6 with "no next header".
         let mut b = SYNACK6;
         b[6] = ipv6::NEXT_NONE;
-        assert_eq!(
-            parse_reply(&b),
-            Ok(Reply::Other {
-                protocol: ipv6::NEXT_NONE
-            })
+        assert!(
+            matches!(parse_reply(&b), Ok(Reply::Other { protocol, .. }) if protocol == ipv6::NEXT_NONE)
         );
     }
 
@@ -998,7 +1017,7 @@ mod tests {
         // reads as a zero payload length and its flags byte as next header 64.)
         let mut b = SYNACK4;
         b[0] = 0x65;
-        assert_eq!(parse_reply(&b), Ok(Reply::Other { protocol: 0x40 }));
+        assert!(matches!(parse_reply(&b), Ok(Reply::Other { protocol, .. }) if protocol == 0x40));
         // IPv6 payload length beyond the buffer
         let mut b = SYNACK6;
         b[4..6].copy_from_slice(&25u16.to_be_bytes());
@@ -1187,5 +1206,24 @@ mod tests {
             ok > 40_000,
             "only {ok} inputs parsed; the corpus is too shallow"
         );
+    }
+
+    #[test]
+    fn udp_payload_is_the_checked_data_of_both_families() {
+        for (src, dst) in [("198.18.0.2", "198.18.0.1"), ("fd00::2", "fd00::1")] {
+            let (src, dst): (IpAddr, IpAddr) = (src.parse().unwrap(), dst.parse().unwrap());
+            let t = crate::UdpTemplate::new(src, dst, 64).unwrap();
+            let mut buf = [0u8; 128];
+            let n = t.write(&mut buf, 53, 61441, b"answer").unwrap();
+            assert_eq!(udp_payload(&buf[..n]), Some(&b"answer"[..]));
+            // Every truncation is refused, never misread.
+            for cut in 0..n {
+                assert_eq!(udp_payload(&buf[..cut]), None, "{cut} of {n} bytes");
+            }
+            // A TCP segment has no UDP payload.
+            let syn = crate::SynTemplate::new(src, dst, 64, 1024).unwrap();
+            let n = syn.write(&mut buf, 1, 2, 3).unwrap();
+            assert_eq!(udp_payload(&buf[..n]), None);
+        }
     }
 }

@@ -7,6 +7,7 @@ use harbormaster_probe::COMMON_PORTS;
 use maud::{Markup, html};
 
 use crate::prober::ProbeMode;
+use crate::scans::TestKind;
 
 /// What the landing page knows about the visitor.
 pub struct Visitor<'a> {
@@ -31,7 +32,9 @@ pub struct Offer {
     /// How long results are kept.
     pub retention: Duration,
     /// The test ticked when the page opens (`/?test=service`); `common` otherwise.
-    pub selected: &'static str,
+    pub selected: TestKind,
+    /// Open ports get one real connection after the SYN probes.
+    pub verifies: bool,
 }
 
 /// `24 hours`, `7 days`, `30 minutes`: a retention in plain words.
@@ -49,10 +52,11 @@ pub fn plain_duration(d: Duration) -> String {
     format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
-fn mode_note(mode: ProbeMode) -> Markup {
+fn mode_note(mode: ProbeMode, verifies: bool) -> Markup {
     html! {
         p.mode {
             @match mode {
+                ProbeMode::Syn if verifies => { "For each port, this server sends the first packet of a connection and does not complete it. Each port that answers then gets one ordinary connection, closed at once without sending any data, to tell a real service from a firewall or proxy answering for it. It also pings your address once, and notes anything your side sends to it on its own while the test runs." }
                 ProbeMode::Syn => { "For each port, this server sends the first packet of a connection and never completes it, so no program on your side receives any data. It also pings your address once, and notes anything your side sends to it on its own while the test runs." }
                 ProbeMode::Connect => { "For each port, this server tries to open an ordinary connection and closes it at once, sending no data. It can tell open, closed, filtered and stealth ports apart, but (unlike its raw-packet mode) cannot ping you or notice what your side sends unasked." }
                 ProbeMode::Scripted => { "This server runs with a scripted prober (test mode): nothing is sent to you." }
@@ -62,12 +66,13 @@ fn mode_note(mode: ProbeMode) -> Markup {
 }
 
 /// One test choice: a radio with its own label and a hint below it.
-fn choice(value: &str, selected: &str, title: Markup, hint: Markup) -> Markup {
+fn choice(kind: TestKind, selected: TestKind, title: Markup, hint: Markup) -> Markup {
+    let value = kind.name();
     let id = format!("kind-{value}");
     let hint_id = format!("{id}-hint");
     html! {
         div.choice {
-            input type="radio" name="kind" value=(value) id=(id) checked[selected == value] aria-describedby=(hint_id);
+            input type="radio" name="kind" value=(value) id=(id) checked[selected == kind] aria-describedby=(hint_id);
             label for=(id) { (title) }
             p.hint id=(hint_id) { (hint) }
         }
@@ -91,13 +96,13 @@ pub fn home(v: &Visitor<'_>, offer: &Offer) -> Markup {
                     input type="hidden" name="token" value=(v.token);
                     fieldset {
                         legend { "Which ports to test" }
-                        (choice("common", offer.selected,
+                        (choice(TestKind::Common, offer.selected,
                             html! { "Common ports " span.badge { "Recommended for a first visit" } },
                             html! { "The " (COMMON_PORTS.len()) " ports attackers try first; takes seconds and shows whether your router answers strangers." }))
-                        (choice("service", offer.selected,
+                        (choice(TestKind::Service, offer.selected,
                             html! { "Service ports" },
                             html! { "Ports 0 to 1055, where most well-known services live; about a minute." }))
-                        (choice("custom", offer.selected,
+                        (choice(TestKind::Custom, offer.selected,
                             html! { "Custom ports" },
                             html! { "Up to " (offer.custom_cap) " ports you choose, e.g. a game or camera port." }))
                         div.custom-field {
@@ -106,7 +111,7 @@ pub fn home(v: &Visitor<'_>, offer: &Offer) -> Markup {
                             p.hint #custom-ports-hint { "Numbers and ranges with commas; typing here picks Custom." }
                         }
                         @if offer.allow_full {
-                            (choice("full", offer.selected,
+                            (choice(TestKind::Full, offer.selected,
                                 html! { "All ports" },
                                 html! { "Every port from 0 to 65535. Takes much longer." }))
                         }
@@ -127,7 +132,7 @@ pub fn home(v: &Visitor<'_>, offer: &Offer) -> Markup {
             }
             p { "A closed port is not a vulnerability: it only shows that a device answers. Stealth ports give an attacker nothing to work with; open ports are worth understanding, and each result links to what runs there and how to close it." }
             p { "At home, this address usually belongs to your router, not to your computer: an open port then means the router forwards it (a port-forward, a UPnP mapping or a DMZ setting) or runs a service itself." }
-            (mode_note(offer.mode))
+            (mode_note(offer.mode, offer.verifies))
             @match &v.rdns {
                 Some(name) => p { "Your address's reverse-DNS name: " code.name { (name) } ". Names like this often reveal your provider, your town or the kind of line you have; every server you visit can see it." },
                 None => p.small { "No reverse-DNS name was found for your address (or the lookup is turned off on this server)." },

@@ -11,6 +11,7 @@
 //! grid has 1,056 cells; `live.js` uses the same names.
 
 use harbormaster_knowledge::{Proto, closing_rules, lookup};
+use harbormaster_probe::{PortState, Reason};
 use maud::{Markup, html};
 
 use super::paragraphs;
@@ -27,31 +28,51 @@ const MAX_FILTERED_FINDINGS: usize = 20;
 /// Columns of the grid (its row labels step by this).
 const GRID_COLS: u16 = 32;
 
-/// The glyph, class and word of a stored state.
-fn look(state: &str) -> (&'static str, &'static str, &'static str) {
+/// States in the order the counts show them.
+const COUNT_ORDER: [PortState; 4] = [
+    PortState::Open,
+    PortState::Filtered,
+    PortState::Closed,
+    PortState::Stealth,
+];
+
+/// The glyph, class and word of a state, or of a port not tested yet.
+fn look(state: Option<PortState>) -> (&'static str, &'static str, &'static str) {
     match state {
-        "open" => ("●", "so", "open"),
-        "closed" => ("−", "sc", "closed"),
-        "filtered" => ("▲", "sf", "filtered"),
-        "stealth" => ("○", "ss", "stealth"),
-        _ => ("·", "sp", "not tested yet"),
+        Some(PortState::Open) => ("●", "so", "open"),
+        Some(PortState::Closed) => ("−", "sc", "closed"),
+        Some(PortState::Filtered) => ("▲", "sf", "filtered"),
+        Some(PortState::Stealth) => ("○", "ss", "stealth"),
+        None => ("·", "sp", "not tested yet"),
     }
 }
 
 /// The evidence behind a state, in words ("accepted (SYN-ACK)").
-fn evidence(reason: &str) -> String {
+fn evidence(reason: Reason) -> String {
     match reason {
-        "syn-ack" => "accepted (SYN-ACK)".into(),
-        "rst" => "refused (RST)".into(),
-        "no-response" => "no answer".into(),
-        "connected" => "connection accepted".into(),
-        "conn-refused" => "connection refused".into(),
-        "host-unreach" => "host unreachable".into(),
-        "net-unreach" => "network unreachable".into(),
-        other => match other.strip_prefix("icmp") {
-            Some(rest) => format!("blocked (ICMP{})", rest.replacen('-', " ", 1)),
-            None => other.to_string(),
-        },
+        Reason::SynAck => "accepted (SYN-ACK)".into(),
+        Reason::Rst => "refused (RST)".into(),
+        Reason::NoResponse => "no answer".into(),
+        Reason::Connected => "connection accepted".into(),
+        Reason::ConnRefused => "connection refused".into(),
+        Reason::HostUnreachable => "host unreachable".into(),
+        Reason::NetUnreachable => "network unreachable".into(),
+        Reason::SynAckOnly => {
+            "SYN-ACK, but a real connection was cut at once (a proxy or firewall may answer)".into()
+        }
+        Reason::UdpReply => "answered (UDP reply)".into(),
+        Reason::PortUnreach => "refused (ICMP port unreachable)".into(),
+        Reason::SynAckWildcard => {
+            "SYN-ACK, as for random ports (a proxy or firewall may answer)".into()
+        }
+        Reason::Icmp {
+            v6,
+            icmp_type,
+            code,
+        } => format!(
+            "blocked (ICMP{} {icmp_type}-{code})",
+            if v6 { "v6" } else { "" }
+        ),
     }
 }
 
@@ -65,8 +86,8 @@ fn cell_label(port: u16, r: Option<&StoredResult>) -> String {
     match r {
         None => format!("{port}: not tested yet"),
         Some(r) => {
-            let (_, _, word) = look(&r.state);
-            let mut s = format!("{port}: {word}, {}", evidence(&r.reason));
+            let (_, _, word) = look(Some(r.state));
+            let mut s = format!("{port}: {word}, {}", evidence(r.reason));
             if let Some(ms) = r.rtt_ms {
                 s.push_str(&format!(", {ms:.1} ms"));
             }
@@ -80,7 +101,7 @@ fn cell_label(port: u16, r: Option<&StoredResult>) -> String {
 
 /// Whether the test gets a grid (contiguous from 0) rather than a table.
 fn gridded(s: &StoredScan) -> bool {
-    matches!(s.test.as_str(), "service" | "full")
+    s.test.contiguous()
 }
 
 /// A scan's page: the summary and verdict, the findings, every port, the report.
@@ -120,7 +141,7 @@ fn summary(s: &StoredScan, ports: &[u16], verdict: Option<&Verdict>) -> Markup {
         section #sum .card aria-labelledby="sum-h" {
             h1 #sum-h { "Results for " (s.target) }
             p .facts {
-                span { (test_size(&s.test, total)) }
+                span { (test_size(s.test, total)) }
                 " · " span { "started " time datetime=(utc_iso(s.created)) { (utc(s.created)) } }
                 " · " span #status { (status) }
             }
@@ -141,11 +162,11 @@ fn summary(s: &StoredScan, ports: &[u16], verdict: Option<&Verdict>) -> Markup {
 }
 
 fn counts(s: &StoredScan) -> Markup {
-    let n = |state: &str| s.results.iter().filter(|r| r.state == state).count();
+    let n = |state: PortState| s.results.iter().filter(|r| r.state == state).count();
     html! {
         ul #counts .counts {
-            @for state in ["open", "filtered", "closed", "stealth"] {
-                @let (g, class, word) = look(state);
+            @for state in COUNT_ORDER {
+                @let (g, class, word) = look(Some(state));
                 li { span class=(class) aria-hidden="true" { (g) } " " strong { (n(state)) } " " (word) }
             }
         }
@@ -163,7 +184,11 @@ fn tone_class(v: &Verdict) -> &'static str {
 }
 
 fn verdict_block(s: &StoredScan, v: &Verdict) -> Markup {
-    let open = s.results.iter().filter(|r| r.state == "open").count();
+    let open = s
+        .results
+        .iter()
+        .filter(|r| r.state == PortState::Open)
+        .count();
     html! {
         div #verdict class=(tone_class(v)) {
             h2 { (v.headline) }
@@ -196,7 +221,7 @@ fn verdict_block(s: &StoredScan, v: &Verdict) -> Markup {
                 p .nt { strong { "Not tested: " } @for (i, n) in v.not_tested.iter().enumerate() { @if i > 0 { " " } (n) } }
             }
             @if let Some(w) = v.wider {
-                p { a .btn href=(format!("/?test={w}#tests")) { "Run the wider " (test_label(w)) " test" } }
+                p { a .btn href=(format!("/?test={}#tests", w.name())) { "Run the wider " (test_label(w)) " test" } }
             }
         }
     }
@@ -256,8 +281,10 @@ fn first_step(port: u16) -> String {
 }
 
 fn findings(s: &StoredScan) -> Markup {
-    let open: Vec<&StoredResult> = s.results.iter().filter(|r| r.state == "open").collect();
-    let filtered: Vec<&StoredResult> = s.results.iter().filter(|r| r.state == "filtered").collect();
+    let with = |state: PortState| -> Vec<&StoredResult> {
+        s.results.iter().filter(|r| r.state == state).collect()
+    };
+    let (open, filtered) = (with(PortState::Open), with(PortState::Filtered));
     html! {
         section #findings aria-labelledby="findings-h" {
             h2 #findings-h { "Findings, most serious first" }
@@ -330,7 +357,7 @@ fn results(s: &StoredScan, ports: &[u16]) -> Markup {
                         @for (i, p) in ports.iter().enumerate() {
                             @if i % usize::from(GRID_COLS) == 0 { span .gl .rl aria-hidden="true" { (p) } }
                             @let r = by_port.get(p).copied();
-                            @let (g, class, _) = look(r.map_or("", |r| r.state.as_str()));
+                            @let (g, class, _) = look(r.map(|r| r.state));
                             @let label = cell_label(*p, r);
                             a class=(class) id=(format!("p{p}")) href=(format!("/port/{p}")) aria-label=(label) { (g) }
                         }
@@ -343,12 +370,12 @@ fn results(s: &StoredScan, ports: &[u16]) -> Markup {
                         tbody {
                             @for p in ports {
                                 @let r = by_port.get(p).copied();
-                                @let (g, class, word) = look(r.map_or("", |r| r.state.as_str()));
+                                @let (g, class, word) = look(r.map(|r| r.state));
                                 tr class=(class) id=(format!("p{p}")) {
                                     th scope="row" { a href=(format!("/port/{p}")) { (p) } }
                                     td { (lookup(*p, Proto::Tcp).name()) }
                                     td { span .g aria-hidden="true" { (g) } " " (word) }
-                                    td { (r.map(|r| evidence(&r.reason)).unwrap_or_default()) }
+                                    td { (r.map(|r| evidence(r.reason)).unwrap_or_default()) }
                                     td { (r.map(rtt).unwrap_or_default()) }
                                     td { (r.and_then(|r| r.ttl).map(|t| t.to_string()).unwrap_or_default()) }
                                 }
@@ -386,16 +413,23 @@ mod tests {
 
     #[test]
     fn evidence_reads_as_words() {
-        assert_eq!(evidence("syn-ack"), "accepted (SYN-ACK)");
-        assert_eq!(evidence("icmp-3-13"), "blocked (ICMP 3-13)");
-        assert_eq!(evidence("icmpv6-1-4"), "blocked (ICMPv6 1-4)");
-        assert_eq!(evidence("weird"), "weird");
+        let icmp = |v6, icmp_type, code| Reason::Icmp {
+            v6,
+            icmp_type,
+            code,
+        };
+        assert_eq!(evidence(Reason::SynAck), "accepted (SYN-ACK)");
+        assert_eq!(evidence(icmp(false, 3, 13)), "blocked (ICMP 3-13)");
+        assert_eq!(evidence(icmp(true, 1, 4)), "blocked (ICMPv6 1-4)");
+        assert!(evidence(Reason::SynAckOnly).contains("proxy"));
     }
 
     #[test]
     fn glyphs_are_distinct_and_not_letters() {
-        let glyphs: Vec<&str> = ["open", "closed", "filtered", "stealth", ""]
-            .iter()
+        let glyphs: Vec<&str> = PortState::ALL
+            .into_iter()
+            .map(Some)
+            .chain([None])
             .map(|s| look(s).0)
             .collect();
         let mut unique = glyphs.clone();

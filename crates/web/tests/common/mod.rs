@@ -4,16 +4,14 @@
 // Each test file uses its own subset of these.
 #![allow(dead_code)]
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use harbormaster_probe::{
-    PortList, PortResult, PortState, ProbeError, Protocol, Reason, ScanEvent, WatchReport,
+    PortResult, PortState, ProbeError, Protocol, Reason, ScanEvent, ScanRequest, Sink, WatchReport,
 };
 use harbormaster_web::{Cancel, ProbeMode, Prober, cancelled_summary};
-use tokio::sync::mpsc;
 
 /// Answers every port from a rule, after `delay` per port; counts starts.
 pub struct Scripted {
@@ -52,12 +50,8 @@ impl Prober for Scripted {
         ProbeMode::Scripted
     }
 
-    fn start(
-        &self,
-        target: IpAddr,
-        ports: PortList,
-        events: mpsc::UnboundedSender<ScanEvent>,
-    ) -> Result<Cancel, ProbeError> {
+    fn start(&self, request: ScanRequest, mut events: Sink) -> Result<Cancel, ProbeError> {
+        let ScanRequest { target, ports, .. } = request;
         self.starts.fetch_add(1, Ordering::SeqCst);
         let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (delay, rule, watch) = (self.delay, self.state, self.watch.clone());
@@ -68,7 +62,7 @@ impl Prober for Scripted {
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = &mut stop_rx => {
-                            let _ = events.send(ScanEvent::Done(cancelled_summary(target)));
+                            events(ScanEvent::Done(cancelled_summary(target)));
                             return;
                         }
                     }
@@ -85,7 +79,7 @@ impl Prober for Scripted {
                     },
                     PortState::Stealth => Reason::NoResponse,
                 };
-                let _ = events.send(ScanEvent::Port(PortResult {
+                events(ScanEvent::Port(PortResult {
                     target,
                     port,
                     proto: Protocol::Tcp,
@@ -95,6 +89,7 @@ impl Prober for Scripted {
                     tries: 1,
                     ttl: Some(64),
                     window: None,
+                    evidence: None,
                 }));
             }
             let mut s = cancelled_summary(target);
@@ -102,7 +97,7 @@ impl Prober for Scripted {
             s.ports = ports.len();
             s.counts = counts;
             s.watch = Some(watch);
-            let _ = events.send(ScanEvent::Done(s));
+            events(ScanEvent::Done(s));
         });
         let stop = std::sync::Mutex::new(Some(stop_tx));
         Ok(Cancel::new(move || {
