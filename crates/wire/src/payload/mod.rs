@@ -318,6 +318,27 @@ pub fn payload_for(port: u16) -> Option<&'static PayloadSpec> {
     payloads_for(port).first()
 }
 
+/// Writes the main payload for `port` carrying `cookie` into `buf` and
+/// returns its length: 0 when the port has no payload (send an empty
+/// datagram) or `buf` is shorter than the request (at most
+/// [`MAX_REQUEST_LEN`] bytes).
+pub fn write_for_port(port: u16, cookie: u32, buf: &mut [u8]) -> usize {
+    payload_for(port)
+        .and_then(|spec| (spec.write)(cookie, buf).ok())
+        .unwrap_or(0)
+}
+
+/// Reads `reply`, a datagram from the target's `port`, as the answer to the
+/// main payload for that port sent with `cookie`: `None` when the port has
+/// no payload (any datagram is then an answer to an empty probe).
+pub fn parse_for_port(
+    port: u16,
+    reply: &[u8],
+    cookie: u32,
+) -> Option<Result<Evidence, PayloadError>> {
+    payload_for(port).map(|spec| spec.parse(reply, cookie))
+}
+
 /// What a reflector sent back for what it was sent, measured from the
 /// datagrams that arrived (UDP payload bytes, not counting IP and UDP headers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -464,6 +485,23 @@ mod tests {
         );
         assert!(payload_for(80).is_none());
         assert!(payloads_for(0).is_empty() && payloads_for(65535).is_empty());
+    }
+
+    #[test]
+    fn by_port_helpers() {
+        let mut buf = [0u8; MAX_REQUEST_LEN];
+        let n = write_for_port(161, 77, &mut buf);
+        assert_eq!(&buf[..n], &snmp::SNMP.request(77)[..]);
+        assert_eq!(write_for_port(80, 77, &mut buf), 0, "no payload for 80");
+        assert_eq!(
+            write_for_port(1900, 0, &mut buf[..10]),
+            0,
+            "buffer too short"
+        );
+        assert!(parse_for_port(80, b"x", 0).is_none());
+        let echo = simple::ECHO.request(5);
+        assert_eq!(parse_for_port(7, &echo, 5), Some(Ok(Evidence::Echo)));
+        assert!(matches!(parse_for_port(7, &echo, 6), Some(Err(_))));
     }
 
     #[test]
