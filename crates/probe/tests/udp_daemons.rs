@@ -3,7 +3,7 @@
 //! namespace: dnsmasq (a forwarding resolver, a refusing one, and the root
 //! authority behind the first, so nothing leaves the namespaces), chronyd,
 //! ntpsec's ntpd, snmpd, memcached, miniupnpd, avahi-daemon, rpcbind,
-//! tftpd-hpa, OpenVPN and libcoap's coap-server.
+//! tftpd-hpa, OpenVPN, Kamailio and libcoap's coap-server.
 //!
 //! Each test sends the payload from the scanner namespace with a plain UDP
 //! socket (at most three tries, bounded waits), keeps only replies from the
@@ -586,4 +586,33 @@ fn openvpn_hard_reset_answered_and_resent() {
         "{}",
         ex.amp
     );
+}
+
+#[test]
+fn sip_options_answered_by_kamailio() {
+    let net = testnet_or_skip!(&TargetSpec::default());
+    let _kamailio = net.start_kamailio(TARGET_IP).expect("kamailio");
+    let sip = spec_for(5060);
+    let ex = exchange(
+        &net,
+        SocketAddrV4::new(TARGET_IP, 5060),
+        sip,
+        cookie(),
+        Duration::ZERO,
+    );
+    match ex.evidence.first() {
+        Some(Evidence::Sip(s)) => {
+            assert_eq!(s.status, 200, "{s:?}");
+            assert!(
+                s.server
+                    .as_deref()
+                    .unwrap_or_default()
+                    .starts_with("kamailio ("),
+                "{s:?}"
+            );
+        }
+        other => panic!("no SIP answer: {other:?}"),
+    }
+    wrong_cookie_refused(sip, &ex.replies[0], ex.cookie);
+    assert!(ex.amp.factor() > 1.0, "{}", ex.amp);
 }

@@ -9,14 +9,14 @@
 //! appendix B for NTP, RFC 1157/3416 and X.690 for SNMP, the UPnP Device
 //! Architecture for SSDP, memcached's `protocol.txt`, RFC 7252/6690 for CoAP,
 //! RFC 862/864/865 for echo, chargen and QOTD, RFC 1833/5531 for the
-//! portmapper, RFC 1350 for TFTP, OpenVPN 2.x's control channel); no third-party payload file
+//! portmapper, RFC 1350 for TFTP, OpenVPN 2.x's control channel, RFC 3261 for SIP); no third-party payload file
 //! is used (see data/SOURCES.md).
 //!
 //! Not yet here (issue 12 lists them; each needs a daemon or a faithful
 //! responder to test against): NetBIOS-NS 137, CLDAP 389, IKE 500, RIP 520,
 //! IPMI/RMCP 623, MS-SQL browser 1434, WS-Discovery 3702 (Debian's wsdd
-//! answers only multicast probes), ARD 3283, SIP 5060, QUIC 443, Ubiquiti
-//! discovery 10001.
+//! answers only multicast probes), ARD 3283, QUIC 443, Ubiquiti discovery
+//! 10001.
 //!
 //! # Cookies
 //!
@@ -28,7 +28,8 @@
 //! 64 bits are derived from the cookie), the NTP control sequence number (16
 //! bits), the SNMP request ID (31 bits), the memcached request ID (16 bits),
 //! the CoAP message ID and token (16 + 32 bits), the RPC XID (32 bits), the
-//! OpenVPN session ID (64 bits derived from 32), the echo payload (32 bits).
+//! OpenVPN session ID (64 bits derived from 32), the SIP Call-ID (32 bits as
+//! hex), the echo payload (32 bits).
 //! SSDP, TFTP, chargen, QOTD and NTP mode 7 have no such field (mode 7 has a 7-bit
 //! sequence that is checked); for them [`PayloadSpec::cookie_bits`] says so
 //! and the caller must match on the source address and port alone.
@@ -50,12 +51,14 @@ pub mod ntp;
 pub mod openvpn;
 pub mod rpc;
 pub mod simple;
+pub mod sip;
 pub mod snmp;
 pub mod ssdp;
 pub mod tftp;
 
-/// The longest request any payload here writes, in bytes (the SSDP M-SEARCH).
-pub const MAX_REQUEST_LEN: usize = 160;
+/// The longest request any payload here writes, in bytes (the SIP OPTIONS
+/// is 291).
+pub const MAX_REQUEST_LEN: usize = 320;
 /// The longest string a parser keeps from a reply (longer ones are cut, at a
 /// character boundary, and marked with `…`).
 pub const MAX_TEXT: usize = 256;
@@ -174,6 +177,8 @@ pub enum Protocol {
     Tftp,
     /// OpenVPN control-channel hard reset, port 1194.
     OpenVpn,
+    /// SIP OPTIONS (RFC 3261), port 5060.
+    Sip,
 }
 
 impl fmt::Display for Protocol {
@@ -194,6 +199,7 @@ impl fmt::Display for Protocol {
             Protocol::Portmapper => "portmapper",
             Protocol::Tftp => "tftp",
             Protocol::OpenVpn => "openvpn",
+            Protocol::Sip => "sip",
         })
     }
 }
@@ -234,6 +240,8 @@ pub enum Evidence {
     Tftp(tftp::TftpEvidence),
     /// An OpenVPN server's answer.
     OpenVpn(openvpn::OpenVpnEvidence),
+    /// A SIP element's response.
+    Sip(sip::SipEvidence),
 }
 
 /// A request writer: writes the request carrying `cookie` into `buf` and
@@ -301,6 +309,7 @@ pub static PAYLOADS: &[PayloadSpec] = &[
     snmp::SNMP,
     openvpn::OPENVPN,
     ssdp::SSDP,
+    sip::SIP,
     dns::MDNS,
     coap::COAP,
     memcached::MEMCACHED,
