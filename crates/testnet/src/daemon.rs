@@ -57,6 +57,8 @@ pub mod bin {
     pub const OPENSSL: &str = "/usr/bin/openssl";
     /// Kamailio, a SIP server (package kamailio).
     pub const KAMAILIO: &str = "/usr/sbin/kamailio";
+    /// OpenIPMI's BMC simulator (package openipmi).
+    pub const IPMI_SIM: &str = "/usr/bin/ipmi_sim";
     /// util-linux's setpriv, to start ntpd without CAP_SYS_TIME.
     pub const SETPRIV: &str = "/usr/bin/setpriv";
 }
@@ -533,6 +535,45 @@ impl TestNet {
             ])
         })?;
         d.wait_udp(listen, 5060, Duration::from_secs(10))?;
+        Ok(d)
+    }
+
+    /// Starts OpenIPMI's BMC simulator with a LAN interface on `listen`:623
+    /// accepting every IPMI 1.5 authentication type, an enabled null user
+    /// (user 1) and an `admin` user: the factory setup of many BMCs.
+    pub fn start_ipmi_sim(&self, listen: Ipv4Addr) -> Result<Daemon, String> {
+        let mut d = self.spawn_in_target("ipmi_sim", bin::IPMI_SIM, &[], |dir| {
+            let lan = dir.join("lan.conf");
+            let auths = "none md2 md5 straight";
+            let text = format!(
+                "name \"hmbmc\"\nset_working_mc 0x20\n  startlan 1\n    addr {listen} 623\n\
+                 priv_limit admin\n    allowed_auths_callback {auths}\n    allowed_auths_user {auths}\n\
+                 allowed_auths_operator {auths}\n    allowed_auths_admin {auths}\n\
+                 guid a123456789abcdefa123456789abcdef\n  endlan\n\
+                 user 1 true \"\" \"test\" user 10 {auths}\n\
+                 user 2 true \"admin\" \"test\" admin 10 {auths}\n"
+            );
+            std::fs::write(&lan, text).map_err(|e| e.to_string())?;
+            let emu = dir.join("bmc.emu");
+            std::fs::write(
+                &emu,
+                "mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02\nmc_enable 0x20\n",
+            )
+            .map_err(|e| e.to_string())?;
+            let state = dir.join("state");
+            std::fs::create_dir_all(&state).map_err(|e| e.to_string())?;
+            Ok(vec![
+                "-c".into(),
+                lan.into_os_string(),
+                "-f".into(),
+                emu.into_os_string(),
+                "-s".into(),
+                state.into_os_string(),
+                "-n".into(),
+                "-p".into(),
+            ])
+        })?;
+        d.wait_udp(listen, 623, Duration::from_secs(10))?;
         Ok(d)
     }
 }

@@ -9,12 +9,12 @@
 //! appendix B for NTP, RFC 1157/3416 and X.690 for SNMP, the UPnP Device
 //! Architecture for SSDP, memcached's `protocol.txt`, RFC 7252/6690 for CoAP,
 //! RFC 862/864/865 for echo, chargen and QOTD, RFC 1833/5531 for the
-//! portmapper, RFC 1350 for TFTP, OpenVPN 2.x's control channel, RFC 3261 for SIP); no third-party payload file
+//! portmapper, RFC 1350 for TFTP, OpenVPN 2.x's control channel, RFC 3261 for SIP, the IPMI v2.0 specification for IPMI); no third-party payload file
 //! is used (see data/SOURCES.md).
 //!
 //! Not yet here (issue 12 lists them; each needs a daemon or a faithful
 //! responder to test against): NetBIOS-NS 137, CLDAP 389, IKE 500, RIP 520,
-//! IPMI/RMCP 623, MS-SQL browser 1434, WS-Discovery 3702 (Debian's wsdd
+//! MS-SQL browser 1434, WS-Discovery 3702 (Debian's wsdd
 //! answers only multicast probes), ARD 3283, QUIC 443, Ubiquiti discovery
 //! 10001.
 //!
@@ -29,10 +29,10 @@
 //! bits), the SNMP request ID (31 bits), the memcached request ID (16 bits),
 //! the CoAP message ID and token (16 + 32 bits), the RPC XID (32 bits), the
 //! OpenVPN session ID (64 bits derived from 32), the SIP Call-ID (32 bits as
-//! hex), the echo payload (32 bits).
-//! SSDP, TFTP, chargen, QOTD and NTP mode 7 have no such field (mode 7 has a 7-bit
-//! sequence that is checked); for them [`PayloadSpec::cookie_bits`] says so
-//! and the caller must match on the source address and port alone.
+//! hex), the echo payload (32 bits). NTP mode 7 and IPMI have only a 7- and
+//! a 6-bit sequence number, which is checked. SSDP, TFTP, chargen and QOTD
+//! have no such field; for them [`PayloadSpec::cookie_bits`] is 0 and the
+//! caller must match on the source address and port alone.
 //!
 //! # Bounds
 //!
@@ -46,6 +46,7 @@ use std::fmt;
 
 pub mod coap;
 pub mod dns;
+pub mod ipmi;
 pub mod memcached;
 pub mod ntp;
 pub mod openvpn;
@@ -179,6 +180,8 @@ pub enum Protocol {
     OpenVpn,
     /// SIP OPTIONS (RFC 3261), port 5060.
     Sip,
+    /// IPMI Get Channel Authentication Capabilities over RMCP, port 623.
+    Ipmi,
 }
 
 impl fmt::Display for Protocol {
@@ -200,6 +203,7 @@ impl fmt::Display for Protocol {
             Protocol::Tftp => "tftp",
             Protocol::OpenVpn => "openvpn",
             Protocol::Sip => "sip",
+            Protocol::Ipmi => "ipmi",
         })
     }
 }
@@ -242,6 +246,8 @@ pub enum Evidence {
     OpenVpn(openvpn::OpenVpnEvidence),
     /// A SIP element's response.
     Sip(sip::SipEvidence),
+    /// A BMC's authentication capabilities.
+    Ipmi(ipmi::IpmiEvidence),
 }
 
 /// A request writer: writes the request carrying `cookie` into `buf` and
@@ -307,6 +313,7 @@ pub static PAYLOADS: &[PayloadSpec] = &[
     ntp::CONTROL,
     ntp::PRIVATE,
     snmp::SNMP,
+    ipmi::IPMI,
     openvpn::OPENVPN,
     ssdp::SSDP,
     sip::SIP,
