@@ -154,7 +154,8 @@ pub fn parse(reply: &[u8], cookie: u32) -> Result<Evidence, PayloadError> {
     if declared != body_len {
         return Err(PayloadError::Truncated {
             what: "SIP body",
-            need: reply.len() - body_len + declared,
+            // Content-Length is the sender's word: up to usize::MAX.
+            need: (reply.len() - body_len).saturating_add(declared),
             have: reply.len(),
         });
     }
@@ -218,5 +219,12 @@ mod tests {
             SIP.parse(b"SIP/2.0 200 OK\r\nCall-ID: 00000001@harbormaster.invalid\r\nCSeq: 1 INVITE\r\n\r\n", 1).is_err()
         );
         assert!(SIP.parse(b"HTTP/1.1 200 OK\r\n\r\n", 1).is_err());
+        // Found by fuzz/fuzz_targets/payload.rs: a Content-Length near
+        // usize::MAX overflowed the "need" arithmetic.
+        let huge = b"SIP/2.0 200 OK\r\nCall-ID: 00000001@harbormaster.invalid\r\nCSeq: 1 OPTIONS\r\nContent-Length: 18446744073709551615\r\n\r\n";
+        assert!(matches!(
+            SIP.parse(huge, 1),
+            Err(PayloadError::Truncated { .. })
+        ));
     }
 }
