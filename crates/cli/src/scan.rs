@@ -10,8 +10,8 @@ use harbormaster_knowledge::{Proto, lookup};
 use harbormaster_probe::{
     ConnectScanner, Engine, EngineConfig, PortList, PortResult, PortState, ProbeMode, Protocol,
     RateBudget, RawScanner, RawTransport, Reason, ScanEvent, ScanRequest, ScanSummary, Scanner,
-    UDP_EXPOSURE_PORTS, compress_ranges, raw_sockets_allowed, resolve, source_address,
-    verify::VerifyConfig,
+    UDP_EXPOSURE_PORTS, compress_ranges, exposure, raw_ipv6_available, raw_sockets_allowed,
+    resolve, source_address, verify::VerifyConfig,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -34,6 +34,8 @@ struct Plan {
     rate: Option<u32>,
     /// Verify open ports and check for a wildcard host after the SYN pass.
     verify: bool,
+    /// Re-probing time when the target rate-limits (`None`: the engine's default).
+    budget: Option<Duration>,
 }
 
 fn plan(args: &ScanArgs) -> Result<Plan, Failure> {
@@ -71,20 +73,20 @@ fn plan(args: &ScanArgs) -> Result<Plan, Failure> {
     let mode = match args.mode {
         ScanMode::Connect => ProbeMode::Connect,
         ScanMode::Syn => {
-            if !all_v4 {
-                return Err(Failure::Usage(
-                    "SYN mode probes IPv4 targets only for now; use --mode connect for IPv6".into(),
-                ));
-            }
             if !raw_sockets_allowed() {
                 return Err(Failure::Usage(
                     "SYN mode needs raw sockets: run as root or grant CAP_NET_RAW (setcap cap_net_raw+ep), or use --mode connect".into(),
                 ));
             }
+            if !all_v4 && !raw_ipv6_available() {
+                return Err(Failure::Usage(
+                    "SYN mode cannot probe IPv6 targets here: this host has no IPv6 raw socket (IPv6 disabled?); use --mode connect".into(),
+                ));
+            }
             ProbeMode::Syn
         }
         ScanMode::Auto => {
-            if all_v4 && raw_sockets_allowed() {
+            if raw_sockets_allowed() && (all_v4 || raw_ipv6_available()) {
                 ProbeMode::Syn
             } else {
                 ProbeMode::Connect
@@ -100,6 +102,7 @@ fn plan(args: &ScanArgs) -> Result<Plan, Failure> {
         tries: args.tries,
         rate: args.rate,
         verify: !args.no_verify,
+        budget: args.budget.map(|s| Duration::from_secs(u64::from(s))),
     })
 }
 
@@ -121,6 +124,62 @@ struct TargetReport {
     #[serde(serialize_with = "summary_json")]
     summary: ScanSummary,
     results: Vec<PortResult>,
+    /// What each answering UDP reflector said and sent back (UDP only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    exposure: Vec<ReflectionJson>,
+}
+
+/// A reflector's answer to one request, as reports show it.
+#[derive(Serialize)]
+struct ReflectionJson {
+    port: u16,
+    protocol: String,
+    findings: Vec<String>,
+    request_packets: u32,
+    request_bytes: u64,
+    reply_packets: u32,
+    reply_bytes: u64,
+    /// Reply bytes per request byte (UDP payloads).
+    factor: f64,
+    /// The same, in words: `1 request of 48 bytes → 1 reply of 48 bytes (1.0×)`.
+    amplification: String,
+}
+
+impl From<&exposure::Reflection> for ReflectionJson {
+    fn from(r: &exposure::Reflection) -> Self {
+        let a = &r.amplification;
+        ReflectionJson {
+            port: r.port,
+            protocol: r.protocol.to_string(),
+            findings: r.evidence.iter().map(exposure::describe).collect(),
+            request_packets: a.request_packets,
+            request_bytes: a.request_bytes,
+            reply_packets: a.reply_packets,
+            reply_bytes: a.reply_bytes,
+            factor: (a.factor() * 100.0).round() / 100.0,
+            amplification: a.to_string(),
+        }
+    }
+}
+
+/// Asks each open UDP port of each UDP report again for the exposure report.
+fn measure_exposure(reports: &mut [TargetReport]) {
+    for r in reports.iter_mut().filter(|r| r.proto == Protocol::Udp) {
+        let open: Vec<u16> = r
+            .results
+            .iter()
+            .filter(|p| p.state == PortState::Open)
+            .map(|p| p.port)
+            .collect();
+        if open.is_empty() {
+            continue;
+        }
+        r.exposure = exposure::measure(r.target, &open, &exposure::ExposureConfig::default())
+            .iter()
+            .filter(|x| x.answered())
+            .map(ReflectionJson::from)
+            .collect();
+    }
 }
 
 /// Runs the scan described by `args`, writing to `out`.
@@ -167,10 +226,13 @@ pub fn run(args: &ScanArgs, out: &mut dyn Write) -> Result<(), Failure> {
         }
     };
     let scanner = scanner(&plan)?;
-    let reports = run_scans(scanner.as_ref(), &plan, &mut on_result)?;
+    let mut reports = run_scans(scanner.as_ref(), &plan, &mut on_result)?;
+    measure_exposure(&mut reports);
     progress.finish_and_clear();
     if ndjson && stream_error.is_none() {
-        stream_error = write_middlebox_lines(out, &reports).err();
+        stream_error = write_middlebox_lines(out, &reports)
+            .and_then(|()| write_exposure_lines(out, &reports))
+            .err();
     }
     if let Some(e) = stream_error {
         return Err(Failure::Runtime(e.into()));
@@ -280,6 +342,7 @@ fn run_scans(
                     rate: None,
                     watch: None,
                     protocol,
+                    budget: plan.budget,
                 },
                 Box::new(move |ev| {
                     let _ = tx.send(ev);
@@ -329,6 +392,7 @@ fn run_scans(
                     proto,
                     summary,
                     results: rs,
+                    exposure: Vec::new(),
                 });
                 while running < in_flight && next(&mut running, &mut running_proto, &mut waiting)? {
                 }
@@ -365,10 +429,12 @@ fn summary_json<S: serde::Serializer>(s: &ScanSummary, ser: S) -> Result<S::Ok, 
     m.serialize_entry("elapsed_s", &s.elapsed.as_secs_f64())?;
     m.serialize_entry("verification", &s.verification)?;
     m.serialize_entry("wildcard", &s.wildcard)?;
+    m.serialize_entry("rate_limit", &s.rate_limit)?;
     m.end()
 }
 
-/// NDJSON: one line per target where the middlebox checks found something,
+/// NDJSON: one line per target whose rate limit was measured (`"type":
+/// "rate_limit"`) and one where the middlebox checks found something,
 /// after the port lines, told apart from them by `"type"`.
 fn write_middlebox_lines(out: &mut dyn Write, reports: &[TargetReport]) -> io::Result<()> {
     #[derive(Serialize)]
@@ -379,7 +445,24 @@ fn write_middlebox_lines(out: &mut dyn Write, reports: &[TargetReport]) -> io::R
         verification: &'a Option<Box<harbormaster_probe::verify::Verification>>,
         wildcard: &'a Option<Box<harbormaster_probe::verify::WildcardReport>>,
     }
+    #[derive(Serialize)]
+    struct LimitLine<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        target: IpAddr,
+        rate_limit: &'a harbormaster_probe::RateLimitReport,
+        note: String,
+    }
     for r in reports {
+        if let Some(limit) = &r.summary.rate_limit {
+            let line = LimitLine {
+                kind: "rate_limit",
+                target: r.target,
+                rate_limit: limit,
+                note: limit.to_string(),
+            };
+            writeln!(out, "{}", serde_json::to_string(&line)?)?;
+        }
         if middlebox_notes(&r.summary).is_empty() {
             continue;
         }
@@ -390,6 +473,29 @@ fn write_middlebox_lines(out: &mut dyn Write, reports: &[TargetReport]) -> io::R
             wildcard: &r.summary.wildcard,
         };
         writeln!(out, "{}", serde_json::to_string(&line)?)?;
+    }
+    Ok(())
+}
+
+/// NDJSON: one line per answering UDP reflector, `"type": "udp-exposure"`.
+fn write_exposure_lines(out: &mut dyn Write, reports: &[TargetReport]) -> io::Result<()> {
+    #[derive(Serialize)]
+    struct Line<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        target: IpAddr,
+        #[serde(flatten)]
+        reflection: &'a ReflectionJson,
+    }
+    for r in reports {
+        for x in &r.exposure {
+            let line = Line {
+                kind: "udp-exposure",
+                target: r.target,
+                reflection: x,
+            };
+            writeln!(out, "{}", serde_json::to_string(&line)?)?;
+        }
     }
     Ok(())
 }
@@ -451,6 +557,29 @@ fn write_text(
         }
         for note in middlebox_notes(s) {
             writeln!(out, "  note: {note}")?;
+        }
+        if let Some(limit) = &s.rate_limit {
+            writeln!(out, "  note: {limit}")?;
+            let unverified: Vec<u16> = r
+                .results
+                .iter()
+                .filter(|p| p.reason == Reason::NoResponseRateLimited)
+                .map(|p| p.port)
+                .collect();
+            if unverified.len() > 64 {
+                writeln!(
+                    out,
+                    "  stealth but unverified (no-response-ratelimited): {} ports (--format json lists them)",
+                    unverified.len()
+                )?;
+            } else if !unverified.is_empty() {
+                writeln!(
+                    out,
+                    "  stealth but unverified (no-response-ratelimited, {}): {}",
+                    unverified.len(),
+                    compress_ranges(&unverified)
+                )?;
+            }
         }
         if let Some(v) = s.verification.as_ref().filter(|v| v.syn_ack_only > 0) {
             // The open list may be hidden as the most common state: name the real ones.
@@ -535,6 +664,25 @@ fn write_text(
                 }
             }
         }
+        if !r.exposure.is_empty() {
+            writeln!(out)?;
+            writeln!(
+                out,
+                "  UDP exposure (each answering port asked again; amplification is UDP payload bytes returned per byte sent):"
+            )?;
+            for x in &r.exposure {
+                writeln!(
+                    out,
+                    "  {:<10}{:<12}{}",
+                    format!("{}/udp", x.port),
+                    x.protocol,
+                    x.amplification
+                )?;
+                for f in &x.findings {
+                    writeln!(out, "  {:<22}{f}", "")?;
+                }
+            }
+        }
         writeln!(out)?;
     }
     Ok(())
@@ -579,7 +727,7 @@ fn nmap_reason(r: Reason) -> String {
         Reason::SynAckWildcard => "syn-ack-wildcard".into(),
         Reason::Rst => "reset".into(),
         Reason::ConnRefused => "conn-refused".into(),
-        Reason::NoResponse => "no-response".into(),
+        Reason::NoResponse | Reason::NoResponseRateLimited => "no-response".into(),
         Reason::HostUnreachable => "host-unreach".into(),
         Reason::NetUnreachable => "net-unreach".into(),
         Reason::UdpReply => "udp-response".into(),

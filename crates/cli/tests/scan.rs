@@ -35,7 +35,8 @@ fn bad_scan_arguments_are_usage_errors() {
     assert!(usage_error(&["scan", "127.0.0.1", "--tries", "17"]).contains("--tries"));
     assert!(usage_error(&["scan", "127.0.0.1", "--format", "yaml"]).contains("yaml"));
     assert!(usage_error(&["scan", "10.0.0.0/8"]).contains("split it"));
-    assert!(usage_error(&["scan", "::1", "--mode", "syn"]).contains("IPv6"));
+    assert!(usage_error(&["scan", "127.0.0.1", "--budget", "3601"]).contains("--budget"));
+    assert!(usage_error(&["scan", "127.0.0.1", "--budget", "soon"]).contains("--budget"));
 }
 
 /// Without privilege, `--mode syn` is refused with a hint; needs `setpriv` to drop root.
@@ -570,6 +571,62 @@ fn middlebox_checks_keep_to_the_rate() {
     );
 }
 
+/// `harbormaster scan fd00:198:18::2` in SYN mode: raw IPv6 probes give every
+/// state, filtered from ICMPv6 admin-prohibited, with the middlebox checks
+/// (real IPv6 connections to the open ports) run as for IPv4.
+#[test]
+fn syn_mode_scans_an_ipv6_target() {
+    let spec = TargetSpec {
+        ipv6: true,
+        banners: vec![(22, "SSH-2.0-hm-v6\r\n".into())],
+        ..spec()
+    };
+    let net = testnet_or_skip!(&spec);
+    let mut cmd = net.scanner_command(assert_cmd::cargo::cargo_bin("harbormaster"));
+    let out = cmd
+        .args(["scan", "fd00:198:18::2", "-p", "0-4095", "--mode", "syn"])
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["mode"], "syn");
+    let t = &v["targets"][0];
+    assert_eq!(t["target"], "fd00:198:18::2");
+    let results = t["results"].as_array().unwrap();
+    assert_eq!(results.len(), 4096);
+    for r in results {
+        let port = r["port"].as_u64().unwrap() as u16;
+        let state = expected(&spec, port);
+        assert_eq!(r["state"], state, "port {port}: {r}");
+        let reason = match state {
+            "open" => "syn-ack",
+            "closed" => "rst",
+            "filtered" => "icmpv6-1-1",
+            _ => "no-response",
+        };
+        assert_eq!(r["reason"], reason, "port {port}: {r}");
+    }
+    assert_eq!(t["summary"]["verification"]["held"], 5, "{}", t["summary"]);
+    assert_eq!(
+        t["summary"]["verification"]["banners"],
+        serde_json::json!([{"port": 22, "text": "SSH-2.0-hm-v6\\r\\n"}])
+    );
+    // `auto` picks SYN for IPv6 too when raw sockets are allowed.
+    let mut cmd = net.scanner_command(assert_cmd::cargo::cargo_bin("harbormaster"));
+    let out = cmd
+        .args(["scan", "fd00:198:18::2", "-p", "20-30", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["mode"], "syn");
+}
+
 /// Answers every datagram on UDP `port` of the target with `reply`, for the
 /// life of the test process.
 fn udp_responder(net: &TestNet, port: u16, reply: &'static [u8]) {
@@ -590,7 +647,7 @@ fn udp_scan_reports_in_every_format() {
     assert!(usage_error(&["scan", "127.0.0.1", "--udp", "--mode", "connect"]).contains("UDP"));
     let spec = spec();
     let net = testnet_or_skip!(&spec);
-    udp_responder(&net, 7, b"hello from udp/7");
+    udp_responder(&net, 4000, b"hello from udp/4000");
     let nft = Command::new("ip")
         .args([
             "netns",
@@ -618,7 +675,7 @@ fn udp_scan_reports_in_every_format() {
         );
         String::from_utf8(out.stdout).unwrap()
     };
-    let ports = ["--udp", "-p", "7,6000,40000-40002"];
+    let ports = ["--udp", "-p", "4000,6000,40000-40002"];
 
     let json: Value =
         serde_json::from_str(&run(&[&ports[..], &["--format", "json"]].concat())).unwrap();
@@ -638,17 +695,17 @@ fn udp_scan_reports_in_every_format() {
             })
             .unwrap()
     };
-    assert_eq!(state(7), ("open".into(), "udp-reply".into()));
+    assert_eq!(state(4000), ("open".into(), "udp-reply".into()));
     assert_eq!(state(6000), ("stealth".into(), "no-response".into()));
     assert_eq!(state(40001), ("closed".into(), "port-unreach".into()));
-    let seven = t["results"]
+    let answered = t["results"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|r| r["port"] == 7)
+        .find(|r| r["port"] == 4000)
         .unwrap();
-    assert_eq!(seven["proto"], "udp");
-    assert_eq!(seven["evidence"]["bytes"], 16);
+    assert_eq!(answered["proto"], "udp");
+    assert_eq!(answered["evidence"]["bytes"], 19);
 
     let text = run(&[&ports[..], &["--format", "text"]].concat());
     assert!(text.contains("5 udp ports"), "{text}");
@@ -657,21 +714,28 @@ fn udp_scan_reports_in_every_format() {
         "{text}"
     );
     assert!(
-        text.contains("7/udp") && text.contains("udp-reply"),
+        text.contains("4000/udp") && text.contains("udp-reply"),
         "{text}"
     );
-    assert!(text.contains("\"hello from udp/7\""), "{text}");
+    assert!(text.contains("\"hello from udp/4000\""), "{text}");
     assert!(text.contains("cannot tell which"), "{text}");
 
     // Both transports in one run: one <host>, ports of each protocol.
-    let xml = run(&["--proto", "tcp,udp", "-p", "22,7,6000", "--format", "xml"]);
+    let xml = run(&[
+        "--proto",
+        "tcp,udp",
+        "-p",
+        "22,4000,6000",
+        "--format",
+        "xml",
+    ]);
     assert_eq!(xml.matches("<host ").count(), 1, "{xml}");
     assert!(
         xml.contains("<scaninfo type=\"udp\" protocol=\"udp\""),
         "{xml}"
     );
     assert!(
-        xml.contains("<port protocol=\"udp\" portid=\"7\"><state state=\"open\""),
+        xml.contains("<port protocol=\"udp\" portid=\"4000\"><state state=\"open\""),
         "{xml}"
     );
     assert!(
@@ -681,5 +745,156 @@ fn udp_scan_reports_in_every_format() {
     assert!(
         xml.contains("<port protocol=\"tcp\" portid=\"22\"><state state=\"open\""),
         "{xml}"
+    );
+}
+
+/// `--udp` against real Debian daemons in the target: every reflector is
+/// found open, asked again, and its amplification measured.
+#[test]
+fn udp_exposure_of_real_daemons() {
+    let net = testnet_or_skip!(&TargetSpec::default());
+    let ip = std::net::Ipv4Addr::new(198, 18, 0, 2);
+    let _authority = net
+        .start_dnsmasq(ip, 5300, "auth-server=ns1.hm.test,veth1\nauth-zone=.\n")
+        .expect("authority");
+    let _resolver = net
+        .start_dnsmasq(ip, 53, "server=198.18.0.2#5300\n")
+        .expect("resolver");
+    let _snmpd = net.start_snmpd(ip).expect("snmpd");
+    let _memcached = net.start_memcached(ip).expect("memcached");
+    let mut cmd = net.scanner_command(assert_cmd::cargo::cargo_bin("harbormaster"));
+    cmd.args(["scan", "198.18.0.2", "--udp", "--format", "json"]);
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let t = &v["targets"][0];
+    let open: Vec<u64> = t["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["state"] == "open")
+        .map(|r| r["port"].as_u64().unwrap())
+        .collect();
+    assert_eq!(open, [53, 161, 11211], "{t}");
+    let reflection = |protocol: &str| {
+        t["exposure"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["protocol"] == protocol)
+            .unwrap_or_else(|| panic!("no {protocol} reflection: {t}"))
+            .clone()
+    };
+    let dns = reflection("dns");
+    assert!(
+        dns["findings"][0]
+            .as_str()
+            .unwrap()
+            .contains("open resolver"),
+        "{dns}"
+    );
+    assert!(dns["factor"].as_f64().unwrap() > 1.0, "{dns}");
+    let snmp = reflection("snmp");
+    assert!(
+        snmp["findings"][0].as_str().unwrap().contains("Linux"),
+        "{snmp}"
+    );
+    assert!(snmp["reply_bytes"].as_u64().unwrap() > snmp["request_bytes"].as_u64().unwrap());
+    let memcached = reflection("memcached");
+    assert!(
+        memcached["reply_packets"].as_u64().unwrap() >= 1,
+        "{memcached}"
+    );
+    assert!(memcached["factor"].as_f64().unwrap() > 10.0, "{memcached}");
+    eprintln!(
+        "amplification: dns {} · snmp {} · memcached {}",
+        dns["amplification"], snmp["amplification"], memcached["amplification"]
+    );
+}
+
+/// Issue 9 §3: a host with the kernel's default ICMP limit is reported as
+/// such in text, JSON and NDJSON, and with `--budget 0` its silent ports are
+/// unverified (`no-response-ratelimited`), not plain stealth.
+#[test]
+fn rate_limit_is_reported_in_every_format() {
+    let spec = TargetSpec::icmp_limited();
+    let net = testnet_or_skip!(&spec);
+    let run = |format: &str| {
+        // Each run spends the host's allowance; let its bucket refill (6 s)
+        // so every run sees the opening burst.
+        std::thread::sleep(std::time::Duration::from_secs(7));
+        let mut cmd = net.scanner_command(assert_cmd::cargo::cargo_bin("harbormaster"));
+        cmd.args([
+            "scan",
+            "198.18.0.2",
+            "-p",
+            "service",
+            "--budget",
+            "0",
+            "--format",
+            format,
+        ]);
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{format}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = run("text");
+    assert!(
+        text.contains("note: this host limits its ICMP errors to about 1/s: ")
+            && text.contains(" silent ports may be rejecting rather than silent"),
+        "{text}"
+    );
+    assert!(
+        text.contains("stealth but unverified (no-response-ratelimited): ")
+            && text.contains(" ports (--format json lists them)"),
+        "{text}"
+    );
+
+    let json: Value = serde_json::from_str(&run("json")).unwrap();
+    let s = &json["targets"][0]["summary"];
+    let limit = &s["rate_limit"];
+    assert_eq!(limit["kind"], "icmp", "{s}");
+    let per_second = limit["per_second"].as_f64().unwrap();
+    assert!((0.5..2.0).contains(&per_second), "{limit}");
+    assert_eq!(limit["unresolved"], s["stealth"], "{s}");
+    let results = json["targets"][0]["results"].as_array().unwrap();
+    assert!(
+        results
+            .iter()
+            .filter(|r| r["state"] == "stealth")
+            .all(|r| r["reason"] == "no-response-ratelimited")
+    );
+
+    let ndjson = run("ndjson");
+    let lines: Vec<Value> = ndjson
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let limit_lines: Vec<&Value> = lines.iter().filter(|v| v["type"] == "rate_limit").collect();
+    assert_eq!(limit_lines.len(), 1, "{ndjson}");
+    assert_eq!(limit_lines[0]["rate_limit"]["kind"], "icmp");
+    assert!(
+        limit_lines[0]["note"]
+            .as_str()
+            .unwrap()
+            .starts_with("this host limits its ICMP errors to about 1/s: "),
+        "{}",
+        limit_lines[0]
+    );
+    let unverified = lines
+        .iter()
+        .filter(|v| v["reason"] == "no-response-ratelimited")
+        .count();
+    assert_eq!(
+        Some(unverified as u64),
+        limit_lines[0]["rate_limit"]["unresolved"].as_u64()
     );
 }

@@ -53,6 +53,7 @@ fn syn_scan(net: &TestNet, ports: &str) -> (Vec<PortResult>, harbormaster_probe:
             rate: None,
             watch: None,
             protocol: harbormaster_probe::Protocol::Tcp,
+            budget: None,
         })
         .unwrap()
 }

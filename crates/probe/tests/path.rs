@@ -42,6 +42,7 @@ fn syn_scan(net: &TestNet, ports: &str) -> (Vec<PortResult>, ScanSummary) {
             rate: None,
             watch: None,
             protocol: harbormaster_probe::Protocol::Tcp,
+            budget: None,
         })
         .unwrap()
 }

@@ -108,8 +108,48 @@ fn udp_states_are_told_apart() {
     let evidence = pong.evidence.expect("a reply keeps its evidence");
     assert_eq!(evidence.head(), b"pong from the test responder");
     assert_eq!(evidence.len(), 28);
-    // The echo service returned our empty datagram.
+    // The echo service returned our echo request (the payload table's, with
+    // the cookie in it, which is how the reply was accepted).
     let echo = results.iter().find(|r| r.port == 7).unwrap();
-    assert_eq!(echo.evidence.map(|e| e.len()), Some(0));
+    let request = harbormaster_wire::payload::payload_for(7)
+        .unwrap()
+        .request(0);
+    assert_eq!(echo.evidence.map(|e| e.len()), Some(request.len()));
     assert_eq!(summary.rejected, 0);
+}
+
+/// A Linux host with its default ICMP limits (about 1 error per second after
+/// a burst of 6) answers only a few closed UDP ports at full speed: the limit
+/// is found and the silent ports are re-probed at its pace, so every closed
+/// port is reported closed, not "no reply".
+#[test]
+fn closed_ports_behind_the_kernel_icmp_limit_are_resolved() {
+    let spec = TargetSpec {
+        kernel_icmp_limits: true,
+        ..TargetSpec::default()
+    };
+    let net = testnet_or_skip!(&spec);
+    let transport = net.in_scanner(|| RawTransport::open().expect("raw sockets"));
+    let scanner_ns = net.scanner_ns.clone();
+    let engine = Engine::start(transport, EngineConfig::default(), move |dst| {
+        harbormaster_testnet::in_namespace(&scanner_ns, || source_address(dst))
+    });
+    let started = std::time::Instant::now();
+    let request = ScanRequest::udp(
+        IpAddr::V4(TARGET_IP),
+        PortList::parse("40000-40015").unwrap(),
+    );
+    let (results, summary) = engine.scan(request).unwrap();
+    eprintln!(
+        "UDP scan behind the ICMP limit in {:?}: {summary:?}",
+        started.elapsed()
+    );
+    let limit = summary.rate_limit.as_ref().expect("the limit is reported");
+    assert!(limit.unresolved == 0, "{limit:?}");
+    let wrong: Vec<_> = results
+        .iter()
+        .filter(|r| r.state != PortState::Closed)
+        .map(|r| (r.port, r.reason))
+        .collect();
+    assert!(wrong.is_empty(), "not closed: {wrong:?}");
 }

@@ -19,7 +19,7 @@ mod udp;
 
 pub use icmp_echo::IcmpEcho;
 pub use tcp_syn::TcpSyn;
-pub use udp::{EmptyDatagrams, UdpPayloads, UdpProbe};
+pub use udp::{EmptyDatagrams, UdpPayloads, UdpProbe, WirePayloads};
 
 use harbormaster_wire::{PROTO_TCP, PROTO_UDP, Reply, WireError};
 

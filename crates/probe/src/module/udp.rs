@@ -28,7 +28,8 @@ use crate::transport::MAX_PROBE;
 /// What a UDP probe carries to each port, and which replies answer it.
 pub trait UdpPayloads: Send + Sync + fmt::Debug {
     /// Writes the payload for `port`, carrying `cookie`, into `buf`; returns
-    /// its length (0 for an empty datagram). `buf` holds at least 1,000 bytes.
+    /// its length (0 for an empty datagram). `buf` holds at least 1,000 bytes
+    /// (more than [`harbormaster_wire::payload::MAX_REQUEST_LEN`]).
     fn write(&self, port: u16, cookie: u32, buf: &mut [u8]) -> usize;
 
     /// Whether `payload`, from the target's `port`, answers the request
@@ -47,6 +48,26 @@ impl UdpPayloads for EmptyDatagrams {
 
     fn accepts(&self, _port: u16, _cookie: u32, _payload: &[u8]) -> bool {
         true
+    }
+}
+
+/// The protocol requests of [`harbormaster_wire::payload`] for the ports
+/// that have one (DNS, NTP, SNMP, SSDP, memcached, …), empty datagrams
+/// elsewhere; a reply to a port with a request must parse as an answer to it,
+/// cookie included.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WirePayloads;
+
+impl UdpPayloads for WirePayloads {
+    fn write(&self, port: u16, cookie: u32, buf: &mut [u8]) -> usize {
+        harbormaster_wire::payload::payload_for(port)
+            .and_then(|spec| (spec.write)(cookie, buf).ok())
+            .unwrap_or(0)
+    }
+
+    fn accepts(&self, port: u16, cookie: u32, payload: &[u8]) -> bool {
+        harbormaster_wire::payload::payload_for(port)
+            .is_none_or(|spec| spec.parse(payload, cookie).is_ok())
     }
 }
 
@@ -239,6 +260,20 @@ mod tests {
             };
             assert_eq!(a.evidence.unwrap().len(), 0);
         }
+    }
+
+    #[test]
+    fn wire_payloads_send_the_protocol_request_and_check_its_cookie() {
+        let mut buf = [0u8; 1024];
+        // DNS: a query whose ID is the cookie's low 16 bits.
+        let n = WirePayloads.write(53, 0x1234_abcd, &mut buf);
+        assert!(n > 12, "a DNS query");
+        assert_eq!(&buf[..2], &[0xab, 0xcd]);
+        // Our own query does not answer itself; a port without a request gets
+        // an empty datagram and accepts anything.
+        assert!(!WirePayloads.accepts(53, 0x1234_abcd, &buf[..n]));
+        assert_eq!(WirePayloads.write(40000, 1, &mut buf), 0);
+        assert!(WirePayloads.accepts(40000, 1, b"anything"));
     }
 
     #[test]
