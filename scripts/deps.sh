@@ -45,6 +45,10 @@ command -v ndiff >/dev/null 2>&1 || need+=(ndiff)
 # OpenVPN (port 1194) with a throwaway certificate made by the openssl CLI.
 [ -x /usr/sbin/openvpn ] || need+=(openvpn)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# Kamailio answers SIP OPTIONS (port 5060) in the same test.
+[ -x /usr/sbin/kamailio ] || need+=(kamailio)
+# OpenIPMI's BMC simulator answers IPMI over RMCP (port 623) in the same test.
+[ -x /usr/bin/ipmi_sim ] || need+=(openipmi)
 
 # playwright-core is (re)installed from the lock file when it is missing or the
 # lock file changed since the last install (npm ci writes node_modules/.package-lock.json).

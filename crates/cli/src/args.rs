@@ -80,6 +80,9 @@ pub struct ScanArgs {
     /// Transports to probe, e.g. tcp, udp or tcp,udp (UDP needs raw sockets).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "tcp")]
     pub proto: Vec<ProtoArg>,
+    /// SYN mode: seconds allowed for re-probing silent ports when the target rate-limits its ICMP errors or RSTs, 0-3600 (default 30; 0 only detects and reports the limit).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(0..=3600))]
+    pub budget: Option<u32>,
 }
 
 /// A transport to probe.
@@ -118,7 +121,7 @@ pub struct ServeArgs {
     /// Tests running at once, all visitors together (at most 256 in SYN mode).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub max_concurrent: u32,
-    /// Probe packets per second, shared fairly by all running tests (SYN probes and connection attempts together: IPv6 visitors of a SYN-mode server, probed by connect, draw from the same budget).
+    /// Probe packets per second, shared fairly by all running tests (SYN probes and connection attempts together: IPv6 visitors of a SYN-mode server on a host without an IPv6 raw socket, probed by connect, draw from the same budget).
     #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_rate: u32,
     /// Hours a finished test is kept before it is deleted.

@@ -10,8 +10,8 @@ use harbormaster_knowledge::{Proto, lookup};
 use harbormaster_probe::{
     ConnectScanner, Engine, EngineConfig, PortList, PortResult, PortState, ProbeMode, Protocol,
     RateBudget, RawScanner, RawTransport, Reason, ScanEvent, ScanRequest, ScanSummary, Scanner,
-    UDP_EXPOSURE_PORTS, compress_ranges, exposure, raw_sockets_allowed, resolve, source_address,
-    verify::VerifyConfig,
+    UDP_EXPOSURE_PORTS, compress_ranges, exposure, raw_ipv6_available, raw_sockets_allowed,
+    resolve, source_address, verify::VerifyConfig,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -34,6 +34,8 @@ struct Plan {
     rate: Option<u32>,
     /// Verify open ports and check for a wildcard host after the SYN pass.
     verify: bool,
+    /// Re-probing time when the target rate-limits (`None`: the engine's default).
+    budget: Option<Duration>,
 }
 
 fn plan(args: &ScanArgs) -> Result<Plan, Failure> {
@@ -71,20 +73,20 @@ fn plan(args: &ScanArgs) -> Result<Plan, Failure> {
     let mode = match args.mode {
         ScanMode::Connect => ProbeMode::Connect,
         ScanMode::Syn => {
-            if !all_v4 {
-                return Err(Failure::Usage(
-                    "SYN mode probes IPv4 targets only for now; use --mode connect for IPv6".into(),
-                ));
-            }
             if !raw_sockets_allowed() {
                 return Err(Failure::Usage(
                     "SYN mode needs raw sockets: run as root or grant CAP_NET_RAW (setcap cap_net_raw+ep), or use --mode connect".into(),
                 ));
             }
+            if !all_v4 && !raw_ipv6_available() {
+                return Err(Failure::Usage(
+                    "SYN mode cannot probe IPv6 targets here: this host has no IPv6 raw socket (IPv6 disabled?); use --mode connect".into(),
+                ));
+            }
             ProbeMode::Syn
         }
         ScanMode::Auto => {
-            if all_v4 && raw_sockets_allowed() {
+            if raw_sockets_allowed() && (all_v4 || raw_ipv6_available()) {
                 ProbeMode::Syn
             } else {
                 ProbeMode::Connect
@@ -100,6 +102,7 @@ fn plan(args: &ScanArgs) -> Result<Plan, Failure> {
         tries: args.tries,
         rate: args.rate,
         verify: !args.no_verify,
+        budget: args.budget.map(|s| Duration::from_secs(u64::from(s))),
     })
 }
 
@@ -339,6 +342,7 @@ fn run_scans(
                     rate: None,
                     watch: None,
                     protocol,
+                    budget: plan.budget,
                 },
                 Box::new(move |ev| {
                     let _ = tx.send(ev);
@@ -425,10 +429,12 @@ fn summary_json<S: serde::Serializer>(s: &ScanSummary, ser: S) -> Result<S::Ok, 
     m.serialize_entry("elapsed_s", &s.elapsed.as_secs_f64())?;
     m.serialize_entry("verification", &s.verification)?;
     m.serialize_entry("wildcard", &s.wildcard)?;
+    m.serialize_entry("rate_limit", &s.rate_limit)?;
     m.end()
 }
 
-/// NDJSON: one line per target where the middlebox checks found something,
+/// NDJSON: one line per target whose rate limit was measured (`"type":
+/// "rate_limit"`) and one where the middlebox checks found something,
 /// after the port lines, told apart from them by `"type"`.
 fn write_middlebox_lines(out: &mut dyn Write, reports: &[TargetReport]) -> io::Result<()> {
     #[derive(Serialize)]
@@ -439,7 +445,24 @@ fn write_middlebox_lines(out: &mut dyn Write, reports: &[TargetReport]) -> io::R
         verification: &'a Option<Box<harbormaster_probe::verify::Verification>>,
         wildcard: &'a Option<Box<harbormaster_probe::verify::WildcardReport>>,
     }
+    #[derive(Serialize)]
+    struct LimitLine<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        target: IpAddr,
+        rate_limit: &'a harbormaster_probe::RateLimitReport,
+        note: String,
+    }
     for r in reports {
+        if let Some(limit) = &r.summary.rate_limit {
+            let line = LimitLine {
+                kind: "rate_limit",
+                target: r.target,
+                rate_limit: limit,
+                note: limit.to_string(),
+            };
+            writeln!(out, "{}", serde_json::to_string(&line)?)?;
+        }
         if middlebox_notes(&r.summary).is_empty() {
             continue;
         }
@@ -534,6 +557,29 @@ fn write_text(
         }
         for note in middlebox_notes(s) {
             writeln!(out, "  note: {note}")?;
+        }
+        if let Some(limit) = &s.rate_limit {
+            writeln!(out, "  note: {limit}")?;
+            let unverified: Vec<u16> = r
+                .results
+                .iter()
+                .filter(|p| p.reason == Reason::NoResponseRateLimited)
+                .map(|p| p.port)
+                .collect();
+            if unverified.len() > 64 {
+                writeln!(
+                    out,
+                    "  stealth but unverified (no-response-ratelimited): {} ports (--format json lists them)",
+                    unverified.len()
+                )?;
+            } else if !unverified.is_empty() {
+                writeln!(
+                    out,
+                    "  stealth but unverified (no-response-ratelimited, {}): {}",
+                    unverified.len(),
+                    compress_ranges(&unverified)
+                )?;
+            }
         }
         if let Some(v) = s.verification.as_ref().filter(|v| v.syn_ack_only > 0) {
             // The open list may be hidden as the most common state: name the real ones.
@@ -681,7 +727,7 @@ fn nmap_reason(r: Reason) -> String {
         Reason::SynAckWildcard => "syn-ack-wildcard".into(),
         Reason::Rst => "reset".into(),
         Reason::ConnRefused => "conn-refused".into(),
-        Reason::NoResponse => "no-response".into(),
+        Reason::NoResponse | Reason::NoResponseRateLimited => "no-response".into(),
         Reason::HostUnreachable => "host-unreach".into(),
         Reason::NetUnreachable => "net-unreach".into(),
         Reason::UdpReply => "udp-response".into(),

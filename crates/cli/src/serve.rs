@@ -69,7 +69,8 @@ pub fn run(args: &ServeArgs) -> Result<(), Failure> {
         let prober: Arc<dyn Prober> = match raw {
             Some(transport) => {
                 // One budget for SYN probes and the connect-mode fallback
-                // (IPv6 visitors), so --max-rate caps them together.
+                // (IPv6 visitors when the host has no IPv6 raw socket), so
+                // --max-rate caps them together.
                 let budget = RateBudget::new(args.max_rate);
                 let engine = Engine::start(
                     transport,

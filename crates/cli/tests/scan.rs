@@ -35,7 +35,8 @@ fn bad_scan_arguments_are_usage_errors() {
     assert!(usage_error(&["scan", "127.0.0.1", "--tries", "17"]).contains("--tries"));
     assert!(usage_error(&["scan", "127.0.0.1", "--format", "yaml"]).contains("yaml"));
     assert!(usage_error(&["scan", "10.0.0.0/8"]).contains("split it"));
-    assert!(usage_error(&["scan", "::1", "--mode", "syn"]).contains("IPv6"));
+    assert!(usage_error(&["scan", "127.0.0.1", "--budget", "3601"]).contains("--budget"));
+    assert!(usage_error(&["scan", "127.0.0.1", "--budget", "soon"]).contains("--budget"));
 }
 
 /// Without privilege, `--mode syn` is refused with a hint; needs `setpriv` to drop root.
@@ -570,19 +571,60 @@ fn middlebox_checks_keep_to_the_rate() {
     );
 }
 
-/// Answers every datagram on UDP `port` of the target with `reply`, for the
-/// life of the test process.
-fn udp_responder(net: &TestNet, port: u16, reply: &'static [u8]) {
-    let (ready_tx, ready) = std::sync::mpsc::channel();
-    TestNet::spawn_in(&net.target_ns, move || {
-        let sock = std::net::UdpSocket::bind(("198.18.0.2", port)).expect("bind");
-        ready_tx.send(()).unwrap();
-        let mut buf = [0u8; 2048];
-        while let Ok((_, from)) = sock.recv_from(&mut buf) {
-            let _ = sock.send_to(reply, from);
-        }
-    });
-    ready.recv().expect("responder started");
+/// `harbormaster scan fd00:198:18::2` in SYN mode: raw IPv6 probes give every
+/// state, filtered from ICMPv6 admin-prohibited, with the middlebox checks
+/// (real IPv6 connections to the open ports) run as for IPv4.
+#[test]
+fn syn_mode_scans_an_ipv6_target() {
+    let spec = TargetSpec {
+        ipv6: true,
+        banners: vec![(22, "SSH-2.0-hm-v6\r\n".into())],
+        ..spec()
+    };
+    let net = testnet_or_skip!(&spec);
+    let mut cmd = net.scanner_command(assert_cmd::cargo::cargo_bin("harbormaster"));
+    let out = cmd
+        .args(["scan", "fd00:198:18::2", "-p", "0-4095", "--mode", "syn"])
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["mode"], "syn");
+    let t = &v["targets"][0];
+    assert_eq!(t["target"], "fd00:198:18::2");
+    let results = t["results"].as_array().unwrap();
+    assert_eq!(results.len(), 4096);
+    for r in results {
+        let port = r["port"].as_u64().unwrap() as u16;
+        let state = expected(&spec, port);
+        assert_eq!(r["state"], state, "port {port}: {r}");
+        let reason = match state {
+            "open" => "syn-ack",
+            "closed" => "rst",
+            "filtered" => "icmpv6-1-1",
+            _ => "no-response",
+        };
+        assert_eq!(r["reason"], reason, "port {port}: {r}");
+    }
+    assert_eq!(t["summary"]["verification"]["held"], 5, "{}", t["summary"]);
+    assert_eq!(
+        t["summary"]["verification"]["banners"],
+        serde_json::json!([{"port": 22, "text": "SSH-2.0-hm-v6\\r\\n"}])
+    );
+    // `auto` picks SYN for IPv6 too when raw sockets are allowed.
+    let mut cmd = net.scanner_command(assert_cmd::cargo::cargo_bin("harbormaster"));
+    let out = cmd
+        .args(["scan", "fd00:198:18::2", "-p", "20-30", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["mode"], "syn");
 }
 
 #[test]
@@ -590,23 +632,11 @@ fn udp_scan_reports_in_every_format() {
     assert!(usage_error(&["scan", "127.0.0.1", "--udp", "--mode", "connect"]).contains("UDP"));
     let spec = spec();
     let net = testnet_or_skip!(&spec);
-    udp_responder(&net, 4000, b"hello from udp/4000");
-    let nft = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &net.target_ns,
-            "nft",
-            "add",
-            "rule",
-            "inet",
-            "hm",
-            "input",
-        ])
-        .args(["udp", "dport", "6000", "drop"])
-        .status()
-        .unwrap();
-    assert!(nft.success());
+    net.udp_responder(
+        "198.18.0.2:4000".parse().unwrap(),
+        Some(b"hello from udp/4000"),
+    );
+    net.add_target_rule("udp dport 6000 drop");
     let run = |args: &[&str]| {
         let mut cmd = net.scanner_command(assert_cmd::cargo::cargo_bin("harbormaster"));
         cmd.args(["scan", "198.18.0.2"]).args(args);
@@ -756,5 +786,88 @@ fn udp_exposure_of_real_daemons() {
     eprintln!(
         "amplification: dns {} · snmp {} · memcached {}",
         dns["amplification"], snmp["amplification"], memcached["amplification"]
+    );
+}
+
+/// Issue 9 §3: a host with the kernel's default ICMP limit is reported as
+/// such in text, JSON and NDJSON, and with `--budget 0` its silent ports are
+/// unverified (`no-response-ratelimited`), not plain stealth.
+#[test]
+fn rate_limit_is_reported_in_every_format() {
+    let spec = TargetSpec::icmp_limited();
+    let net = testnet_or_skip!(&spec);
+    let run = |format: &str| {
+        // Each run spends the host's allowance; let its bucket refill (6 s)
+        // so every run sees the opening burst.
+        std::thread::sleep(std::time::Duration::from_secs(7));
+        let mut cmd = net.scanner_command(assert_cmd::cargo::cargo_bin("harbormaster"));
+        cmd.args([
+            "scan",
+            "198.18.0.2",
+            "-p",
+            "service",
+            "--budget",
+            "0",
+            "--format",
+            format,
+        ]);
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{format}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = run("text");
+    assert!(
+        text.contains("note: this host limits its ICMP errors to about 1/s: ")
+            && text.contains(" silent ports may be rejecting rather than silent"),
+        "{text}"
+    );
+    assert!(
+        text.contains("stealth but unverified (no-response-ratelimited): ")
+            && text.contains(" ports (--format json lists them)"),
+        "{text}"
+    );
+
+    let json: Value = serde_json::from_str(&run("json")).unwrap();
+    let s = &json["targets"][0]["summary"];
+    let limit = &s["rate_limit"];
+    assert_eq!(limit["kind"], "icmp", "{s}");
+    let per_second = limit["per_second"].as_f64().unwrap();
+    assert!((0.5..2.0).contains(&per_second), "{limit}");
+    assert_eq!(limit["unresolved"], s["stealth"], "{s}");
+    let results = json["targets"][0]["results"].as_array().unwrap();
+    assert!(
+        results
+            .iter()
+            .filter(|r| r["state"] == "stealth")
+            .all(|r| r["reason"] == "no-response-ratelimited")
+    );
+
+    let ndjson = run("ndjson");
+    let lines: Vec<Value> = ndjson
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let limit_lines: Vec<&Value> = lines.iter().filter(|v| v["type"] == "rate_limit").collect();
+    assert_eq!(limit_lines.len(), 1, "{ndjson}");
+    assert_eq!(limit_lines[0]["rate_limit"]["kind"], "icmp");
+    assert!(
+        limit_lines[0]["note"]
+            .as_str()
+            .unwrap()
+            .starts_with("this host limits its ICMP errors to about 1/s: "),
+        "{}",
+        limit_lines[0]
+    );
+    let unverified = lines
+        .iter()
+        .filter(|v| v["reason"] == "no-response-ratelimited")
+        .count();
+    assert_eq!(
+        Some(unverified as u64),
+        limit_lines[0]["rate_limit"]["unresolved"].as_u64()
     );
 }

@@ -7,16 +7,26 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{SERVER, Server, body, tempdir, testnet_or_skip, visit};
+use common::{SERVER, SERVER6, Server, body, tempdir, testnet_or_skip, visit};
 use harbormaster_testnet::{TargetSpec, TestNet};
 use serde_json::Value;
 
 /// Loads the start page, consents to `form`, returns the scan id.
 fn consent(net: &TestNet, form: Vec<(&'static str, String)>) -> Result<String, (u16, String)> {
+    consent_at(net, SERVER, "198.18.0.2", form)
+}
+
+/// [`consent`] on the server at `server`, for the visitor address `visitor`.
+fn consent_at(
+    net: &TestNet,
+    server: &'static str,
+    visitor: &'static str,
+    form: Vec<(&'static str, String)>,
+) -> Result<String, (u16, String)> {
     visit(net, move |a| {
-        let page = body(a.get(SERVER).call().unwrap());
+        let page = body(a.get(server).call().unwrap());
         assert!(
-            page.contains("198.18.0.2"),
+            page.contains(visitor),
             "the page shows the visitor's address"
         );
         let at = page.find("name=\"token\" value=\"").expect("consent form") + 20;
@@ -24,7 +34,7 @@ fn consent(net: &TestNet, form: Vec<(&'static str, String)>) -> Result<String, (
         let mut fields: Vec<(&str, String)> = vec![("token", token)];
         fields.extend(form);
         let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let resp = a.post(&format!("{SERVER}/scan")).send_form(pairs).unwrap();
+        let resp = a.post(&format!("{server}/scan")).send_form(pairs).unwrap();
         let status = resp.status().as_u16();
         if status != 303 {
             return Err((status, body(resp)));
@@ -35,12 +45,16 @@ fn consent(net: &TestNet, form: Vec<(&'static str, String)>) -> Result<String, (
 }
 
 fn wait_done(net: &TestNet, id: &str) -> Value {
+    wait_done_at(net, SERVER, id)
+}
+
+fn wait_done_at(net: &TestNet, server: &'static str, id: &str) -> Value {
     let id = id.to_string();
     visit(net, move |a| {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let v: Value = serde_json::from_str(&body(
-                a.get(&format!("{SERVER}/api/scans/{id}")).call().unwrap(),
+                a.get(&format!("{server}/api/scans/{id}")).call().unwrap(),
             ))
             .unwrap();
             if v["scan"]["status"] != "running" {
@@ -248,6 +262,78 @@ fn a_public_port_of_a_same_host_proxy_is_not_unsolicited() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// An IPv6 visitor of a SYN-mode server gets a SYN-mode test, not connect
+/// mode: raw IPv6 probes (filtered from ICMPv6 admin-prohibited), ICMPv6
+/// pings answered, its own page loads not unsolicited, a knock on another
+/// port of the server over IPv6 counted by the watch.
+#[test]
+fn an_ipv6_visitor_gets_a_syn_mode_test_with_ping_and_watch() {
+    let spec = TargetSpec {
+        ipv6: true,
+        ..visitor()
+    };
+    let net = testnet_or_skip!(&spec);
+    let dir = tempdir("serve-ipv6");
+    let server = Server::start_at(&net, &dir, "[::]:8080", SERVER6, &[]);
+    let visitor6 = "fd00:198:18::2";
+
+    let id = consent_at(&net, SERVER6, visitor6, vec![("kind", "common".into())]).unwrap();
+    let v = wait_done_at(&net, SERVER6, &id);
+    assert_eq!(v["scan"]["target"], visitor6, "{v}");
+    assert_eq!(v["scan"]["mode"], "syn", "{v}");
+    assert_eq!(v["scan"]["status"], "done", "{v}");
+    assert_eq!(v["scan"]["results"].as_array().unwrap().len(), 26);
+    check_results(&spec, &v);
+    for r in v["scan"]["results"].as_array().unwrap() {
+        if r["state"] == "filtered" {
+            assert_eq!(r["reason"], "icmpv6-1-1", "{r}");
+        }
+    }
+    assert_eq!(v["counts"]["open"], 4);
+    assert_eq!(v["counts"]["filtered"], 4);
+    assert_eq!(v["scan"]["watch"]["pings_sent"], 3, "{v}");
+    assert_eq!(v["scan"]["watch"]["ping_replies"], 3, "{v}");
+    assert_eq!(v["scan"]["watch"]["unsolicited"], 0, "{v}");
+
+    // Knocks on a closed port of the server, every 50 ms until the next test
+    // ends, so some knocks surely fall while it watches however loaded the
+    // machine is.
+    let id = consent_at(&net, SERVER6, visitor6, vec![("kind", "common".into())]).unwrap();
+    let knock_id = id.clone();
+    let knocks = visit(&net, move |a| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut knocks = 0;
+        loop {
+            let _ = std::net::TcpStream::connect_timeout(
+                &"[fd00:198:18::1]:9444".parse().unwrap(),
+                Duration::from_millis(300),
+            );
+            knocks += 1;
+            let v: Value = serde_json::from_str(&body(
+                a.get(&format!("{SERVER6}/api/scans/{knock_id}"))
+                    .call()
+                    .unwrap(),
+            ))
+            .unwrap();
+            if v["scan"]["status"] != "running" || Instant::now() > deadline {
+                return knocks;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let v = wait_done_at(&net, SERVER6, &id);
+    assert_eq!(v["scan"]["mode"], "syn");
+    let unsolicited = v["scan"]["watch"]["unsolicited"].as_u64().unwrap();
+    assert!(
+        unsolicited >= 1 && unsolicited <= knocks,
+        "{knocks} knocks: {v}"
+    );
+    assert_eq!(v["verdict"]["passed"], false, "{v}");
+    let (status, _) = server.terminate();
+    assert!(status.success());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// With `--verify-open` the web service runs the same middlebox check as
 /// `harbormaster scan`, through the same scanner: behind an nftables
 /// synproxy every port answers SYN-ACK, and only the ports with a listener
@@ -306,6 +392,72 @@ fn verify_open_tells_a_synproxy_from_a_real_service() {
         assert!(status.success());
         std::fs::remove_dir_all(&dir).unwrap();
     }
+}
+
+/// Issue 9 §3: a visitor whose router rejects four common ports and drops
+/// everything else, with Linux's default ICMP error limit. A Service test
+/// right after a Common test shares the router's allowance; before, 2 to 4
+/// of the rejected ports came out stealth, and with all four stealth the
+/// verdict would have passed. Now the server finds the limit, re-probes at
+/// its pace, and the test, its page and its report say what the router is.
+#[test]
+fn a_test_right_after_another_sees_through_the_routers_icmp_limit() {
+    let rejected = [135u16, 139, 445, 1025];
+    let spec = TargetSpec {
+        filtered: rejected.to_vec(),
+        dropped: (0..=1055u16).filter(|p| !rejected.contains(p)).collect(),
+        kernel_icmp_limits: true,
+        ..TargetSpec::default()
+    };
+    let net = testnet_or_skip!(&spec);
+    // No ping answers either, so only the ports decide the verdict.
+    let nft = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &net.target_ns,
+            "nft",
+            "add",
+            "rule",
+            "inet",
+            "hm",
+            "input",
+        ])
+        .args(["icmp", "type", "echo-request", "drop"])
+        .status()
+        .unwrap();
+    assert!(nft.success());
+    let dir = tempdir("serve-ratelimit");
+    let _server = Server::start(&net, &dir);
+    let id = consent(&net, vec![("kind", "common".into())]).unwrap();
+    let v = wait_done(&net, &id);
+    assert_eq!(v["counts"]["filtered"], 4, "{v}");
+    let started = Instant::now();
+    let id = consent(&net, vec![("kind", "service".into())]).unwrap();
+    let v = wait_done(&net, &id);
+    eprintln!(
+        "service test after the common test: {:.1} s, {}",
+        started.elapsed().as_secs_f64(),
+        v["scan"]["rate_limit"]
+    );
+    check_results(&spec, &v);
+    assert_eq!(v["counts"]["filtered"], 4, "{v}");
+    assert!(
+        v["scan"]["rate_limit"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("this host limits its ICMP errors to about 1/s")),
+        "{v}"
+    );
+    assert_eq!(v["verdict"]["passed"], false, "{v}");
+    let page = visit(&net, move |a| {
+        body(a.get(&format!("{SERVER}/scan/{id}")).call().unwrap())
+    });
+    assert!(
+        page.contains("Rate limit: </strong>This host limits its ICMP errors to about 1/s"),
+        "{page}"
+    );
+    drop(_server);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// The scan page of `id`, as the visitor loads it.

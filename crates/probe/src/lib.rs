@@ -6,7 +6,7 @@
 //! - **SYN** ([`Engine`] on [`RawTransport`]): raw sockets, stateless batched
 //!   sends, every reply validated by a keyed cookie, adaptive timeouts and
 //!   retries; one engine multiplexes many concurrent scans with a fair share of
-//!   one packet budget. Needs root or CAP_NET_RAW. IPv4 today.
+//!   one packet budget. Needs root or CAP_NET_RAW. IPv4 and IPv6.
 //! - **connect** ([`connect_scan`]): ordinary sockets, no privilege, IPv4 and IPv6.
 //!
 //! Results stream out as they become final ([`ScanEvent`]).
@@ -19,6 +19,7 @@ pub mod exposure;
 mod filter;
 pub mod module;
 mod permute;
+pub mod ratelimit;
 mod raw;
 pub mod sim;
 mod spec;
@@ -31,12 +32,13 @@ pub mod verify;
 pub use connect::{ConnectConfig, connect_scan};
 pub use cookie::CookieKey;
 pub use engine::{
-    Engine, EngineConfig, MIN_TRIES, ScanEvent, ScanHandle, ScanRequest, ScanSummary, Sink,
-    TRIES_PER_BLOCK, Watch, WatchReport,
+    DEFAULT_BUDGET, Engine, EngineConfig, MIN_TRIES, ScanEvent, ScanHandle, ScanRequest,
+    ScanSummary, Sink, TRIES_PER_BLOCK, Watch, WatchReport,
 };
 pub use error::ProbeError;
 pub use permute::Permutation;
-pub use raw::{RawTransport, raw_sockets_allowed, source_address};
+pub use ratelimit::{LimitKind, RateLimitReport};
+pub use raw::{RawTransport, raw_ipv6_available, raw_sockets_allowed, source_address};
 pub use result::{PortResult, PortState, Reason, Transport as Protocol, UnknownName};
 pub use spec::{
     COMMON_PORTS, CapError, MAX_SPEC_CHARS, MAX_SPEC_ITEMS, PortList, SERVICE_PORTS, SpecError,

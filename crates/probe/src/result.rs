@@ -162,6 +162,11 @@ pub enum Reason {
     /// An ICMP port unreachable (type 3 code 3) or ICMPv6 port unreachable
     /// (type 1 code 4) answered a UDP probe: the host is there, nothing listens.
     PortUnreach,
+    /// Nothing came back, from a host that rate-limits its ICMP errors or
+    /// RSTs, and re-probing at the measured pace ran out of time: the port
+    /// may be rejecting (or closed) with its answers swallowed by the limit.
+    /// The state stays stealth, but unverified.
+    NoResponseRateLimited,
 }
 
 impl Reason {
@@ -176,7 +181,7 @@ impl Reason {
             Reason::Icmp { .. } | Reason::HostUnreachable | Reason::NetUnreachable => {
                 PortState::Filtered
             }
-            Reason::NoResponse => PortState::Stealth,
+            Reason::NoResponse | Reason::NoResponseRateLimited => PortState::Stealth,
         }
     }
 }
@@ -206,6 +211,7 @@ impl fmt::Display for Reason {
             Reason::SynAckWildcard => "syn-ack-wildcard",
             Reason::UdpReply => "udp-reply",
             Reason::PortUnreach => "port-unreach",
+            Reason::NoResponseRateLimited => "no-response-ratelimited",
         })
     }
 }
@@ -218,7 +224,7 @@ impl FromStr for Reason {
     fn from_str(s: &str) -> Result<Reason, UnknownName> {
         const EXPECTED: &str = "syn-ack, rst, icmp-T-C, icmpv6-T-C, no-response, connected, \
              conn-refused, host-unreach, net-unreach, syn-ack-only, syn-ack-wildcard, \
-             udp-reply or port-unreach";
+             udp-reply, port-unreach or no-response-ratelimited";
         let bad = || UnknownName::new("reason", s, EXPECTED);
         Ok(match s {
             "syn-ack" => Reason::SynAck,
@@ -232,6 +238,7 @@ impl FromStr for Reason {
             "syn-ack-wildcard" => Reason::SynAckWildcard,
             "udp-reply" => Reason::UdpReply,
             "port-unreach" => Reason::PortUnreach,
+            "no-response-ratelimited" => Reason::NoResponseRateLimited,
             _ => {
                 let (v6, rest) = if let Some(rest) = s.strip_prefix("icmpv6-") {
                     (true, rest)
@@ -406,6 +413,11 @@ mod tests {
             (Reason::SynAckWildcard, PortState::Open, "syn-ack-wildcard"),
             (Reason::UdpReply, PortState::Open, "udp-reply"),
             (Reason::PortUnreach, PortState::Closed, "port-unreach"),
+            (
+                Reason::NoResponseRateLimited,
+                PortState::Stealth,
+                "no-response-ratelimited",
+            ),
         ];
         for (reason, state, text) in cases {
             assert_eq!(reason.state(), state);
@@ -428,6 +440,7 @@ mod tests {
             Reason::SynAckWildcard,
             Reason::UdpReply,
             Reason::PortUnreach,
+            Reason::NoResponseRateLimited,
         ];
         // A new variant must be added here too: this match stops compiling.
         for r in &all {
@@ -443,7 +456,8 @@ mod tests {
                 | Reason::SynAckOnly
                 | Reason::SynAckWildcard
                 | Reason::UdpReply
-                | Reason::PortUnreach => {}
+                | Reason::PortUnreach
+                | Reason::NoResponseRateLimited => {}
             }
         }
         for v6 in [false, true] {

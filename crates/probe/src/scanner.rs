@@ -4,7 +4,8 @@
 //! same way; only the construction differs.
 //!
 //! - [`RawScanner`]: SYN probes through a shared [`Engine`]; targets the engine
-//!   cannot probe (IPv6) go to its connect-mode fallback. Optionally runs the
+//!   cannot probe (IPv6, on a host without an IPv6 raw socket) go to its
+//!   connect-mode fallback. Optionally runs the
 //!   middlebox checks ([`crate::verify`]) before reporting open ports, so every
 //!   caller gets verified results.
 //! - [`ConnectScanner`]: `connect()` probes on a tokio runtime (the caller's,
@@ -411,6 +412,7 @@ mod tests {
             rate: None,
             watch: None,
             protocol: crate::Protocol::Tcp,
+            budget: None,
         }
     }
 
@@ -521,7 +523,7 @@ mod tests {
     }
 
     /// The simulated network as a transport without IPv6, as raw sockets
-    /// are today.
+    /// are on a host without IPv6.
     struct V4Only(crate::sim::SimNetwork);
 
     impl crate::Transport for V4Only {

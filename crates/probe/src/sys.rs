@@ -1,6 +1,7 @@
 //! Linux system calls the SYN engine needs and the standard library does not
-//! offer: batched raw sends (`sendmmsg`), batched receives (`recvmmsg`), packet
-//! sockets with a kernel filter, and the packet socket's drop counter.
+//! offer: batched raw IPv4 and IPv6 sends (`sendmmsg`), batched receives
+//! (`recvmmsg`), packet sockets with a kernel filter, and the packet socket's
+//! drop counter.
 //!
 //! This is the only module with `unsafe`. Each block says why it is sound.
 
@@ -27,19 +28,27 @@ pub fn set_filter(fd: &OwnedFd, program: &[crate::filter::Insn]) -> io::Result<(
     setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)
 }
 
-/// Opens an `AF_PACKET`/`SOCK_DGRAM` socket for IPv4 (packets start at the IP
-/// header), non-blocking, with the kernel filter of [`crate::filter`]: only ICMP
-/// and TCP segments addressed to ports at or above `min_port` pass, truncated.
-/// Filtering and truncating in the kernel keeps unrelated traffic and payload
-/// bytes from ever being copied to us.
-pub fn packet_socket_v4(min_port: u16, rcvbuf: usize) -> io::Result<OwnedFd> {
+/// Opens an `AF_PACKET`/`SOCK_DGRAM` socket for IPv4 and IPv6 (packets start
+/// at the IP header), non-blocking, with the kernel filter of
+/// [`crate::filter`]: only ICMP, ICMPv6 and TCP segments addressed to ports at
+/// or above `min_port` pass, truncated. Filtering and truncating in the kernel
+/// keeps unrelated traffic and payload bytes from ever being copied to us.
+///
+/// One `ETH_P_ALL` socket rather than one `ETH_P_IP` and one `ETH_P_IPV6`:
+/// the engine then waits on one descriptor, reads one drop counter and keeps
+/// one filter, and replies of both families arrive in the order the kernel
+/// saw them. The cost is that the filter also runs on ARP and other frames; it
+/// rejects them after six instructions (the version nibble). Our own
+/// outgoing packets, which an `ETH_P_ALL` tap would otherwise also see, are
+/// skipped by `PACKET_IGNORE_OUTGOING`.
+pub fn packet_socket(min_port: u16, rcvbuf: usize) -> io::Result<OwnedFd> {
     // SAFETY: plain socket(2) call with constant arguments; the returned descriptor is
     // checked and then owned by OwnedFd, which closes it exactly once.
     let fd = unsafe {
         libc::socket(
             libc::AF_PACKET,
             libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            i32::from((libc::ETH_P_IP as u16).to_be()),
+            i32::from((libc::ETH_P_ALL as u16).to_be()),
         )
     };
     if fd < 0 {
@@ -61,10 +70,29 @@ pub fn packet_socket_v4(min_port: u16, rcvbuf: usize) -> io::Result<OwnedFd> {
 /// Opens a raw IPv4 socket that sends complete IP packets (`IPPROTO_RAW`
 /// implies `IP_HDRINCL`), non-blocking, with a large send buffer.
 pub fn raw_send_socket_v4(sndbuf: usize) -> io::Result<OwnedFd> {
+    raw_send_socket(libc::AF_INET, sndbuf)
+}
+
+/// Opens a raw IPv6 socket that sends complete IPv6 packets, non-blocking,
+/// with a large send buffer.
+///
+/// On Linux an `AF_INET6` socket of protocol `IPPROTO_RAW` starts with the
+/// header-included flag set (`inet6_create` sets `hdrincl` for it), so the
+/// kernel sends our IPv6 header as built — source address, hop limit, payload
+/// length — and adds nothing; `IPV6_HDRINCL` (Linux ≥ 4.5) is set as well to
+/// say so explicitly. crates/probe/tests/ipv6.rs checks it on the wire: a
+/// target answers our SYNs and pings only if our header reached it as built.
+pub fn raw_send_socket_v6(sndbuf: usize) -> io::Result<OwnedFd> {
+    let fd = raw_send_socket(libc::AF_INET6, sndbuf)?;
+    let _ = setsockopt(&fd, libc::IPPROTO_IPV6, libc::IPV6_HDRINCL, &1i32);
+    Ok(fd)
+}
+
+fn raw_send_socket(family: libc::c_int, sndbuf: usize) -> io::Result<OwnedFd> {
     // SAFETY: socket(2) with constant arguments; result checked and owned below.
     let fd = unsafe {
         libc::socket(
-            libc::AF_INET,
+            family,
             libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
             libc::IPPROTO_RAW,
         )
@@ -100,10 +128,13 @@ fn setsockopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: &T)
     }
 }
 
-/// Sends the unsent probes `range` of `batch` (IPv4 only) with one `sendmmsg`
-/// call. Returns how many the kernel took, from the start of the range; a full
-/// queue (EAGAIN, ENOBUFS) is not an error, it just sends fewer.
-pub fn send_batch_v4(
+/// Sends the unsent probes `range` of `batch` with one `sendmmsg` call, on
+/// a raw socket of the probes' family: every probe in the range must be IPv4
+/// (for a socket of [`raw_send_socket_v4`]) or every one IPv6 (for
+/// [`raw_send_socket_v6`]); a mixed range is refused. Returns how many the
+/// kernel took, from the start of the range; a full queue (EAGAIN, ENOBUFS) is
+/// not an error, it just sends fewer.
+pub fn send_batch(
     fd: &OwnedFd,
     batch: &SendBatch,
     range: std::ops::Range<usize>,
@@ -113,21 +144,38 @@ pub fn send_batch_v4(
     if n == 0 {
         return Ok(0);
     }
-    let mut addrs: Vec<libc::sockaddr_in> = Vec::with_capacity(n);
+    let v6 = batch.get(first).0.is_ipv6();
+    // Both vectors are sized up front and never grow, so the pointers taken
+    // into them below stay valid.
+    let mut addrs4: Vec<libc::sockaddr_in> = Vec::with_capacity(if v6 { 0 } else { n });
+    let mut addrs6: Vec<libc::sockaddr_in6> = Vec::with_capacity(if v6 { n } else { 0 });
     let mut iovs: Vec<libc::iovec> = Vec::with_capacity(n);
     for i in first..first + n {
         let (dst, bytes) = batch.get(i);
-        let IpAddr::V4(v4) = dst else {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "IPv6 probe on an IPv4 socket",
-            ));
-        };
-        // SAFETY: sockaddr_in is plain old data; all-zero is a valid value.
-        let mut sa: libc::sockaddr_in = unsafe { zeroed() };
-        sa.sin_family = libc::AF_INET as libc::sa_family_t;
-        sa.sin_addr.s_addr = u32::from_ne_bytes(v4.octets());
-        addrs.push(sa);
+        match dst {
+            IpAddr::V4(v4) if !v6 => {
+                // SAFETY: sockaddr_in is plain old data; all-zero is a valid value.
+                let mut sa: libc::sockaddr_in = unsafe { zeroed() };
+                sa.sin_family = libc::AF_INET as libc::sa_family_t;
+                sa.sin_addr.s_addr = u32::from_ne_bytes(v4.octets());
+                addrs4.push(sa);
+            }
+            IpAddr::V6(a) if v6 => {
+                // SAFETY: sockaddr_in6 is plain old data; all-zero is a valid value.
+                let mut sa: libc::sockaddr_in6 = unsafe { zeroed() };
+                sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+                // sin6_port stays 0: a raw IPPROTO_RAW socket takes the protocol
+                // from the header we built.
+                sa.sin6_addr.s6_addr = a.octets();
+                addrs6.push(sa);
+            }
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "IPv4 and IPv6 probes in one raw-socket send",
+                ));
+            }
+        }
         iovs.push(libc::iovec {
             iov_base: bytes.as_ptr() as *mut libc::c_void,
             iov_len: bytes.len(),
@@ -137,16 +185,22 @@ pub fn send_batch_v4(
         .map(|i| {
             // SAFETY: mmsghdr is plain old data; all-zero is a valid value.
             let mut m: libc::mmsghdr = unsafe { zeroed() };
-            m.msg_hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_in).cast();
-            m.msg_hdr.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            if v6 {
+                m.msg_hdr.msg_name = (&mut addrs6[i] as *mut libc::sockaddr_in6).cast();
+                m.msg_hdr.msg_namelen = size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+            } else {
+                m.msg_hdr.msg_name = (&mut addrs4[i] as *mut libc::sockaddr_in).cast();
+                m.msg_hdr.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            }
             m.msg_hdr.msg_iov = &mut iovs[i];
             m.msg_hdr.msg_iovlen = 1;
             m
         })
         .collect();
-    // SAFETY: msgs, addrs and iovs live until the call returns; every pointer in
-    // msgs points into them, and each iovec points into `batch`, which is borrowed
-    // for the whole call. The kernel only reads the buffers.
+    // SAFETY: msgs, addrs4/addrs6 and iovs live until the call returns and are not
+    // resized after the pointers into them were taken; every msg_name points at an
+    // address of the size given in msg_namelen, and each iovec points into `batch`,
+    // which is borrowed for the whole call. The kernel only reads the buffers.
     let rc = unsafe {
         libc::sendmmsg(
             fd.as_raw_fd(),

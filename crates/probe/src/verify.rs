@@ -427,6 +427,8 @@ fn probe_sample(
         rate,
         watch: None,
         protocol: crate::Protocol::Tcp,
+        // Only SYN-ACKs matter here: never wait out a host's ICMP limit.
+        budget: Some(Duration::ZERO),
     };
     let submitted = engine.submit(
         request,

@@ -4,57 +4,15 @@
 
 use std::net::IpAddr;
 
-use harbormaster_probe::{
-    ConnectConfig, Engine, EngineConfig, PortList, PortResult, PortState, RawTransport,
-    ScanRequest, connect_scan, source_address,
-};
-use harbormaster_testnet::{TARGET_IP, TargetSpec, TestNet, testnet_or_skip};
+use harbormaster_probe::{ConnectConfig, PortList, connect_scan};
+use harbormaster_testnet::{TARGET_IP, TargetSpec, testnet_or_skip};
+
+mod common;
+use common::{check, syn_scan};
 
 /// The benchmark host: ~200 open, ~2,000 dropped, ~100 rejected ports.
 fn spec(loss_percent: u8) -> TargetSpec {
     TargetSpec::benchmark(loss_percent)
-}
-
-fn truth(spec: &TargetSpec, port: u16) -> PortState {
-    match spec.truth(port) {
-        "open" => PortState::Open,
-        "closed" => PortState::Closed,
-        "filtered" => PortState::Filtered,
-        _ => PortState::Stealth,
-    }
-}
-
-fn check(spec: &TargetSpec, results: &[PortResult], expected_len: usize) {
-    assert_eq!(results.len(), expected_len);
-    let wrong: Vec<String> = results
-        .iter()
-        .filter(|r| r.state != truth(spec, r.port))
-        .map(|r| format!("{} {} ({}, {} tries)", r.port, r.state, r.reason, r.tries))
-        .collect();
-    assert!(
-        wrong.is_empty(),
-        "{} wrong: {:?}",
-        wrong.len(),
-        &wrong[..wrong.len().min(20)]
-    );
-}
-
-fn syn_scan(net: &TestNet, ports: &str) -> (Vec<PortResult>, harbormaster_probe::ScanSummary) {
-    let transport = net.in_scanner(|| RawTransport::open().expect("raw sockets"));
-    let scanner_ns = net.scanner_ns.clone();
-    let engine = Engine::start(transport, EngineConfig::default(), move |dst| {
-        harbormaster_testnet::in_namespace(&scanner_ns, || source_address(dst))
-    });
-    engine
-        .scan(ScanRequest {
-            target: IpAddr::V4(TARGET_IP),
-            ports: PortList::parse(ports).unwrap(),
-            tries: None,
-            rate: None,
-            watch: None,
-            protocol: harbormaster_probe::Protocol::Tcp,
-        })
-        .unwrap()
 }
 
 #[test]

@@ -3,48 +3,10 @@
 //! and behind 2 and 5 Mbit/s bottlenecks (full sweeps as a benchmark). Needs root; without
 //! it each test prints why it was skipped.
 
-use std::net::IpAddr;
+use harbormaster_testnet::{PathSpec, TargetSpec, testnet_or_skip};
 
-use harbormaster_probe::{
-    Engine, EngineConfig, PortList, PortResult, PortState, RawTransport, ScanRequest, ScanSummary,
-    source_address,
-};
-use harbormaster_testnet::{PathSpec, TARGET_IP, TargetSpec, TestNet, testnet_or_skip};
-
-fn truth(spec: &TargetSpec, port: u16) -> PortState {
-    match spec.truth(port) {
-        "open" => PortState::Open,
-        "closed" => PortState::Closed,
-        "filtered" => PortState::Filtered,
-        _ => PortState::Stealth,
-    }
-}
-
-fn wrong(spec: &TargetSpec, results: &[PortResult]) -> Vec<String> {
-    results
-        .iter()
-        .filter(|r| r.state != truth(spec, r.port))
-        .map(|r| format!("{} {} ({}, {} tries)", r.port, r.state, r.reason, r.tries))
-        .collect()
-}
-
-fn syn_scan(net: &TestNet, ports: &str) -> (Vec<PortResult>, ScanSummary) {
-    let transport = net.in_scanner(|| RawTransport::open().expect("raw sockets"));
-    let scanner_ns = net.scanner_ns.clone();
-    let engine = Engine::start(transport, EngineConfig::default(), move |dst| {
-        harbormaster_testnet::in_namespace(&scanner_ns, || source_address(dst))
-    });
-    engine
-        .scan(ScanRequest {
-            target: IpAddr::V4(TARGET_IP),
-            ports: PortList::parse(ports).unwrap(),
-            tries: None,
-            rate: None,
-            watch: None,
-            protocol: harbormaster_probe::Protocol::Tcp,
-        })
-        .unwrap()
-}
+mod common;
+use common::{syn_scan, wrong};
 
 /// The home router (13 open, 5 closed, the rest and pings dropped) behind a
 /// path of `path`.

@@ -91,6 +91,7 @@ fn full_sweep(loss: f64, seed: u64) -> (SimHost, Vec<PortResult>, ScanSummary) {
             rate: None,
             watch: None,
             protocol: harbormaster_probe::Protocol::Tcp,
+            budget: None,
         })
         .unwrap();
     (host, results, summary)
@@ -143,6 +144,7 @@ fn silent_host_gets_at_least_three_tries_per_port_in_under_two_seconds() {
             rate: None,
             watch: None,
             protocol: harbormaster_probe::Protocol::Tcp,
+            budget: None,
         })
         .unwrap();
     assert_eq!(results.len(), 1056);
@@ -182,6 +184,7 @@ fn many_concurrent_scans_share_one_engine_and_all_are_exact() {
                 rate: None,
                 watch: None,
                 protocol: harbormaster_probe::Protocol::Tcp,
+                budget: None,
             },
             Box::new(move |ev| {
                 let _ = tx.send(ev);
@@ -225,6 +228,7 @@ fn replies_without_a_valid_cookie_are_rejected() {
             rate: None,
             watch: None,
             protocol: harbormaster_probe::Protocol::Tcp,
+            budget: None,
         })
         .unwrap();
     // Every TCP answer carried a wrong acknowledgement: nothing may count as open or closed.
@@ -255,6 +259,7 @@ fn cancelled_scans_report_done_promptly() {
                 rate: Some(1000),
                 watch: None,
                 protocol: harbormaster_probe::Protocol::Tcp,
+                budget: None,
             },
             Box::new(move |ev| {
                 let _ = tx.send(ev);
@@ -290,6 +295,7 @@ fn a_rate_cap_is_respected() {
             rate: Some(10_000),
             watch: None,
             protocol: harbormaster_probe::Protocol::Tcp,
+            budget: None,
         })
         .unwrap();
     assert_exact(&host, &results, &ports);
@@ -313,6 +319,7 @@ fn watched_scan(host: SimHost) -> (Vec<PortResult>, ScanSummary) {
             tail: Duration::from_millis(500),
         }),
         protocol: harbormaster_probe::Protocol::Tcp,
+        budget: None,
     })
     .unwrap()
 }
@@ -378,6 +385,7 @@ fn a_budget_shared_with_other_senders_holds_for_all_of_them() {
             rate: None,
             watch: None,
             protocol: harbormaster_probe::Protocol::Tcp,
+            budget: None,
         })
         .unwrap();
     assert_exact(&host, &results, &ports);

@@ -3,7 +3,8 @@
 //! namespace: dnsmasq (a forwarding resolver, a refusing one, and the root
 //! authority behind the first, so nothing leaves the namespaces), chronyd,
 //! ntpsec's ntpd, snmpd, memcached, miniupnpd, avahi-daemon, rpcbind,
-//! tftpd-hpa, OpenVPN and libcoap's coap-server.
+//! tftpd-hpa, OpenVPN, Kamailio, OpenIPMI's ipmi_sim and libcoap's
+//! coap-server.
 //!
 //! Each test sends the payload from the scanner namespace with a plain UDP
 //! socket (at most three tries, bounded waits), keeps only replies from the
@@ -586,4 +587,62 @@ fn openvpn_hard_reset_answered_and_resent() {
         "{}",
         ex.amp
     );
+}
+
+#[test]
+fn sip_options_answered_by_kamailio() {
+    let net = testnet_or_skip!(&TargetSpec::default());
+    let _kamailio = net.start_kamailio(TARGET_IP).expect("kamailio");
+    let sip = spec_for(5060);
+    let ex = exchange(
+        &net,
+        SocketAddrV4::new(TARGET_IP, 5060),
+        sip,
+        cookie(),
+        Duration::ZERO,
+    );
+    match ex.evidence.first() {
+        Some(Evidence::Sip(s)) => {
+            assert_eq!(s.status, 200, "{s:?}");
+            assert!(
+                s.server
+                    .as_deref()
+                    .unwrap_or_default()
+                    .starts_with("kamailio ("),
+                "{s:?}"
+            );
+        }
+        other => panic!("no SIP answer: {other:?}"),
+    }
+    wrong_cookie_refused(sip, &ex.replies[0], ex.cookie);
+    assert!(ex.amp.factor() > 1.0, "{}", ex.amp);
+}
+
+#[test]
+fn ipmi_auth_capabilities_from_ipmi_sim() {
+    let net = testnet_or_skip!(&TargetSpec::default());
+    let _bmc = net.start_ipmi_sim(TARGET_IP).expect("ipmi_sim");
+    let ipmi = spec_for(623);
+    let ex = exchange(
+        &net,
+        SocketAddrV4::new(TARGET_IP, 623),
+        ipmi,
+        cookie(),
+        Duration::ZERO,
+    );
+    match ex.evidence.first() {
+        Some(Evidence::Ipmi(i)) => {
+            assert_eq!(i.completion, 0, "{i:?}");
+            // What the simulator was configured with: every v1.5 type, a
+            // null user, IPMI 2.0.
+            assert!(
+                i.auth_none && i.auth_md5 && i.auth_password && i.ipmi_v2,
+                "{i:?}"
+            );
+            assert!(i.null_usernames, "{i:?}");
+        }
+        other => panic!("no IPMI answer: {other:?}"),
+    }
+    wrong_cookie_refused(ipmi, &ex.replies[0], ex.cookie);
+    assert!(ex.amp.factor() > 1.0, "{}", ex.amp);
 }

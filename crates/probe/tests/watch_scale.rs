@@ -62,6 +62,7 @@ fn replies_and_icmp_errors_pass_with_256_watched_scans() {
                     rate: None,
                     watch: watch(),
                     protocol: harbormaster_probe::Protocol::Tcp,
+                    budget: None,
                 },
                 Box::new(move |e| {
                     let _ = tx.send(e);
@@ -85,6 +86,7 @@ fn replies_and_icmp_errors_pass_with_256_watched_scans() {
                 ..w
             }),
             protocol: harbormaster_probe::Protocol::Tcp,
+            budget: None,
         })
         .unwrap();
     // Every background scan was still running (watching) when the main one ended.

@@ -55,6 +55,10 @@ pub mod bin {
     pub const OPENVPN: &str = "/usr/sbin/openvpn";
     /// The openssl CLI, for OpenVPN's throwaway certificate.
     pub const OPENSSL: &str = "/usr/bin/openssl";
+    /// Kamailio, a SIP server (package kamailio).
+    pub const KAMAILIO: &str = "/usr/sbin/kamailio";
+    /// OpenIPMI's BMC simulator (package openipmi).
+    pub const IPMI_SIM: &str = "/usr/bin/ipmi_sim";
     /// util-linux's setpriv, to start ntpd without CAP_SYS_TIME.
     pub const SETPRIV: &str = "/usr/bin/setpriv";
 }
@@ -137,9 +141,11 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         // `ip netns exec` (and `sh -c 'exec …'`) exec the daemon in place, so
-        // the child is the daemon itself: ask it to stop, then make it.
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        // the child is the daemon itself and leads its group: ask the group
+        // to stop, then make it.
+        // The negative PID names the daemon's process group (see spawn_in_target).
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
         let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -147,6 +153,7 @@ impl Drop for Daemon {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -190,6 +197,9 @@ impl TestNet {
         let output = std::fs::File::create(dir.join("output")).map_err(|e| e.to_string())?;
         let err = output.try_clone().map_err(|e| e.to_string())?;
         let mut cmd = Command::new("ip");
+        // A process group of its own, so that drop also stops the helper
+        // processes some daemons fork (kamailio, avahi).
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         cmd.args(["netns", "exec", &self.target_ns, program])
             .args(&args)
             .stdin(Stdio::null())
@@ -496,6 +506,74 @@ impl TestNet {
             Ok(vec!["--config".into(), conf.into_os_string()])
         })?;
         d.wait_udp(listen, 1194, Duration::from_secs(10))?;
+        Ok(d)
+    }
+
+    /// Starts Kamailio on `listen`:5060 (UDP only, one process) with a
+    /// routing script that answers OPTIONS with 200 and anything else with
+    /// 404, as a registrar or proxy on the internet answers a scanner.
+    pub fn start_kamailio(&self, listen: Ipv4Addr) -> Result<Daemon, String> {
+        let mut d = self.spawn_in_target("kamailio", bin::KAMAILIO, &[], |dir| {
+            let conf = dir.join("kamailio.cfg");
+            let text = format!(
+                "#!KAMAILIO\ndebug=2\nlog_stderror=yes\nfork=no\nlisten=udp:{listen}:5060\n\
+                 disable_tcp=yes\nmpath=\"/usr/lib/x86_64-linux-gnu/kamailio/modules/\"\n\
+                 loadmodule \"sl.so\"\nloadmodule \"pv.so\"\n\
+                 request_route {{\n  if ($rm == \"OPTIONS\") {{\n    sl_send_reply(\"200\", \"OK\");\n    exit;\n  }}\n\
+                 sl_send_reply(\"404\", \"Not Found\");\n}}\n"
+            );
+            std::fs::write(&conf, text).map_err(|e| e.to_string())?;
+            Ok(vec![
+                "-DD".into(),
+                "-E".into(),
+                "-f".into(),
+                conf.into_os_string(),
+                "-P".into(),
+                dir.join("pid").into_os_string(),
+                "-Y".into(),
+                dir.as_os_str().to_owned(),
+            ])
+        })?;
+        d.wait_udp(listen, 5060, Duration::from_secs(10))?;
+        Ok(d)
+    }
+
+    /// Starts OpenIPMI's BMC simulator with a LAN interface on `listen`:623
+    /// accepting every IPMI 1.5 authentication type, an enabled null user
+    /// (user 1) and an `admin` user: the factory setup of many BMCs.
+    pub fn start_ipmi_sim(&self, listen: Ipv4Addr) -> Result<Daemon, String> {
+        let mut d = self.spawn_in_target("ipmi_sim", bin::IPMI_SIM, &[], |dir| {
+            let lan = dir.join("lan.conf");
+            let auths = "none md2 md5 straight";
+            let text = format!(
+                "name \"hmbmc\"\nset_working_mc 0x20\n  startlan 1\n    addr {listen} 623\n\
+                 priv_limit admin\n    allowed_auths_callback {auths}\n    allowed_auths_user {auths}\n\
+                 allowed_auths_operator {auths}\n    allowed_auths_admin {auths}\n\
+                 guid a123456789abcdefa123456789abcdef\n  endlan\n\
+                 user 1 true \"\" \"test\" user 10 {auths}\n\
+                 user 2 true \"admin\" \"test\" admin 10 {auths}\n"
+            );
+            std::fs::write(&lan, text).map_err(|e| e.to_string())?;
+            let emu = dir.join("bmc.emu");
+            std::fs::write(
+                &emu,
+                "mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02\nmc_enable 0x20\n",
+            )
+            .map_err(|e| e.to_string())?;
+            let state = dir.join("state");
+            std::fs::create_dir_all(&state).map_err(|e| e.to_string())?;
+            Ok(vec![
+                "-c".into(),
+                lan.into_os_string(),
+                "-f".into(),
+                emu.into_os_string(),
+                "-s".into(),
+                state.into_os_string(),
+                "-n".into(),
+                "-p".into(),
+            ])
+        })?;
+        d.wait_udp(listen, 623, Duration::from_secs(10))?;
         Ok(d)
     }
 }

@@ -24,7 +24,7 @@
 //! root) a missing prerequisite is a failure instead, so CI cannot skip silently.
 
 use std::fs::File;
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -41,6 +41,10 @@ pub use path::{Direction, DirectionStats, PathSpec, QueueLimit};
 pub const SCANNER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 /// The target's (first) address inside its namespace.
 pub const TARGET_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+/// The scanner's IPv6 address (unique local, RFC 4193) with [`TargetSpec::ipv6`].
+pub const SCANNER_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x198, 0x18, 0, 0, 0, 0, 1);
+/// The target's IPv6 address with [`TargetSpec::ipv6`].
+pub const TARGET_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x198, 0x18, 0, 0, 0, 0, 2);
 
 /// What the target host does with its ports.
 #[derive(Debug, Clone, Default)]
@@ -77,6 +81,20 @@ pub struct TargetSpec {
     /// Open ports whose listener greets each connection with this banner (and
     /// then closes it); every other open port accepts and stays silent.
     pub banners: Vec<(u16, String)>,
+    /// Also give the scanner and the target IPv6 addresses ([`SCANNER_IP6`],
+    /// [`TARGET_IP6`] in fd00:198:18::/64), with the same listeners and the
+    /// same nftables rules (ICMPv6 admin-prohibited for `filtered`).
+    /// Duplicate address detection is off so they work at once; neighbours are
+    /// static, and neighbour discovery is still accepted by the rules.
+    pub ipv6: bool,
+    /// Keep the kernel's default ICMP rate limits (`icmp_ratelimit` 1000 ms,
+    /// `icmp_ratemask` 0x1818: about 1 error per second to one destination
+    /// after a burst of 6) instead of turning them off, as real Linux hosts do.
+    pub kernel_icmp_limits: bool,
+    /// Drop the target's TCP RSTs above this many per second (an nftables
+    /// `limit rate` with a burst of 5), like FreeBSD's and macOS's limits on
+    /// closed-port RSTs or a firewall's RST cap.
+    pub rst_limit_per_sec: Option<u32>,
 }
 
 impl TargetSpec {
@@ -120,6 +138,42 @@ impl TargetSpec {
             ],
             closed: vec![25, 110, 113, 1000, 7547],
             drop_unlisted: true,
+            ..TargetSpec::default()
+        }
+    }
+
+    /// A Linux host with its kernel's default ICMP limits and, within the
+    /// service test's 0–1055, 12 open ports, 24 ports rejected with ICMP
+    /// admin-prohibited (4 of them among the common ports: 135, 139, 445,
+    /// 1025), 200 dropped and the rest closed: a full-speed sweep sees only
+    /// the first few rejections, the rest look stealth.
+    pub fn icmp_limited() -> TargetSpec {
+        let open: Vec<u16> = vec![21, 22, 25, 53, 80, 110, 143, 443, 587, 993, 995, 1055];
+        let mut filtered: Vec<u16> = vec![135, 139, 445, 1025];
+        let mut taken: std::collections::HashSet<u16> = open.iter().copied().collect();
+        taken.extend(&filtered);
+        let mut i = 0u32;
+        while filtered.len() < 24 {
+            let p = ((i * 43 + 5) % 1056) as u16;
+            i += 1;
+            if taken.insert(p) {
+                filtered.push(p);
+            }
+        }
+        let mut dropped = Vec::new();
+        let mut i = 0u32;
+        while dropped.len() < 200 {
+            let p = ((i * 37 + 2) % 1056) as u16;
+            i += 1;
+            if taken.insert(p) {
+                dropped.push(p);
+            }
+        }
+        TargetSpec {
+            open,
+            filtered,
+            dropped,
+            kernel_icmp_limits: true,
             ..TargetSpec::default()
         }
     }
@@ -380,6 +434,14 @@ impl TestNet {
             let a = format!("198.18.{}.{}/16", 1 + i / 250, 1 + i % 250);
             run(&["ip", "-n", s, "addr", "add", &a, "dev", "veth0"])?;
         }
+        if spec.ipv6 {
+            for (ns, dev, addr) in [(s, "veth0", SCANNER_IP6), (t, "veth1", TARGET_IP6)] {
+                let k = format!("net.ipv6.conf.{dev}.disable_ipv6=0");
+                run(&["ip", "netns", "exec", ns, "sysctl", "-qw", &k])?;
+                let a = format!("{addr}/64");
+                run(&["ip", "-n", ns, "addr", "add", &a, "dev", dev, "nodad"])?;
+            }
+        }
         for ns in [s, t] {
             run(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
         }
@@ -444,17 +506,63 @@ impl TestNet {
             "nud",
             "permanent",
         ])?;
+        if spec.ipv6 {
+            for (ns, addr, mac, dev) in [
+                (s, TARGET_IP6, &mac1, "veth0"),
+                (t, SCANNER_IP6, &mac0, "veth1"),
+            ] {
+                let a = addr.to_string();
+                run(&[
+                    "ip",
+                    "-n",
+                    ns,
+                    "neigh",
+                    "replace",
+                    &a,
+                    "lladdr",
+                    mac,
+                    "dev",
+                    dev,
+                    "nud",
+                    "permanent",
+                ])?;
+            }
+            // ICMPv6 errors without rate limit either: an empty mask exempts
+            // every type from both the per-peer and the global limit.
+            run(&[
+                "ip",
+                "netns",
+                "exec",
+                t,
+                "sysctl",
+                "-qw",
+                "net.ipv6.icmp.ratemask=",
+            ])?;
+        }
         // The target answers ICMP errors without the kernel's default rate limit,
-        // so "filtered" stays observable at full speed (see BENCHMARKS.md).
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            t,
-            "sysctl",
-            "-qw",
-            "net.ipv4.icmp_ratemask=0",
-        ])?;
+        // so "filtered" stays observable at full speed (see BENCHMARKS.md),
+        // unless the spec asks for a host as shipped. The defaults are set
+        // explicitly: a namespace inherits nothing, but be sure.
+        let ratemask = if spec.kernel_icmp_limits {
+            "net.ipv4.icmp_ratemask=6168"
+        } else {
+            "net.ipv4.icmp_ratemask=0"
+        };
+        run(&["ip", "netns", "exec", t, "sysctl", "-qw", ratemask])?;
+        if spec.kernel_icmp_limits {
+            run(&[
+                "ip",
+                "netns",
+                "exec",
+                t,
+                "sysctl",
+                "-qw",
+                "net.ipv4.icmp_ratelimit=1000",
+            ])?;
+        }
+        let rst_limit = spec.rst_limit_per_sec.map_or(String::new(), |n| {
+            format!("tcp flags & rst == rst limit rate over {n}/second burst 5 packets drop")
+        });
 
         let loss = if spec.loss_percent > 0 {
             format!("numgen random mod 100 < {} drop", spec.loss_percent)
@@ -469,7 +577,7 @@ impl TestNet {
             let mut answered = spec.open.clone();
             answered.extend(&spec.closed);
             format!(
-                "ct state established,related accept\n    icmp type echo-request drop\n    tcp dport != {{ {} }} drop",
+                "ct state established,related accept\n    icmp type echo-request drop\n    icmpv6 type echo-request drop\n    tcp dport != {{ {} }} drop",
                 answered
                     .iter()
                     .map(u16::to_string)
@@ -479,6 +587,13 @@ impl TestNet {
         } else {
             String::new()
         };
+        // Neighbour discovery is the link working, not traffic under test:
+        // neither lost nor dropped (a stealthed IPv6 host still resolves).
+        let nd = if spec.ipv6 {
+            "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert } accept"
+        } else {
+            ""
+        };
         let target_rules = format!(
             "table inet hm {{
   set stealth {{ type inet_service; {stealth} }}
@@ -486,15 +601,19 @@ impl TestNet {
   chain input {{
     type filter hook input priority 0; policy accept;
     iif lo accept
+    {nd}
     {loss}
     {drop_all}
     tcp dport @stealth drop
     meta nfproto ipv4 tcp dport @filtered reject with icmp type admin-prohibited
+    meta nfproto ipv6 tcp dport @filtered reject with icmpv6 type admin-prohibited
   }}
   chain output {{
     type filter hook output priority 0; policy accept;
     oif lo accept
+    {nd}
     {loss}
+    {rst_limit}
   }}
 }}
 ",
@@ -533,8 +652,11 @@ impl TestNet {
                 "net.netfilter.nf_conntrack_tcp_loose=0",
             ])?;
         }
-        let mut ips = vec![TARGET_IP];
-        ips.extend((0..spec.extra_addresses).map(|i| Ipv4Addr::new(198, 18, 0, 3 + i)));
+        let mut ips = vec![IpAddr::V4(TARGET_IP)];
+        ips.extend((0..spec.extra_addresses).map(|i| IpAddr::V4(Ipv4Addr::new(198, 18, 0, 3 + i))));
+        if spec.ipv6 {
+            ips.push(IpAddr::V6(TARGET_IP6));
+        }
         in_namespace(t, || {
             let mut listeners = Vec::new();
             for ip in &ips {
@@ -551,27 +673,32 @@ impl TestNet {
     /// Accepts on every banner port: each connection gets its banner, then EOF.
     fn serve_banners(&self, spec: &TargetSpec) -> Result<(), String> {
         for (port, banner) in &spec.banners {
-            let listener = self
+            let mut on_port = self
                 ._listeners
                 .iter()
-                .find(|l| l.local_addr().is_ok_and(|a| a.port() == *port))
-                .ok_or(format!("banner port {port} is not in `open`"))?
-                .try_clone()
-                .map_err(|e| e.to_string())?;
-            listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-            let (stop, banner) = (self.banner_stop.clone(), banner.clone());
-            std::thread::spawn(move || {
-                use std::io::Write;
-                while !stop.load(Ordering::Relaxed) {
-                    match listener.accept() {
-                        Ok((mut conn, _)) => {
-                            let _ = conn.set_nonblocking(false);
-                            let _ = conn.write_all(banner.as_bytes());
+                .filter(|l| l.local_addr().is_ok_and(|a| a.port() == *port))
+                .peekable();
+            if on_port.peek().is_none() {
+                return Err(format!("banner port {port} is not in `open`"));
+            }
+            // One thread per address (IPv4, extra addresses, IPv6).
+            for listener in on_port {
+                let listener = listener.try_clone().map_err(|e| e.to_string())?;
+                listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+                let (stop, banner) = (self.banner_stop.clone(), banner.clone());
+                std::thread::spawn(move || {
+                    use std::io::Write;
+                    while !stop.load(Ordering::Relaxed) {
+                        match listener.accept() {
+                            Ok((mut conn, _)) => {
+                                let _ = conn.set_nonblocking(false);
+                                let _ = conn.write_all(banner.as_bytes());
+                            }
+                            Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
                         }
-                        Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
                     }
-                }
-            });
+                });
+            }
         }
         Ok(())
     }
@@ -586,6 +713,44 @@ impl TestNet {
     /// Runs `f` on a thread inside the scanner namespace.
     pub fn in_scanner<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         in_namespace(&self.scanner_ns, f)
+    }
+
+    /// Adds one nftables rule (words as `nft add rule` takes them, e.g.
+    /// `udp dport 6000 drop`) to the target's input chain; panics if `nft`
+    /// refuses it (a test set-up error).
+    pub fn add_target_rule(&self, rule: &str) {
+        let status = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.target_ns,
+                "nft",
+                "add",
+                "rule",
+                "inet",
+                "hm",
+                "input",
+            ])
+            .args(rule.split(' '))
+            .status()
+            .expect("running nft");
+        assert!(status.success(), "nft add rule inet hm input {rule}");
+    }
+
+    /// A UDP service on `addr` in the target namespace for the life of the
+    /// test process: it answers every datagram with `reply`, or echoes it
+    /// when `reply` is `None`. Returns once the socket is bound.
+    pub fn udp_responder(&self, addr: std::net::SocketAddr, reply: Option<&'static [u8]>) {
+        let (ready_tx, ready) = std::sync::mpsc::channel();
+        Self::spawn_in(&self.target_ns, move || {
+            let sock = std::net::UdpSocket::bind(addr).expect("bind the UDP responder");
+            let _ = ready_tx.send(());
+            let mut buf = [0u8; 2048];
+            while let Ok((n, from)) = sock.recv_from(&mut buf) {
+                let _ = sock.send_to(reply.unwrap_or(&buf[..n]), from);
+            }
+        });
+        ready.recv().expect("the UDP responder started");
     }
 
     /// Starts `f` on a long-lived thread inside namespace `ns` (for servers and

@@ -35,7 +35,7 @@ fn bad_path_flags_are_usage_errors() {
         ),
         (
             &["--spec", "castle"][..],
-            "--spec takes benchmark, visitor or router",
+            "--spec takes benchmark, visitor, router or icmp-limited",
         ),
     ] {
         let (code, stderr) = run(args);

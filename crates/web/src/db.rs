@@ -252,6 +252,9 @@ pub struct StoredScan {
     pub results: Vec<StoredResult>,
     /// Why a failed scan failed, in words for the visitor.
     pub error: Option<String>,
+    /// What the probe found about the address's rate limit on ICMP errors
+    /// or RSTs, in one line ([`harbormaster_probe::RateLimitReport`]).
+    pub rate_limit: Option<String>,
     /// What each answering UDP port said when asked again (UDP tests only).
     pub exposure: Vec<StoredReflection>,
 }
@@ -440,6 +443,15 @@ impl Db {
         if !has_error {
             conn.execute_batch("ALTER TABLE scans ADD COLUMN error TEXT;")?;
         }
+        // Databases from before rate limits were reported.
+        let has_rate_limit: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('scans') WHERE name = 'rate_limit'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_rate_limit {
+            conn.execute_batch("ALTER TABLE scans ADD COLUMN rate_limit TEXT;")?;
+        }
         conn.execute_batch("UPDATE scans SET status = 'interrupted' WHERE status = 'running';")?;
         Ok(Db {
             conn: Arc::new(Mutex::new(conn)),
@@ -538,13 +550,22 @@ impl Db {
         Ok(())
     }
 
+    /// Stores what the probe found about the scan's rate limit.
+    pub fn set_rate_limit(&self, id: &str, note: &str) -> Result<(), DbError> {
+        self.conn().execute(
+            "UPDATE scans SET rate_limit = ?2 WHERE id = ?1",
+            params![id, note],
+        )?;
+        Ok(())
+    }
+
     /// A stored scan with its results.
     pub fn load(&self, id: &str) -> Result<Option<StoredScan>, DbError> {
         let conn = self.conn();
         let row = conn
             .query_row(
                 "SELECT id, target, test, ports, mode, status, created, finished, expires, watch,
-                        error
+                        error, rate_limit
                  FROM scans WHERE id = ?1",
                 params![id],
                 |r| {
@@ -562,6 +583,7 @@ impl Db {
                         watch: r.get::<_, Option<String>>(9)?.and_then(|j| parse_watch(&j)),
                         results: Vec::new(),
                         error: r.get(10)?,
+                        rate_limit: r.get(11)?,
                         exposure: Vec::new(),
                     })
                 },
@@ -712,6 +734,7 @@ mod tests {
             watch: None,
             results: Vec::new(),
             error: None,
+            rate_limit: None,
             exposure: Vec::new(),
         }
     }
@@ -923,6 +946,14 @@ mod tests {
         assert_eq!(
             db.load("new").unwrap().unwrap().error.as_deref(),
             Some("why")
+        );
+        // The rate-limit column is added too.
+        assert_eq!(db.load("old").unwrap().unwrap().rate_limit, None);
+        db.set_rate_limit("new", "this host limits its ICMP errors to about 1/s")
+            .unwrap();
+        assert_eq!(
+            db.load("new").unwrap().unwrap().rate_limit.as_deref(),
+            Some("this host limits its ICMP errors to about 1/s")
         );
         drop(db);
         // Opening again does not try to add the column twice.

@@ -30,5 +30,6 @@ pub fn request(target: IpAddr, ports: PortList, http_ports: &[u16]) -> ScanReque
             tail: WATCH_TAIL,
         }),
         protocol: Protocol::Tcp,
+        budget: None,
     }
 }

@@ -174,6 +174,9 @@ pub fn text(s: &StoredScan, v: &Verdict) -> String {
             );
         }
     }
+    if let Some(note) = &s.rate_limit {
+        let _ = writeln!(out, "Rate limit: {note}");
+    }
     if !v.not_tested.is_empty() {
         let _ = writeln!(out);
         let _ = writeln!(out, "Not tested:");
@@ -232,6 +235,7 @@ mod tests {
             watch,
             results,
             error: None,
+            rate_limit: None,
             exposure: Vec::new(),
         }
     }
@@ -294,6 +298,46 @@ mod tests {
             !v.passed && v.failures.is_empty() && v.untested[0].contains("connect mode"),
             "{v:?}"
         );
+    }
+
+    /// Issue 9 §3: silence that the address's rate limit explains must not
+    /// pass, and the page and report say why.
+    #[test]
+    fn rate_limited_silence_does_not_pass() {
+        let mut results: Vec<StoredResult> =
+            (21..=25).map(|p| result(p, PortState::Stealth)).collect();
+        results[2].reason = Reason::NoResponseRateLimited;
+        results[3].reason = Reason::NoResponseRateLimited;
+        let mut s = scan(results, quiet());
+        s.rate_limit = Some(
+            "this host limits its ICMP errors to about 1/s: 2 silent ports may be rejecting rather than silent".into(),
+        );
+        let v = verdict(&s);
+        assert!(!v.passed, "{v:?}");
+        assert!(
+            v.failures[0].starts_with("2 silent ports could not be verified as stealth: this host limits its ICMP errors to about 1/s"),
+            "{v:?}"
+        );
+        assert_eq!(v.tone, crate::scans::Tone::Fair);
+        assert!(
+            v.headline.starts_with("2 ports only looked stealth"),
+            "{v:?}"
+        );
+        let t = text(&s, &v);
+        assert!(
+            t.contains("Rate limit: this host limits its ICMP errors to about 1/s"),
+            "{t}"
+        );
+        // Without the note (an older row), the reasons alone still fail it.
+        s.rate_limit = None;
+        assert!(!verdict(&s).passed);
+        // A limit whose silent ports were all resolved leaves a pass a pass.
+        let mut s = scan(
+            (21..=25).map(|p| result(p, PortState::Stealth)).collect(),
+            quiet(),
+        );
+        s.rate_limit = Some("this host limits its ICMP errors to about 1/s; re-probing the 5 silent ports at 5 probes/s resolved 0 in 3.1 s, and the rest stayed silent while the limit had room".into());
+        assert!(verdict(&s).passed);
     }
 
     #[test]

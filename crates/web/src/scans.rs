@@ -450,6 +450,7 @@ impl Scans {
             watch: None,
             results: Vec::new(),
             error: None,
+            rate_limit: None,
             exposure: Vec::new(),
         })?;
         let (tx, rx) = mpsc::unbounded_channel();
@@ -707,8 +708,15 @@ impl Scans {
             watch.clone(),
             exposure.clone(),
         );
+        let limit = summary
+            .as_ref()
+            .and_then(|s| s.rate_limit.as_ref())
+            .map(|r| r.to_string());
         let stored = self
             .store(&live.id, move |db| {
+                if let Some(note) = &limit {
+                    db.set_rate_limit(&id, note)?;
+                }
                 db.finish_with(&id, status, why.as_deref(), w.as_ref(), &rest, &x)
             })
             .await;
@@ -762,6 +770,7 @@ impl Scans {
             watch: None,
             results: Vec::new(),
             error: None,
+            rate_limit: None,
             exposure: Vec::new(),
         });
         scan.status = Status::Failed;
@@ -934,6 +943,13 @@ pub fn verdict(scan: &StoredScan) -> Verdict {
         count(PortState::Closed),
         count(PortState::Filtered),
     );
+    // Silence that the address's rate limit explains is not stealth: the
+    // port may be rejecting with its answer swallowed by the limit.
+    let unverified = scan
+        .results
+        .iter()
+        .filter(|r| r.reason == harbormaster_probe::Reason::NoResponseRateLimited)
+        .count();
     let answered: Vec<String> = [
         (open, PortState::Open),
         (closed, PortState::Closed),
@@ -948,6 +964,18 @@ pub fn verdict(scan: &StoredScan) -> Verdict {
             "ports answered our probes ({}); a stealth port answers nothing",
             answered.join(", ")
         ));
+    }
+    if unverified > 0 {
+        failures.push(match &scan.rate_limit {
+            Some(note) => format!(
+                "{} could not be verified as stealth: {note}",
+                plural(unverified, "silent port", "silent ports")
+            ),
+            None => format!(
+                "{} could not be verified as stealth: your address limits how fast it answers, so they may be rejecting rather than silent",
+                plural(unverified, "silent port", "silent ports")
+            ),
+        });
     }
     let mut pinged = false;
     let mut chatty = false;
@@ -1035,6 +1063,14 @@ pub fn verdict(scan: &StoredScan) -> Verdict {
     } else if closed + filtered > 0 {
         (
             "No port accepts connections — good; invisible (stealth) would be better".to_string(),
+            Tone::Fair,
+        )
+    } else if unverified > 0 {
+        (
+            format!(
+                "{} only looked stealth: your address limits its error replies, so they may be rejecting",
+                plural(unverified, "port", "ports")
+            ),
             Tone::Fair,
         )
     } else if pinged || chatty {
@@ -1216,6 +1252,7 @@ mod tests {
                 })
                 .collect(),
             error: Some("full".into()),
+            rate_limit: None,
             exposure: Vec::new(),
         };
         for i in 0..MAX_KEPT + 10 {

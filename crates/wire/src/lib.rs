@@ -67,7 +67,8 @@ mod fixtures;
 
 pub use build::{EchoTemplate, SynTemplate, UdpTemplate};
 pub use reply::{
-    EchoReply, IcmpError, IcmpKind, Quote, Reply, TcpReply, UdpReply, parse_reply, udp_payload,
+    EchoReply, IcmpError, IcmpKind, Quote, Reply, TcpReply, UdpReply, is_link_housekeeping,
+    parse_reply, udp_payload,
 };
 
 /// IP protocol number of ICMP (RFC 792).

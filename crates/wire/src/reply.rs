@@ -283,6 +283,28 @@ pub fn udp_payload(packet: &[u8]) -> Option<&[u8]> {
     datagram.get(udp::HEADER_LEN..udp::HEADER_LEN + n)
 }
 
+/// Whether `packet` is ICMPv6 neighbour discovery (types 133–137) or a
+/// multicast listener message (130–132, 143): traffic every IPv6 neighbour
+/// sends to keep the link working, often in answer to our own packets, so a
+/// scan watching its sender must not call it unsolicited. [`parse_reply`]
+/// returns such packets as [`Reply::Other`] with protocol 58.
+///
+/// Lengths are checked before anything is read (extension headers are
+/// walked); any input returns, never panics. False for anything else,
+/// including IPv4 and bytes that are not an IPv6 header.
+pub fn is_link_housekeeping(packet: &[u8]) -> bool {
+    if packet.first().map(|b| b >> 4) != Some(6) {
+        return false;
+    }
+    let Ok(ip) = ipv6::Packet::new_checked(packet) else {
+        return false;
+    };
+    let Ok(upper) = ip.upper_layer() else {
+        return false;
+    };
+    upper.protocol == PROTO_ICMPV6 && matches!(upper.payload.first(), Some(130..=137 | 143))
+}
+
 fn parse_v4(packet: &[u8]) -> Result<Reply, WireError> {
     let ip = ipv4::Packet::new_checked(packet)?;
     if ip.frag_offset() != 0 {
@@ -454,6 +476,56 @@ mod tests {
     use super::*;
     use crate::fixtures::{self, *};
     use std::net::{Ipv4Addr, Ipv6Addr};
+
+    /// An IPv6 packet from 2001:db8:1::20 to 2001:db8::10: an ICMPv6 echo
+    /// request whose type byte is then set to `icmp_type`.
+    fn icmpv6_from_target(icmp_type: u8) -> Vec<u8> {
+        let (src, dst): (Ipv6Addr, Ipv6Addr) = (
+            "2001:db8:1::20".parse().unwrap(),
+            "2001:db8::10".parse().unwrap(),
+        );
+        let echo = crate::EchoTemplate::new(IpAddr::V6(src), IpAddr::V6(dst), 64).unwrap();
+        let mut buf = vec![0u8; 128];
+        let n = echo.write(&mut buf, 7, 1).unwrap();
+        buf.truncate(n);
+        buf[40] = icmp_type;
+        buf
+    }
+
+    #[test]
+    fn link_housekeeping_is_neighbour_discovery_and_mld_only() {
+        // Neighbour discovery and MLD: the link working, not the host talking.
+        for t in [130, 131, 132, 133, 134, 135, 136, 137, 143] {
+            let nd = icmpv6_from_target(t);
+            assert!(
+                matches!(parse_reply(&nd), Ok(Reply::Other { protocol, .. }) if protocol == PROTO_ICMPV6),
+                "{t}"
+            );
+            assert!(is_link_housekeeping(&nd), "type {t}");
+        }
+        // An echo request from the target is its own doing, as are other types.
+        for t in [128, 138, 139, 142, 144, 200] {
+            assert!(!is_link_housekeeping(&icmpv6_from_target(t)), "type {t}");
+        }
+        // Another protocol over IPv6, and IPv4 (whatever its payload).
+        let mut sctp = icmpv6_from_target(135);
+        sctp[6] = 132;
+        assert!(!is_link_housekeeping(&sctp));
+        let mut v4 = SYNACK4.to_vec();
+        v4[9] = PROTO_ICMPV6;
+        v4[20] = 135;
+        assert!(!is_link_housekeeping(&v4));
+    }
+
+    #[test]
+    fn link_housekeeping_of_truncated_input_is_false() {
+        let nd = icmpv6_from_target(135);
+        for len in 0..41 {
+            assert!(!is_link_housekeeping(&nd[..len]), "cut to {len}");
+        }
+        assert!(is_link_housekeeping(&nd));
+        assert!(!is_link_housekeeping(&[0x65; 60]));
+    }
 
     fn v4(s: &str) -> IpAddr {
         s.parse::<Ipv4Addr>().unwrap().into()

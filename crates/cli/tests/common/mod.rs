@@ -13,6 +13,9 @@ use harbormaster_testnet::TestNet;
 
 /// The server's address as the visitor sees it.
 pub const SERVER: &str = "http://198.18.0.1:8080";
+/// The server's IPv6 address as the visitor sees it (test hosts with
+/// `TargetSpec::ipv6`, a server started with [`Server::start_at`] on `[::]:8080`).
+pub const SERVER6: &str = "http://[fd00:198:18::1]:8080";
 
 #[allow(unused_imports)]
 pub(crate) use harbormaster_testnet::testnet_or_skip;
@@ -30,7 +33,7 @@ impl Server {
 
     /// [`Server::start`] with `extra` arguments.
     pub fn start_with(net: &TestNet, data_dir: &std::path::Path, extra: &[&str]) -> Server {
-        Server::start_in_mode(net, data_dir, "syn", extra)
+        Server::start_at(net, data_dir, "198.18.0.1:8080", SERVER, extra)
     }
 
     /// [`Server::start_with`] in `mode` (`syn` or `connect`).
@@ -40,12 +43,36 @@ impl Server {
         mode: &str,
         extra: &[&str],
     ) -> Server {
+        Server::start_at_in_mode(net, data_dir, "198.18.0.1:8080", SERVER, mode, extra)
+    }
+
+    /// [`Server::start_with`] listening on `listen`; up once `url` answers
+    /// from the visitor's namespace.
+    pub fn start_at(
+        net: &TestNet,
+        data_dir: &std::path::Path,
+        listen: &str,
+        url: &'static str,
+        extra: &[&str],
+    ) -> Server {
+        Server::start_at_in_mode(net, data_dir, listen, url, "syn", extra)
+    }
+
+    /// [`Server::start_at`] in `mode`.
+    pub fn start_at_in_mode(
+        net: &TestNet,
+        data_dir: &std::path::Path,
+        listen: &str,
+        url: &'static str,
+        mode: &str,
+        extra: &[&str],
+    ) -> Server {
         let child = net
             .scanner_command(assert_cmd::cargo::cargo_bin("harbormaster"))
             .args([
                 "serve",
                 "--listen",
-                "198.18.0.1:8080",
+                listen,
                 "--allow-private",
                 "--no-reverse-dns",
                 "--mode",
@@ -61,7 +88,7 @@ impl Server {
         let server = Server { child };
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if visit(net, |a| a.get(SERVER).call().is_ok()) {
+            if visit(net, move |a| a.get(url).call().is_ok()) {
                 return server;
             }
             std::thread::sleep(Duration::from_millis(100));

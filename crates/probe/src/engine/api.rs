@@ -59,6 +59,10 @@ pub struct ScanRequest {
     pub watch: Option<Watch>,
     /// The transport to probe: TCP (SYN) or UDP (payload datagrams).
     pub protocol: Protocol,
+    /// Time allowed for re-probing silent ports at the pace of a rate limit
+    /// the target turns out to have ([`crate::ratelimit`]); `None` is
+    /// [`DEFAULT_BUDGET`], zero only detects and reports the limit.
+    pub budget: Option<Duration>,
 }
 
 impl ScanRequest {
@@ -72,6 +76,7 @@ impl ScanRequest {
             rate: None,
             watch: None,
             protocol: Protocol::Tcp,
+            budget: None,
         }
     }
 
@@ -83,6 +88,11 @@ impl ScanRequest {
         }
     }
 }
+
+/// Re-probing time a scan gets by default when the target rate-limits: at
+/// Linux's one ICMP error per second, enough for the service test (0–1055)
+/// on a host with a few dozen rejected ports.
+pub const DEFAULT_BUDGET: Duration = Duration::from_secs(30);
 
 /// The extra observations of a ShieldsUP-style test: ICMP echo requests, and
 /// any packet from the target that is neither a reply to our probes nor part of
@@ -159,6 +169,9 @@ pub struct ScanSummary {
     /// Whether random ports outside the list answer like the open ones, when
     /// it was checked ([`crate::verify`]; the engine leaves it `None`).
     pub wildcard: Option<Box<crate::verify::WildcardReport>>,
+    /// The target's rate limit on ICMP errors or RSTs, when one was
+    /// detected, and what re-probing at its pace resolved. Boxed like the rest.
+    pub rate_limit: Option<Box<crate::ratelimit::RateLimitReport>>,
 }
 
 impl ScanSummary {
@@ -180,6 +193,7 @@ impl ScanSummary {
             watch: None,
             verification: None,
             wildcard: None,
+            rate_limit: None,
         }
     }
 }

@@ -167,9 +167,7 @@ pub(super) fn run<T: Transport>(
                 }
                 if scan.has_work() {
                     // A scan sends when both its pacer and its rate cap allow.
-                    let cap = scan.rate.as_ref().map_or(Duration::ZERO, RateLimiter::wait);
-                    let pace = scan.pacer.wait().max(Duration::from_micros(50));
-                    wait = wait.min(cap.max(pace));
+                    wait = wait.min(scan.send_wait());
                 }
             }
             if let Some(r) = &l.rate {
@@ -227,6 +225,9 @@ impl<T: Transport> Loop<T> {
                         format!("udp {}->{}", u.src_port, u.dst_port)
                     });
                 }
+                // Neighbour discovery and MLD keep an IPv6 link working (the
+                // target resolving our address to answer us): not unsolicited.
+                Reply::Other { .. } if harbormaster_wire::is_link_housekeeping(packet) => {}
                 Reply::Other { src, protocol } => {
                     self.unsolicited(src, None, || format!("ip protocol {protocol}"));
                 }

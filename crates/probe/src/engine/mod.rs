@@ -25,7 +25,8 @@ mod event_loop;
 mod scan;
 
 pub use api::{
-    EngineConfig, MIN_TRIES, ScanEvent, ScanRequest, ScanSummary, Sink, Watch, WatchReport,
+    DEFAULT_BUDGET, EngineConfig, MIN_TRIES, ScanEvent, ScanRequest, ScanSummary, Sink, Watch,
+    WatchReport,
 };
 
 use std::net::IpAddr;
@@ -63,6 +64,8 @@ pub struct Engine {
     source: std::sync::Mutex<Box<dyn FnMut(IpAddr) -> std::io::Result<IpAddr> + Send>>,
     ipv6: bool,
     udp_payloads: std::sync::Arc<dyn UdpPayloads>,
+    /// Hosts that sent ICMP errors to earlier scans ([`crate::ratelimit`]).
+    memory: std::sync::Arc<std::sync::Mutex<crate::ratelimit::HostMemory>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -112,6 +115,7 @@ impl Engine {
             source: std::sync::Mutex::new(Box::new(route)),
             ipv6,
             udp_payloads: std::sync::Arc::new(WirePayloads),
+            memory: Default::default(),
         }
     }
 
@@ -122,7 +126,8 @@ impl Engine {
         self
     }
 
-    /// Whether this engine can probe `target` (raw IPv6 is not wired up yet).
+    /// Whether this engine can probe `target`: IPv6 needs the transport's
+    /// IPv6 raw socket, which a host without IPv6 lacks.
     pub fn supports(&self, target: IpAddr) -> bool {
         target.is_ipv4() || self.ipv6
     }
@@ -131,7 +136,7 @@ impl Engine {
     pub fn submit(&self, request: ScanRequest, sink: Sink) -> Result<ScanHandle, ProbeError> {
         if !self.supports(request.target) {
             return Err(ProbeError::Unsupported(
-                "SYN mode probes IPv4 targets only for now; use connect mode for IPv6",
+                "SYN mode cannot probe IPv6 targets here (no IPv6 raw socket); use connect mode for IPv6",
             ));
         }
         let source = {
@@ -158,7 +163,8 @@ impl Engine {
             blocks[free] = true;
             free as u16
         };
-        let scan = Scan::new(block, source, module, key, request, &self.config, sink);
+        let scan = Scan::new(block, source, module, key, request, &self.config, sink)
+            .remembering(self.memory.clone());
         self.commands
             .send(Command::Submit(Box::new(scan)))
             .map_err(|_| ProbeError::Stopped)?;

@@ -8,12 +8,16 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::api::{
-    EngineConfig, MIN_TRIES, ScanEvent, ScanRequest, ScanSummary, Sink, Watch, WatchReport,
+    DEFAULT_BUDGET, EngineConfig, MIN_TRIES, ScanEvent, ScanRequest, ScanSummary, Sink, Watch,
+    WatchReport,
 };
 use super::{SOURCE_PORT_BASE, TRIES_PER_BLOCK};
 use crate::cookie::CookieKey;
 use crate::module::{Answer, Classified, IcmpEcho, ProbeModule};
 use crate::permute::Permutation;
+use crate::ratelimit::{
+    Detector, Estimate, HostMemory, LimitKind, RateLimitReport, SLOW_LIMIT, Shape, pace,
+};
 use crate::result::{PortResult, PortState, Reason};
 use crate::timing::{
     Congestion, PACE_INITIAL, PACE_MIN, PathPacer, RateLimiter, RttEstimator, needed_tries,
@@ -24,6 +28,43 @@ use crate::transport::SendBatch;
 const PING_INTERVAL: Duration = Duration::from_millis(250);
 /// Unsolicited packets described in the report.
 const MAX_EXAMPLES: usize = 8;
+/// The source-port offset of the resolve phase's probes: the last one, so
+/// that their answers count as answers to a late try.
+const RESOLVE_OFFSET: u16 = TRIES_PER_BLOCK - 1;
+/// Canary probes sent to ports that answered with an ICMP error. More than
+/// twice Linux's burst of 6, so a full bucket still shows as a limit.
+const CANARIES: u32 = 16;
+/// Ports that answered with an ICMP error, kept as canary targets.
+const CANARY_PORTS: usize = 16;
+
+/// Where a scan stands with respect to the target's rate limits.
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    /// The ordinary pass: every port probed until it answers or runs out
+    /// of tries. Ports that run out are held back (`Slot::silent`), not yet
+    /// reported.
+    Pass,
+    /// The pass left silent ports on a host that sent ICMP errors: probes
+    /// to ports that did answer so tell whether the host limits them.
+    Canary {
+        /// Canary probes still to send.
+        to_send: u32,
+        /// When the last one left.
+        last_sent: Option<Instant>,
+        /// Answers to them so far.
+        answers: u32,
+    },
+    /// Re-probing the silent ports at the limit's pace, within the budget.
+    Resolve {
+        started: Instant,
+        /// Sweeps over the silent ports completed since the last answer.
+        quiet_sweeps: u32,
+        /// When a silent port last answered (or the phase started).
+        last_answer: Instant,
+    },
+    /// Nothing left to probe.
+    Settled,
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Slot {
@@ -36,6 +77,9 @@ struct Slot {
     aged: bool,
     first_sent: Option<Instant>,
     last_sent: Option<Instant>,
+    /// Out of tries with no answer: held back until the rate-limit phases
+    /// have had their say, then reported.
+    silent: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -84,6 +128,37 @@ pub(super) struct Scan {
     echo: Option<IcmpEcho>,
     last_ping: Option<Instant>,
     pub(super) sink: Sink,
+    /// Arrival times of ICMP errors and RSTs, for the rate-limit checks.
+    detector: Detector,
+    /// Ports held back silent (see [`Slot::silent`]).
+    silent: usize,
+    /// Ports that answered with an ICMP error: canary targets.
+    icmp_ports: Vec<u16>,
+    phase: Phase,
+    /// Re-probing time allowed (see [`ScanRequest::budget`]).
+    budget: Duration,
+    /// The limit found, once found.
+    limit: Option<(LimitKind, Estimate)>,
+    /// Paces the probes of the resolve phase.
+    resolve_rate: Option<RateLimiter>,
+    /// Silent ports in the current sweep's order, and the position in it.
+    sweep: Vec<u32>,
+    sweep_pos: usize,
+    /// Silent ports when the resolve phase started, and how many answered since.
+    resolve_silent: usize,
+    resolved: usize,
+    /// When the limited kind's answers arrived during the resolve phase
+    /// (bounded): the phase sends steadily, so they measure the limit best.
+    resolve_arrivals: Vec<Duration>,
+    /// The pace in force in the resolve phase.
+    resolve_pace: f64,
+    /// When the resolve phase last sent a probe.
+    last_resolve_probe: Option<Instant>,
+    rate_limit: Option<RateLimitReport>,
+    /// The request's own rate cap, which a cap for the target never exceeds.
+    user_rate: Option<u32>,
+    /// The engine's memory of hosts that sent ICMP errors.
+    memory: Option<std::sync::Arc<std::sync::Mutex<HostMemory>>>,
 }
 
 impl Scan {
@@ -113,6 +188,7 @@ impl Scan {
                     aged: false,
                     first_sent: None,
                     last_sent: None,
+                    silent: false,
                 };
                 n
             ],
@@ -144,7 +220,34 @@ impl Scan {
             report: WatchReport::default(),
             last_ping: None,
             sink,
+            detector: Detector::new(),
+            silent: 0,
+            icmp_ports: Vec::new(),
+            phase: Phase::Pass,
+            budget: request.budget.unwrap_or(DEFAULT_BUDGET),
+            limit: None,
+            resolve_rate: None,
+            sweep: Vec::new(),
+            sweep_pos: 0,
+            resolve_silent: 0,
+            resolved: 0,
+            resolve_arrivals: Vec::new(),
+            resolve_pace: 0.0,
+            last_resolve_probe: None,
+            rate_limit: None,
+            user_rate: request.rate,
+            memory: None,
         }
+    }
+
+    /// Shares the engine's memory of hosts that sent ICMP errors: a scan
+    /// that sees none itself checks the ports an earlier scan saw reject.
+    pub(super) fn remembering(
+        mut self,
+        memory: std::sync::Arc<std::sync::Mutex<HostMemory>>,
+    ) -> Scan {
+        self.memory = Some(memory);
+        self
     }
 
     /// The scan's echo probe, when it watches.
@@ -203,7 +306,26 @@ impl Scan {
     }
 
     pub(super) fn has_work(&self) -> bool {
-        !self.retry.is_empty() || self.next_new < self.ports.len() as u64
+        match self.phase {
+            Phase::Canary { to_send, .. } => to_send > 0,
+            Phase::Resolve { .. } => self.silent > 0 && !self.resolve_draining(),
+            _ => !self.retry.is_empty() || self.next_new < self.ports.len() as u64,
+        }
+    }
+
+    /// How long until this scan's own caps let it send again (the event
+    /// loop sleeps no longer than that while the scan has work).
+    pub(super) fn send_wait(&self) -> Duration {
+        if let Phase::Resolve { .. } = self.phase {
+            return self
+                .resolve_rate
+                .as_ref()
+                .map_or(Duration::ZERO, RateLimiter::wait)
+                .max(Duration::from_micros(50));
+        }
+        let cap = self.rate.as_ref().map_or(Duration::ZERO, RateLimiter::wait);
+        let pace = self.pacer.wait().max(Duration::from_micros(50));
+        cap.max(pace)
     }
 
     /// The tries a silent port gets, given what this scan has seen so far.
@@ -233,6 +355,12 @@ impl Scan {
 
     /// Appends up to `quota` probes to `batch`; returns how many.
     pub(super) fn fill(&mut self, now: Instant, quota: usize, batch: &mut SendBatch) -> usize {
+        match self.phase {
+            Phase::Canary { .. } => return self.fill_canaries(now, quota, batch),
+            Phase::Resolve { .. } => return self.fill_resolve(now, quota, batch),
+            Phase::Settled => return 0,
+            Phase::Pass => {}
+        }
         let window_room = self.cc.window().saturating_sub(self.outstanding);
         let mut allowed = quota.min(window_room).min(batch.room());
         allowed = self.pacer.take(now, self.rtt.srtt(), allowed);
@@ -256,7 +384,7 @@ impl Scan {
                 break;
             };
             let slot = &mut self.slots[slot_idx as usize];
-            if slot.done {
+            if slot.done || slot.silent {
                 continue;
             }
             let try_no = slot.tries;
@@ -285,9 +413,121 @@ impl Scan {
             self.young.push_back(flight);
             self.outstanding += 1;
             self.sent += 1;
+            self.detector.on_probe();
             n += 1;
         }
         n
+    }
+
+    /// Sends canary probes: to ports that answered with an ICMP error
+    /// before, from their first try's source port. Every port has settled by
+    /// now, so an ICMP answer to a port already done is a canary's.
+    fn fill_canaries(&mut self, now: Instant, quota: usize, batch: &mut SendBatch) -> usize {
+        let Phase::Canary {
+            to_send,
+            last_sent,
+            answers,
+        } = self.phase
+        else {
+            return 0;
+        };
+        let mut n = 0u32;
+        let sport = self.sport_base;
+        while n < to_send && (n as usize) < quota.min(batch.room()) {
+            let k = (CANARIES - to_send + n) as usize;
+            let dport = self.icmp_ports[k % self.icmp_ports.len()];
+            let module = &self.module;
+            if batch
+                .push(self.target, |buf| module.write(buf, sport, dport))
+                .is_err()
+            {
+                break;
+            }
+            n += 1;
+        }
+        self.sent += u64::from(n);
+        self.phase = Phase::Canary {
+            to_send: to_send - n,
+            last_sent: if n > 0 { Some(now) } else { last_sent },
+            answers,
+        };
+        n as usize
+    }
+
+    /// Sends the next probes of the resolve phase's sweep over the silent
+    /// ports, at the limit's pace.
+    fn fill_resolve(&mut self, now: Instant, quota: usize, batch: &mut SendBatch) -> usize {
+        if self.resolve_draining() {
+            return 0;
+        }
+        let Some(rate) = &mut self.resolve_rate else {
+            return 0;
+        };
+        let allowed = rate.take(now, quota.min(batch.room()));
+        let mut n = 0;
+        while n < allowed && self.silent > 0 && !self.resolve_draining() {
+            if self.sweep_pos >= self.sweep.len() {
+                self.new_sweep();
+                continue;
+            }
+            let slot_idx = self.sweep[self.sweep_pos];
+            if self.slots[slot_idx as usize].silent {
+                let sport = self.sport_base + RESOLVE_OFFSET;
+                let dport = self.ports[slot_idx as usize];
+                let module = &self.module;
+                if batch
+                    .push(self.target, |buf| module.write(buf, sport, dport))
+                    .is_err()
+                {
+                    break;
+                }
+                let slot = &mut self.slots[slot_idx as usize];
+                slot.tries = slot.tries.saturating_add(1).max(TRIES_PER_BLOCK as u8);
+                slot.last_sent = Some(now);
+                self.last_resolve_probe = Some(now);
+                self.sent += 1;
+                n += 1;
+            }
+            self.sweep_pos += 1;
+            if self.sweep_pos == self.sweep.len() {
+                self.sweep_done();
+            }
+        }
+        n
+    }
+
+    /// A sweep has sent its last probe: one more sweep since the last answer.
+    fn sweep_done(&mut self) {
+        if let Phase::Resolve {
+            started,
+            quiet_sweeps,
+            last_answer,
+        } = self.phase
+        {
+            self.phase = Phase::Resolve {
+                started,
+                quiet_sweeps: quiet_sweeps + 1,
+                last_answer,
+            };
+        }
+    }
+
+    /// Under a fast cap one quiet sweep is enough (see [`Scan::advance`]):
+    /// then the phase stops sending and waits for the sweep's last answers.
+    fn resolve_draining(&self) -> bool {
+        matches!(
+            (self.phase, self.limit),
+            (Phase::Resolve { quiet_sweeps, .. }, Some((_, e)))
+                if e.per_second >= SLOW_LIMIT && quiet_sweeps >= 1
+        ) && self.sweep_pos >= self.sweep.len()
+    }
+
+    /// Starts the next sweep over the ports still silent.
+    fn new_sweep(&mut self) {
+        self.sweep = (0..self.slots.len() as u32)
+            .filter(|&i| self.slots[i as usize].silent)
+            .collect();
+        self.sweep_pos = 0;
     }
 
     /// How long an unanswered probe counts as occupying the path.
@@ -341,9 +581,227 @@ impl Scan {
             if slot.tries < self.tries_limit() {
                 self.retry.push_back(f.slot);
             } else {
-                self.finish_port(f.slot as usize, Reason::NoResponse, None, None, now);
+                self.slots[f.slot as usize].silent = true;
+                self.silent += 1;
             }
         }
+        self.advance(now);
+    }
+
+    /// Moves between the rate-limit phases (see [`Phase`]).
+    fn advance(&mut self, now: Instant) {
+        match self.phase {
+            Phase::Pass => {
+                if self.done + self.silent < self.ports.len() {
+                    return;
+                }
+                if self.silent == 0 {
+                    // Reports a cap the pass kept below, if one was found.
+                    self.settle(now, Reason::NoResponse);
+                } else if self.limit.is_some() {
+                    self.start_resolve(now);
+                } else if !self.icmp_ports.is_empty() || self.recall_icmp_ports(now) {
+                    self.phase = Phase::Canary {
+                        to_send: CANARIES,
+                        last_sent: None,
+                        answers: 0,
+                    };
+                } else {
+                    self.settle(now, Reason::NoResponse);
+                }
+            }
+            Phase::Canary {
+                to_send,
+                last_sent,
+                answers,
+            } => {
+                let Some(last) = last_sent else { return };
+                let wait = self
+                    .rtt
+                    .rto()
+                    .max(self.rtt.srtt().unwrap_or_default() * 3)
+                    .max(Duration::from_millis(50));
+                if to_send > 0 || now < last + wait {
+                    return;
+                }
+                // Without a limit nearly every canary is answered; path loss
+                // (measured on TCP answers) takes its share both ways.
+                let p = if self.answers >= 32 {
+                    (self.lost_before as f64 / self.answers as f64).min(0.9)
+                } else {
+                    0.0
+                };
+                let expected = f64::from(CANARIES) * (1.0 - p) * (1.0 - p);
+                if f64::from(answers) < expected * 0.5 {
+                    // A handful of arrivals in a short pass measure nothing
+                    // yet: start at Linux's default, one per second, until
+                    // the resolve phase's own arrivals measure it.
+                    let estimate = Estimate {
+                        shape: Shape::Burst {
+                            burst: self.detector.icmp_answers() as u32,
+                        },
+                        per_second: 1.0,
+                    };
+                    self.limit = Some((LimitKind::Icmp, estimate));
+                    self.start_resolve(now);
+                } else {
+                    self.settle(now, Reason::NoResponse);
+                }
+            }
+            Phase::Resolve {
+                started,
+                quiet_sweeps,
+                last_answer,
+            } => {
+                let Some((_, estimate)) = self.limit else {
+                    return;
+                };
+                if self.silent == 0 {
+                    self.settle(now, Reason::NoResponse);
+                    return;
+                }
+                if now >= started + self.budget {
+                    self.settle(now, Reason::NoResponseRateLimited);
+                    return;
+                }
+                // A slow limit: two whole sweeps and three refills with no
+                // answer, so the limit had room, and the ports left are silent
+                // indeed. A fast cap, which the sweep keeps below: one whole
+                // sweep with no answer (every port left then had two probes
+                // at that pace, the quiet sweep's and the one before), and
+                // time for its last answers to arrive.
+                let (sweeps, quiet) = if estimate.per_second < SLOW_LIMIT {
+                    let refill = Duration::from_secs_f64(3.0 / estimate.per_second.max(0.01));
+                    (2, refill.max(Duration::from_secs(3)))
+                } else {
+                    (1, (self.rtt.rto() * 2).max(Duration::from_millis(50)))
+                };
+                // A slow limit's sweeps go on while it waits (any rejection
+                // left would answer); a fast cap's have stopped (draining).
+                let last_probe = if sweeps == 1 {
+                    self.last_resolve_probe.unwrap_or(last_answer)
+                } else {
+                    last_answer
+                };
+                if quiet_sweeps >= sweeps && now >= last_answer + quiet && now >= last_probe + quiet
+                {
+                    self.settle(now, Reason::NoResponse);
+                }
+            }
+            Phase::Settled => {}
+        }
+    }
+
+    /// Takes the ports an earlier scan saw this host reject, when this one
+    /// saw none itself; whether there were any.
+    fn recall_icmp_ports(&mut self, now: Instant) -> bool {
+        let Some(memory) = &self.memory else {
+            return false;
+        };
+        let memory = memory.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(seen) = memory.recall(self.target, now) {
+            self.icmp_ports = seen.icmp_ports.clone();
+        }
+        !self.icmp_ports.is_empty()
+    }
+
+    /// Starts re-probing the silent ports at the pace of the limit found.
+    fn start_resolve(&mut self, now: Instant) {
+        let Some((_, estimate)) = self.limit else {
+            return;
+        };
+        self.resolve_silent = self.silent;
+        self.resolve_pace = pace(&estimate, self.silent);
+        self.resolve_rate = Some(RateLimiter::new(self.resolve_pace.ceil() as u32));
+        self.phase = Phase::Resolve {
+            started: now,
+            quiet_sweeps: 0,
+            last_answer: now,
+        };
+        self.sweep.clear();
+        self.sweep_pos = 0;
+        if self.budget.is_zero() {
+            self.settle(now, Reason::NoResponseRateLimited);
+        }
+    }
+
+    /// Measures the limit again from the resolve phase's steady probing
+    /// and moves the pace to it (the pass's few arrivals only started it).
+    ///
+    /// Only a slowly refilling bucket is measured here: its answers come at
+    /// its own rate however fast the sweep goes. Under a steady cap the
+    /// phase stays below the cap, so its answers would measure our pace.
+    fn remeasure(&mut self, now: Instant) {
+        const KEEP: usize = 512;
+        let slow = matches!(self.limit, Some((_, e)) if e.per_second < SLOW_LIMIT);
+        if !slow {
+            return;
+        }
+        let at = now.saturating_duration_since(self.start_time(now));
+        if self.resolve_arrivals.len() == KEEP {
+            self.resolve_arrivals.remove(0);
+        }
+        self.resolve_arrivals.push(at);
+        if !self.resolve_arrivals.len().is_multiple_of(4) {
+            return;
+        }
+        if let (Some(e), Some((kind, before))) = (
+            crate::ratelimit::estimate(&self.resolve_arrivals),
+            self.limit,
+        ) {
+            // The pass saw the burst; the phase sees the steady rate.
+            let e = Estimate {
+                shape: before.shape,
+                per_second: e.per_second,
+            };
+            self.limit = Some((kind, e));
+            let p = pace(&e, self.silent.max(1));
+            // Only re-pace on a real change: a new limiter starts empty.
+            if (p - self.resolve_pace).abs() > 0.25 * self.resolve_pace {
+                self.resolve_pace = p;
+                self.resolve_rate = Some(RateLimiter::new(p.ceil() as u32));
+            }
+        }
+    }
+
+    /// Reports every port still silent with `reason`, and the limit found.
+    fn settle(&mut self, now: Instant, reason: Reason) {
+        if let Some(memory) = &self.memory {
+            let mut memory = memory.lock().unwrap_or_else(|p| p.into_inner());
+            memory.remember(self.target, now, &self.icmp_ports);
+        }
+        let spent = match self.phase {
+            Phase::Resolve { started, .. } => now.saturating_duration_since(started),
+            _ => Duration::ZERO,
+        };
+        let unresolved = if reason == Reason::NoResponseRateLimited {
+            self.silent
+        } else {
+            0
+        };
+        for i in 0..self.slots.len() {
+            if self.slots[i].silent {
+                self.slots[i].silent = false;
+                self.silent -= 1;
+                self.finish_port(i, reason, None, None, now);
+            }
+        }
+        if let Some((kind, provisional)) = self.limit {
+            // The latest measurement: the resolve phase's for a slow limit
+            // (see `remeasure`), the pass's for a cap.
+            let estimate = provisional;
+            self.rate_limit = Some(RateLimitReport {
+                kind,
+                estimate,
+                silent: self.resolve_silent,
+                resolved: self.resolved,
+                unresolved,
+                pace: self.resolve_pace,
+                budget: self.budget,
+                spent,
+            });
+        }
+        self.phase = Phase::Settled;
     }
 
     /// The earliest time a probe of this scan can time out.
@@ -362,11 +820,19 @@ impl Scan {
         } else {
             None
         };
+        let phase = match self.phase {
+            Phase::Canary {
+                last_sent: Some(t), ..
+            } => Some(t + self.rtt.rto().max(Duration::from_millis(50))),
+            Phase::Resolve { started, .. } => Some(started + self.budget),
+            _ => None,
+        };
         expiry
             .into_iter()
             .chain(aging)
             .chain(ping)
             .chain(tail)
+            .chain(phase)
             .min()
     }
 
@@ -391,7 +857,28 @@ impl Scan {
     }
 
     fn on_answer(&mut self, a: Answer, now: Instant) {
-        let Ok(idx) = self.ports.binary_search(&a.dport) else {
+        let idx = self.ports.binary_search(&a.dport).ok();
+        // Canaries go to ports that have settled, or (remembered from an
+        // earlier scan) are not in this scan's list at all.
+        if let Phase::Canary {
+            to_send,
+            last_sent,
+            answers,
+        } = self.phase
+            && idx.is_none_or(|i| self.slots[i].done)
+            && a.sport == self.sport_base
+            && matches!(a.reason, Reason::Icmp { .. } | Reason::PortUnreach)
+        {
+            self.detector
+                .on_icmp(now.saturating_duration_since(self.start_time(now)), true);
+            self.phase = Phase::Canary {
+                to_send,
+                last_sent,
+                answers: answers + 1,
+            };
+            return;
+        }
+        let Some(idx) = idx else {
             return;
         };
         let Some(try_no) = self.try_of(a.sport, idx) else {
@@ -401,12 +888,29 @@ impl Scan {
     }
 
     fn answer(&mut self, idx: usize, try_no: u8, a: Answer, now: Instant) {
-        let counts_for_loss = a.counts_for_loss;
         let slot = self.slots[idx];
         if slot.done {
             self.duplicates += 1;
             return;
         }
+        self.observe(&a, try_no, now);
+        if slot.silent {
+            // A held-back port answered after all: late, or re-probed.
+            self.slots[idx].silent = false;
+            self.silent -= 1;
+            if let Phase::Resolve { started, .. } = self.phase {
+                self.resolved += 1;
+                self.remeasure(now);
+                self.phase = Phase::Resolve {
+                    started,
+                    quiet_sweeps: 0,
+                    last_answer: now,
+                };
+            }
+            self.finish_port(idx, a.reason, None, Some(&a), now);
+            return;
+        }
+        let counts_for_loss = a.counts_for_loss;
         let sent_at = if try_no + 1 == slot.tries {
             slot.last_sent
         } else if try_no == 0 {
@@ -439,6 +943,56 @@ impl Scan {
             }
         }
         self.finish_port(idx, a.reason, rtt, Some(&a), now);
+    }
+
+    /// When the scan started (its first probe), or `now` before that.
+    fn start_time(&self, now: Instant) -> Instant {
+        self.started.unwrap_or(now)
+    }
+
+    /// Feeds the rate-limit detector, and paces the pass when a steady cap
+    /// on RSTs or ICMP errors shows.
+    fn observe(&mut self, a: &Answer, try_no: u8, now: Instant) {
+        let at = now.saturating_duration_since(self.start_time(now));
+        let retry = try_no > 0;
+        // UDP's closed ports answer with ICMP port unreachable, which hosts
+        // limit like every ICMP error; a UDP reply is a service's own answer,
+        // as a SYN-ACK is.
+        let kind = match a.reason {
+            Reason::Icmp { .. } | Reason::PortUnreach => {
+                if self.icmp_ports.len() < CANARY_PORTS && !self.icmp_ports.contains(&a.dport) {
+                    self.icmp_ports.push(a.dport);
+                }
+                self.detector.on_icmp(at, retry);
+                LimitKind::Icmp
+            }
+            Reason::Rst => {
+                self.detector.on_rst(at, retry);
+                LimitKind::Rst
+            }
+            Reason::SynAck | Reason::UdpReply => {
+                self.detector.on_syn_ack(at, retry);
+                return;
+            }
+            _ => return,
+        };
+        // Judged every 32 answers of the kind: the estimate sorts its window.
+        if self.limit.is_some()
+            || !matches!(self.phase, Phase::Pass)
+            || !retry
+            || !self.detector.answers(kind).is_multiple_of(32)
+        {
+            return;
+        }
+        if let Some(e) = self.detector.cap(kind, at) {
+            self.limit = Some((kind, e));
+            // Stay below the cap for the rest of the pass, so the ports still
+            // to probe are not lost to it too.
+            let cap = (e.per_second * 0.8).max(1.0) as u32;
+            let cap = self.user_rate.map_or(cap, |r| r.min(cap));
+            self.rate = Some(RateLimiter::new(cap));
+            self.resolve_pace = f64::from(cap);
+        }
     }
 
     /// Reports the port's final result: `answer`'s, or `reason` (no answer).
@@ -491,6 +1045,7 @@ impl Scan {
             watch: self.watch.as_ref().map(|_| self.report.clone()),
             verification: None,
             wildcard: None,
+            rate_limit: self.rate_limit.clone().map(Box::new),
         }
     }
 }

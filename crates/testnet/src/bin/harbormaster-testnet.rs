@@ -1,10 +1,11 @@
 //! `harbormaster-testnet`: holds a benchmark test host up for scripts.
 //!
 //! ```text
-//! harbormaster-testnet [--loss PERCENT] [--silent] [--spec benchmark|visitor|router]
+//! harbormaster-testnet [--loss PERCENT] [--silent] [--spec benchmark|visitor|router|icmp-limited]
 //!                      [--visitors N] [--truth FILE]
 //!                      [--delay MS] [--jitter MS] [--path-loss PERCENT]
-//!                      [--rate MBIT] [--queue MS]
+//!                      [--rate MBIT] [--queue MS] [--ipv6] [--daemons]
+//!                      [--kernel-icmp-limits] [--rst-limit PER_SECOND]
 //! ```
 //! Creates the namespaces, writes the expected state of every port to FILE
 //! (`port state` per line), prints `SCANNER_NS TARGET_NS` on stdout, then
@@ -21,6 +22,14 @@
 //! way), `--rate` (bottleneck Mbit/s each way) or `--queue` (bottleneck buffer,
 //! ms of the rate; default 50) puts an emulated path between the namespaces
 //! (see `harbormaster_testnet::path`); without them the veth is direct.
+//!
+//! `--ipv6` also gives the scanner fd00:198:18::1 and the target
+//! fd00:198:18::2 (`TargetSpec::ipv6`), with the same ports.
+//!
+//! `--kernel-icmp-limits` keeps Linux's default ICMP error limit on the target
+//! (about 1/s after a burst of 6) instead of turning it off; `--spec
+//! icmp-limited` is the 0–1055 host of issue 9 §3 with it on. `--rst-limit N`
+//! drops the target's RSTs above N per second.
 
 use std::io::{BufRead, Write};
 
@@ -35,7 +44,12 @@ fn main() {
     let mut visitor_spec = false;
     let mut visitors = 1u8;
     let mut router_spec = false;
+    let mut daemons = false;
     let mut path = None::<Direction>;
+    let mut ipv6 = false;
+    let mut icmp_limited_spec = false;
+    let mut kernel_icmp_limits = false;
+    let mut rst_limit = None::<u32>;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -47,12 +61,15 @@ fn main() {
                     .unwrap_or_else(|| usage("--loss takes a percentage 0-100"))
             }
             "--silent" => silent = true,
+            "--daemons" => daemons = true,
+            "--ipv6" => ipv6 = true,
             "--truth" => truth = Some(args.next().unwrap_or_else(|| usage("--truth takes a file"))),
             "--spec" => match args.next().as_deref() {
                 Some("benchmark") => visitor_spec = false,
                 Some("visitor") => visitor_spec = true,
                 Some("router") => router_spec = true,
-                _ => usage("--spec takes benchmark, visitor or router"),
+                Some("icmp-limited") => icmp_limited_spec = true,
+                _ => usage("--spec takes benchmark, visitor, router or icmp-limited"),
             },
             "--visitors" => {
                 visitors = args
@@ -82,6 +99,15 @@ fn main() {
                     )),
                 }
             }
+            "--kernel-icmp-limits" => kernel_icmp_limits = true,
+            "--rst-limit" => {
+                rst_limit = Some(
+                    args.next()
+                        .and_then(|v| v.parse().ok())
+                        .filter(|v| (1..=1_000_000).contains(v))
+                        .unwrap_or_else(|| usage("--rst-limit takes RSTs per second, 1-1000000")),
+                )
+            }
             other => usage(&format!("unknown argument {other:?}")),
         }
     }
@@ -90,6 +116,11 @@ fn main() {
             drop_all: true,
             loss_percent: loss,
             ..TargetSpec::default()
+        }
+    } else if icmp_limited_spec {
+        TargetSpec {
+            loss_percent: loss,
+            ..TargetSpec::icmp_limited()
         }
     } else if router_spec {
         TargetSpec {
@@ -102,7 +133,10 @@ fn main() {
         TargetSpec::benchmark(loss)
     };
     spec.extra_addresses = visitors - 1;
+    spec.kernel_icmp_limits |= kernel_icmp_limits;
+    spec.rst_limit_per_sec = rst_limit;
     spec.path = path.map(PathSpec::symmetric);
+    spec.ipv6 = ipv6;
     let net = match TestNet::create(&spec) {
         Ok(n) => n,
         Err(skip) => {
@@ -120,6 +154,20 @@ fn main() {
             std::process::exit(1);
         }
     }
+    // `--daemons`: Debian's UDP services in the target, as the UDP benchmark
+    // (bench/udp.sh) probes them: an open resolver (forwarding to an
+    // authority in the same namespace), NTP, SNMP, memcached and UPnP.
+    let _daemons = if daemons {
+        match start_daemons(&net) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("harbormaster-testnet: --daemons: {e}");
+                std::process::exit(1);
+            }
+        }
+    } else {
+        Vec::new()
+    };
     println!("{} {}", net.scanner_ns, net.target_ns);
     let _ = std::io::stdout().flush();
     // Hold the namespaces (and the listeners) until the caller closes our stdin.
@@ -139,6 +187,19 @@ fn main() {
         }
     }
     drop(net);
+}
+
+/// Starts the `--daemons` set in the target namespace.
+fn start_daemons(net: &TestNet) -> Result<Vec<harbormaster_testnet::Daemon>, String> {
+    let ip = harbormaster_testnet::TARGET_IP;
+    Ok(vec![
+        net.start_dnsmasq(ip, 5300, "auth-server=ns1.hm.test,veth1\nauth-zone=.\n")?,
+        net.start_dnsmasq(ip, 53, "server=198.18.0.2#5300\n")?,
+        net.start_chronyd(ip)?,
+        net.start_snmpd(ip)?,
+        net.start_memcached(ip)?,
+        net.start_miniupnpd("3f0e5c2a-6b1d-4c8e-9a47-0d2b7e1f5a10")?,
+    ])
 }
 
 /// The web benchmark's host: within the service test's 0–1055, 14 open ports
@@ -170,7 +231,7 @@ fn visitor(loss_percent: u8) -> TargetSpec {
 
 fn usage(msg: &str) -> ! {
     eprintln!(
-        "harbormaster-testnet: {msg}; usage: harbormaster-testnet [--loss PERCENT] [--silent] [--spec benchmark|visitor|router] [--visitors N] [--truth FILE] [--delay MS] [--jitter MS] [--path-loss PERCENT] [--rate MBIT] [--queue MS]"
+        "harbormaster-testnet: {msg}; usage: harbormaster-testnet [--loss PERCENT] [--silent] [--spec benchmark|visitor|router|icmp-limited] [--visitors N] [--truth FILE] [--delay MS] [--jitter MS] [--path-loss PERCENT] [--rate MBIT] [--queue MS] [--ipv6] [--daemons] [--kernel-icmp-limits] [--rst-limit PER_SECOND]"
     );
     std::process::exit(2);
 }

@@ -54,6 +54,9 @@ fn evidence(reason: Reason) -> String {
         Reason::SynAck => "accepted (SYN-ACK)".into(),
         Reason::Rst => "refused (RST)".into(),
         Reason::NoResponse => "no answer".into(),
+        Reason::NoResponseRateLimited => {
+            "no answer, unverified (the address limits its replies)".into()
+        }
         Reason::Connected => "connection accepted".into(),
         Reason::ConnRefused => "connection refused".into(),
         Reason::HostUnreachable => "host unreachable".into(),
@@ -255,6 +258,9 @@ fn verdict_block(s: &StoredScan, v: &Verdict) -> Markup {
                 }
             }
             (watch_line(s))
+            @if let Some(note) = &s.rate_limit {
+                p #ratelimit .small { strong { "Rate limit: " } (capital(note)) "." }
+            }
             details .nat open[open > 0] {
                 summary { "Is this my computer or my router?" }
                 p { "The address tested, " (s.target) ", is the one your connection comes from. At home that is usually your router: it answers for every device behind it. An open port there means the router passes connections on to a device inside, because of:" }
@@ -560,6 +566,56 @@ mod tests {
         assert_eq!(evidence(icmp(false, 3, 13)), "blocked (ICMP 3-13)");
         assert_eq!(evidence(icmp(true, 1, 4)), "blocked (ICMPv6 1-4)");
         assert!(evidence(Reason::SynAckOnly).contains("proxy"));
+        assert_eq!(
+            evidence(Reason::NoResponseRateLimited),
+            "no answer, unverified (the address limits its replies)"
+        );
+    }
+
+    #[test]
+    fn the_page_says_when_the_address_rate_limits() {
+        let result = |port: u16, reason: Reason| StoredResult {
+            port,
+            proto: harbormaster_probe::Protocol::Tcp,
+            state: harbormaster_probe::PortState::Stealth,
+            reason,
+            rtt_ms: None,
+            tries: 16,
+            ttl: None,
+        };
+        let s = StoredScan {
+            id: "id".into(),
+            target: "198.51.100.9".into(),
+            test: crate::scans::TestKind::Custom,
+            ports: harbormaster_probe::PortList::parse("21-22").unwrap(),
+            mode: harbormaster_probe::ProbeMode::Syn,
+            status: Status::Done,
+            created: 0,
+            finished: Some(31),
+            expires: 99,
+            watch: Some(crate::db::StoredWatch {
+                pings_sent: 3,
+                ..Default::default()
+            }),
+            results: vec![
+                result(21, Reason::NoResponse),
+                result(22, Reason::NoResponseRateLimited),
+            ],
+            error: None,
+            rate_limit: Some("this host limits its ICMP errors to about 1/s: 1 silent port may be rejecting rather than silent".into()),
+        };
+        let v = crate::scans::verdict(&s);
+        assert!(!v.passed);
+        let page = scan(&s, &[21, 22], Some(&v)).into_string();
+        assert!(
+            page.contains("Rate limit: </strong>This host limits its ICMP errors to about 1/s: 1 silent port may be rejecting rather than silent."),
+            "{page}"
+        );
+        assert!(page.contains("could not be verified as stealth"), "{page}");
+        assert!(
+            page.contains("unverified (the address limits its replies)"),
+            "{page}"
+        );
     }
 
     #[test]

@@ -9,14 +9,14 @@
 //! appendix B for NTP, RFC 1157/3416 and X.690 for SNMP, the UPnP Device
 //! Architecture for SSDP, memcached's `protocol.txt`, RFC 7252/6690 for CoAP,
 //! RFC 862/864/865 for echo, chargen and QOTD, RFC 1833/5531 for the
-//! portmapper, RFC 1350 for TFTP, OpenVPN 2.x's control channel); no third-party payload file
+//! portmapper, RFC 1350 for TFTP, OpenVPN 2.x's control channel, RFC 3261 for SIP, the IPMI v2.0 specification for IPMI); no third-party payload file
 //! is used (see data/SOURCES.md).
 //!
 //! Not yet here (issue 12 lists them; each needs a daemon or a faithful
 //! responder to test against): NetBIOS-NS 137, CLDAP 389, IKE 500, RIP 520,
-//! IPMI/RMCP 623, MS-SQL browser 1434, WS-Discovery 3702 (Debian's wsdd
-//! answers only multicast probes), ARD 3283, SIP 5060, QUIC 443, Ubiquiti
-//! discovery 10001.
+//! MS-SQL browser 1434, WS-Discovery 3702 (Debian's wsdd
+//! answers only multicast probes), ARD 3283, QUIC 443, Ubiquiti discovery
+//! 10001.
 //!
 //! # Cookies
 //!
@@ -28,10 +28,11 @@
 //! 64 bits are derived from the cookie), the NTP control sequence number (16
 //! bits), the SNMP request ID (31 bits), the memcached request ID (16 bits),
 //! the CoAP message ID and token (16 + 32 bits), the RPC XID (32 bits), the
-//! OpenVPN session ID (64 bits derived from 32), the echo payload (32 bits).
-//! SSDP, TFTP, chargen, QOTD and NTP mode 7 have no such field (mode 7 has a 7-bit
-//! sequence that is checked); for them [`PayloadSpec::cookie_bits`] says so
-//! and the caller must match on the source address and port alone.
+//! OpenVPN session ID (64 bits derived from 32), the SIP Call-ID (32 bits as
+//! hex), the echo payload (32 bits). NTP mode 7 and IPMI have only a 7- and
+//! a 6-bit sequence number, which is checked. SSDP, TFTP, chargen and QOTD
+//! have no such field; for them [`PayloadSpec::cookie_bits`] is 0 and the
+//! caller must match on the source address and port alone.
 //!
 //! # Bounds
 //!
@@ -45,17 +46,20 @@ use std::fmt;
 
 pub mod coap;
 pub mod dns;
+pub mod ipmi;
 pub mod memcached;
 pub mod ntp;
 pub mod openvpn;
 pub mod rpc;
 pub mod simple;
+pub mod sip;
 pub mod snmp;
 pub mod ssdp;
 pub mod tftp;
 
-/// The longest request any payload here writes, in bytes (the SSDP M-SEARCH).
-pub const MAX_REQUEST_LEN: usize = 160;
+/// The longest request any payload here writes, in bytes (the SIP OPTIONS
+/// is 291).
+pub const MAX_REQUEST_LEN: usize = 320;
 /// The longest string a parser keeps from a reply (longer ones are cut, at a
 /// character boundary, and marked with `…`).
 pub const MAX_TEXT: usize = 256;
@@ -174,6 +178,10 @@ pub enum Protocol {
     Tftp,
     /// OpenVPN control-channel hard reset, port 1194.
     OpenVpn,
+    /// SIP OPTIONS (RFC 3261), port 5060.
+    Sip,
+    /// IPMI Get Channel Authentication Capabilities over RMCP, port 623.
+    Ipmi,
 }
 
 impl fmt::Display for Protocol {
@@ -194,6 +202,8 @@ impl fmt::Display for Protocol {
             Protocol::Portmapper => "portmapper",
             Protocol::Tftp => "tftp",
             Protocol::OpenVpn => "openvpn",
+            Protocol::Sip => "sip",
+            Protocol::Ipmi => "ipmi",
         })
     }
 }
@@ -234,6 +244,10 @@ pub enum Evidence {
     Tftp(tftp::TftpEvidence),
     /// An OpenVPN server's answer.
     OpenVpn(openvpn::OpenVpnEvidence),
+    /// A SIP element's response.
+    Sip(sip::SipEvidence),
+    /// A BMC's authentication capabilities.
+    Ipmi(ipmi::IpmiEvidence),
 }
 
 /// A request writer: writes the request carrying `cookie` into `buf` and
@@ -299,8 +313,10 @@ pub static PAYLOADS: &[PayloadSpec] = &[
     ntp::CONTROL,
     ntp::PRIVATE,
     snmp::SNMP,
+    ipmi::IPMI,
     openvpn::OPENVPN,
     ssdp::SSDP,
+    sip::SIP,
     dns::MDNS,
     coap::COAP,
     memcached::MEMCACHED,
@@ -316,6 +332,27 @@ pub fn payloads_for(port: u16) -> &'static [PayloadSpec] {
 /// The main payload for `port`, if it has one.
 pub fn payload_for(port: u16) -> Option<&'static PayloadSpec> {
     payloads_for(port).first()
+}
+
+/// Writes the main payload for `port` carrying `cookie` into `buf` and
+/// returns its length: 0 when the port has no payload (send an empty
+/// datagram) or `buf` is shorter than the request (at most
+/// [`MAX_REQUEST_LEN`] bytes).
+pub fn write_for_port(port: u16, cookie: u32, buf: &mut [u8]) -> usize {
+    payload_for(port)
+        .and_then(|spec| (spec.write)(cookie, buf).ok())
+        .unwrap_or(0)
+}
+
+/// Reads `reply`, a datagram from the target's `port`, as the answer to the
+/// main payload for that port sent with `cookie`: `None` when the port has
+/// no payload (any datagram is then an answer to an empty probe).
+pub fn parse_for_port(
+    port: u16,
+    reply: &[u8],
+    cookie: u32,
+) -> Option<Result<Evidence, PayloadError>> {
+    payload_for(port).map(|spec| spec.parse(reply, cookie))
 }
 
 /// What a reflector sent back for what it was sent, measured from the
@@ -464,6 +501,23 @@ mod tests {
         );
         assert!(payload_for(80).is_none());
         assert!(payloads_for(0).is_empty() && payloads_for(65535).is_empty());
+    }
+
+    #[test]
+    fn by_port_helpers() {
+        let mut buf = [0u8; MAX_REQUEST_LEN];
+        let n = write_for_port(161, 77, &mut buf);
+        assert_eq!(&buf[..n], &snmp::SNMP.request(77)[..]);
+        assert_eq!(write_for_port(80, 77, &mut buf), 0, "no payload for 80");
+        assert_eq!(
+            write_for_port(1900, 0, &mut buf[..10]),
+            0,
+            "buffer too short"
+        );
+        assert!(parse_for_port(80, b"x", 0).is_none());
+        let echo = simple::ECHO.request(5);
+        assert_eq!(parse_for_port(7, &echo, 5), Some(Ok(Evidence::Echo)));
+        assert!(matches!(parse_for_port(7, &echo, 6), Some(Err(_))));
     }
 
     #[test]

@@ -180,7 +180,9 @@ impl<'a> Ber<'a> {
             (len, &rest[n..])
         };
         let header = b.len() - rest.len();
-        let value = rest.get(..len).ok_or(trunc(header + len, b.len()))?;
+        let value = rest
+            .get(..len)
+            .ok_or(trunc(header.saturating_add(len), b.len()))?;
         self.b = &rest[len..];
         Ok((tag, value))
     }
