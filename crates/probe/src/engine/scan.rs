@@ -34,6 +34,10 @@ const RESOLVE_OFFSET: u16 = TRIES_PER_BLOCK - 1;
 /// Canary probes sent to ports that answered with an ICMP error. More than
 /// twice Linux's burst of 6, so a full bucket still shows as a limit.
 const CANARIES: u32 = 16;
+/// RSTs after which silent ports are held back for the rate-limit phases: a
+/// host that has answered this many closed ports may be capping RSTs (a home
+/// router with a handful of closed ports streams its stealth results).
+const RST_HOLD: u64 = 8;
 /// Ports that answered with an ICMP error, kept as canary targets.
 const CANARY_PORTS: usize = 16;
 
@@ -159,6 +163,9 @@ pub(super) struct Scan {
     user_rate: Option<u32>,
     /// The engine's memory of hosts that sent ICMP errors.
     memory: Option<std::sync::Arc<std::sync::Mutex<HostMemory>>>,
+    /// Whether that memory knows this target (looked up once, when a port
+    /// first runs out of tries).
+    remembered: Option<bool>,
 }
 
 impl Scan {
@@ -237,6 +244,7 @@ impl Scan {
             rate_limit: None,
             user_rate: request.rate,
             memory: None,
+            remembered: None,
         }
     }
 
@@ -580,12 +588,38 @@ impl Scan {
             }
             if slot.tries < self.tries_limit() {
                 self.retry.push_back(f.slot);
-            } else {
+            } else if self.may_be_limited(now) {
                 self.slots[f.slot as usize].silent = true;
                 self.silent += 1;
+            } else {
+                // Nothing suggests a limit could be hiding an answer: report
+                // it now, so a stealth host's results stream as they settle.
+                self.finish_port(f.slot as usize, Reason::NoResponse, None, None, now);
             }
         }
         self.advance(now);
+    }
+
+    /// Whether a silent port may be an answer the target's rate limit
+    /// swallowed, so that it is held back for the rate-limit phases: the host
+    /// sent ICMP errors (in this scan or, remembered, an earlier one), a cap
+    /// was found, or it sent enough RSTs for a cap on them to matter. A
+    /// stealth host (a home router that drops everything) shows none of these.
+    fn may_be_limited(&mut self, now: Instant) -> bool {
+        if !self.icmp_ports.is_empty()
+            || self.limit.is_some()
+            || self.detector.answers(LimitKind::Rst) >= RST_HOLD
+        {
+            return true;
+        }
+        if self.remembered.is_none() {
+            let known = self.memory.as_ref().is_some_and(|m| {
+                let m = m.lock().unwrap_or_else(|p| p.into_inner());
+                m.recall(self.target, now).is_some()
+            });
+            self.remembered = Some(known);
+        }
+        self.remembered == Some(true)
     }
 
     /// Moves between the rate-limit phases (see [`Phase`]).
