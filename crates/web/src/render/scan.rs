@@ -603,6 +603,7 @@ mod tests {
             ],
             error: None,
             rate_limit: Some("this host limits its ICMP errors to about 1/s: 1 silent port may be rejecting rather than silent".into()),
+            exposure: Vec::new(),
         };
         let v = crate::scans::verdict(&s);
         assert!(!v.passed);
