@@ -520,6 +520,9 @@ fn a_visitor_running_miniupnpd_and_memcached_fails_the_upnp_and_udp_tests() {
         "Your device answered UPnP discovery from the internet"
     );
     assert_eq!(v["verdict"]["passed"], false);
+    // miniupnpd's multicast NOTIFYs and IGMP reports go to groups, not to
+    // the server: they are not unsolicited packets.
+    assert_eq!(v["scan"]["watch"]["unsolicited"], 0, "{v}");
     let page = page_of(&net, &id);
     assert!(
         page.contains("<dt>LOCATION</dt>") && page.contains("http://198.18.0.2:5000/rootDesc.xml"),

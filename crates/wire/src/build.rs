@@ -868,7 +868,7 @@ mod tests {
             let proto = if v6 { PROTO_ICMPV6 } else { PROTO_ICMP };
             assert!(matches!(
                 crate::parse_reply(&buf[..n]),
-                Ok(crate::Reply::Other { src, protocol }) if protocol == proto && src == s
+                Ok(crate::Reply::Other { src, dst, protocol }) if protocol == proto && src == s && dst == d
             ));
             let n = UdpTemplate::new(s, d, 9)
                 .unwrap()

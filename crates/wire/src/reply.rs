@@ -28,6 +28,8 @@ pub enum Reply {
     Other {
         /// Who sent it (for the watch's unsolicited-packet report).
         src: IpAddr,
+        /// Where it was sent (a multicast group is not us).
+        dst: IpAddr,
         /// The IP protocol number.
         protocol: u8,
     },
@@ -370,7 +372,7 @@ fn transport_reply(
     match protocol {
         PROTO_TCP => tcp_reply(src, dst, ttl, payload),
         PROTO_UDP => udp_reply(src, dst, ttl, payload),
-        protocol => Ok(Reply::Other { src, protocol }),
+        protocol => Ok(Reply::Other { src, dst, protocol }),
     }
 }
 
@@ -402,7 +404,7 @@ fn icmp_reply(
             kind,
             quote: quote()?,
         })),
-        None => Ok(Reply::Other { src, protocol }),
+        None => Ok(Reply::Other { src, dst, protocol }),
     }
 }
 

@@ -220,6 +220,9 @@ impl<T: Transport> Loop<T> {
                         self.unsolicited(e.from, None, || "icmp echo reply".to_string());
                     }
                 }
+                // A datagram to a group (SSDP or mDNS announcements on a LAN)
+                // was not sent to us: it is not a packet aimed at the scanner.
+                Reply::Udp(u) if is_group(u.dst) => {}
                 Reply::Udp(u) => {
                     self.unsolicited(u.src, None, || {
                         format!("udp {}->{}", u.src_port, u.dst_port)
@@ -228,7 +231,8 @@ impl<T: Transport> Loop<T> {
                 // Neighbour discovery and MLD keep an IPv6 link working (the
                 // target resolving our address to answer us): not unsolicited.
                 Reply::Other { .. } if harbormaster_wire::is_link_housekeeping(packet) => {}
-                Reply::Other { src, protocol } => {
+                Reply::Other { dst, .. } if is_group(dst) => {}
+                Reply::Other { src, protocol, .. } => {
                     self.unsolicited(src, None, || format!("ip protocol {protocol}"));
                 }
             }
@@ -345,4 +349,34 @@ fn is_target_error(e: &std::io::Error) -> bool {
                 | libc::EADDRNOTAVAIL
         )
     )
+}
+
+/// Multicast and broadcast destinations: packets to them are addressed to a
+/// group, not to the scanner, and never count as unsolicited.
+fn is_group(dst: IpAddr) -> bool {
+    match dst {
+        IpAddr::V4(a) => a.is_multicast() || a.is_broadcast(),
+        IpAddr::V6(a) => a.is_multicast(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_group;
+
+    #[test]
+    fn groups_are_multicast_and_broadcast_only() {
+        for a in [
+            "239.255.255.250",
+            "224.0.0.251",
+            "255.255.255.255",
+            "ff02::c",
+            "ff02::fb",
+        ] {
+            assert!(is_group(a.parse().unwrap()), "{a}");
+        }
+        for a in ["198.18.0.1", "fd00:198:18::1", "192.0.2.255"] {
+            assert!(!is_group(a.parse().unwrap()), "{a}");
+        }
+    }
 }
