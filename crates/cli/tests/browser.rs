@@ -447,13 +447,18 @@ fn a_tab_over_the_stream_cap_falls_back_to_reloading() {
     let progress = v["progress"].as_str().unwrap();
     assert!(progress.contains(" of 1056 ports tested"), "{v}");
     assert!(v["bar"].as_f64().unwrap() > 0.0, "{v}");
-    // The summary's counts by state add up to the settled cells (a few
-    // may arrive between the two reads; the counts are updated in batches).
+    // The summary's counts by state add up to the ports tested, both shown
+    // by the same (debounced) update, and never run ahead of the settled
+    // cells, which follow each result at once. How far the cells lead depends
+    // on how late the browser's timer fires: under a loaded CI machine it was
+    // seen at 41 results (about 2 s at --max-rate 20), so no bound is put on it.
     let (counted, settled) = (
         v["tally"]["counted"].as_i64().unwrap(),
         v["tally"]["settled"].as_i64().unwrap(),
     );
-    assert!(counted > 0 && (settled - counted).abs() <= 30, "{v}");
+    assert!(counted > 0, "{v}");
+    assert_eq!(counted, v["tally"]["tested"].as_i64().unwrap(), "{v}");
+    assert!(settled >= counted, "{v}");
     assert!(
         v["live"]
             .as_str()

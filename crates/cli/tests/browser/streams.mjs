@@ -85,7 +85,9 @@ try {
   const tally = await first.evaluate(() => {
     const counted = [...document.querySelectorAll('#counts strong')].reduce((n, s) => n + parseInt(s.textContent, 10), 0);
     const settled = document.querySelectorAll('#grid [id^="p"]:not(.sp)').length;
-    return { counted, settled };
+    // Read in the same tick as the counts: both are set by one update.
+    const prog = document.getElementById('prog');
+    return { counted, settled, tested: prog ? prog.value : -1 };
   });
   const out = [];
   for (const t of tabs) {
