@@ -668,7 +668,7 @@ fn write_text(
             writeln!(out)?;
             writeln!(
                 out,
-                "  UDP exposure (each answering port asked again; amplification is UDP payload bytes returned per byte sent):"
+                "  UDP exposure (each answering port asked again; amplification is UDP payload bytes returned per byte sent; the risk and how to close each port: harbormaster port N):"
             )?;
             for x in &r.exposure {
                 writeln!(
@@ -899,9 +899,33 @@ fn write_xml(
                     Protocol::Udp => Proto::Udp,
                 };
                 let info = lookup(p.port, kb_proto);
+                // UDP evidence and the exposure step's findings ride in
+                // <script> elements, where nmap puts what its scripts learn.
+                let mut scripts = String::new();
+                if let Some(e) = p.evidence.filter(|e| !e.is_empty()) {
+                    scripts.push_str(&format!(
+                        "<script id=\"udp-reply\" output=\"{}\"/>",
+                        xml_escape(&format!(
+                            "{} bytes, starting {}",
+                            e.len(),
+                            printable(e.head())
+                        ))
+                    ));
+                }
+                for x in r.exposure.iter().filter(|x| x.port == p.port) {
+                    let mut text = format!("{}: {}", x.protocol, x.amplification);
+                    for f in &x.findings {
+                        text.push_str("; ");
+                        text.push_str(f);
+                    }
+                    scripts.push_str(&format!(
+                        "<script id=\"udp-exposure\" output=\"{}\"/>",
+                        xml_escape(&text)
+                    ));
+                }
                 writeln!(
                     out,
-                    "<port protocol=\"{proto}\" portid=\"{}\"><state state=\"{}\" reason=\"{}\" reason_ttl=\"{}\"/><service name=\"{}\" method=\"table\" conf=\"3\"/></port>",
+                    "<port protocol=\"{proto}\" portid=\"{}\"><state state=\"{}\" reason=\"{}\" reason_ttl=\"{}\"/><service name=\"{}\" method=\"table\" conf=\"3\"/>{scripts}</port>",
                     p.port,
                     nmap_state(p.proto, p.state),
                     nmap_reason(p.reason),

@@ -735,6 +735,31 @@ fn udp_exposure_of_real_daemons() {
         .expect("resolver");
     let _snmpd = net.start_snmpd(ip).expect("snmpd");
     let _memcached = net.start_memcached(ip).expect("memcached");
+    // Counters on everything the scanner's namespace sends: to the target,
+    // and to anywhere else (which must stay at zero). The kernel's own IPv6
+    // link housekeeping (MLD, router solicitations) is not ours to count.
+    let rules = "table inet hmcount {
+  chain out {
+    type filter hook output priority 0; policy accept;
+    ip daddr 198.18.0.2 counter
+    ip daddr != 198.18.0.2 counter
+    meta nfproto ipv6 meta l4proto != ipv6-icmp counter
+    icmpv6 type echo-request counter
+  }
+}
+";
+    let mut nft = Command::new("ip")
+        .args(["netns", "exec", &net.scanner_ns, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    nft.stdin
+        .take()
+        .unwrap()
+        .write_all(rules.as_bytes())
+        .unwrap();
+    assert!(nft.wait().unwrap().success());
     let mut cmd = net.scanner_command(assert_cmd::cargo::cargo_bin("harbormaster"));
     cmd.args(["scan", "198.18.0.2", "--udp", "--format", "json"]);
     let out = cmd.output().unwrap();
@@ -786,6 +811,50 @@ fn udp_exposure_of_real_daemons() {
     eprintln!(
         "amplification: dns {} · snmp {} · memcached {}",
         dns["amplification"], snmp["amplification"], memcached["amplification"]
+    );
+    // nmap XML carries the reply and the exposure findings as <script> output.
+    let mut cmd = net.scanner_command(assert_cmd::cargo::cargo_bin("harbormaster"));
+    cmd.args([
+        "scan",
+        "198.18.0.2",
+        "--udp",
+        "-p",
+        "53,11211",
+        "--format",
+        "xml",
+    ]);
+    let xml = String::from_utf8(cmd.output().unwrap().stdout).unwrap();
+    assert!(
+        xml.contains("<script id=\"udp-exposure\" output=\"memcached: 1 request of 15 bytes"),
+        "{xml}"
+    );
+    assert!(xml.contains("<script id=\"udp-reply\""), "{xml}");
+    // Both scans sent packets to the target and to nothing else.
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &net.scanner_ns,
+            "nft",
+            "list",
+            "table",
+            "inet",
+            "hmcount",
+        ])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8(out.stdout).unwrap();
+    let packets: Vec<u64> = listing
+        .lines()
+        .filter_map(|l| l.split("counter packets ").nth(1))
+        .map(|rest| rest.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(packets.len(), 4, "{listing}");
+    assert!(packets[0] > 0, "{listing}");
+    assert_eq!(
+        packets[1..],
+        [0, 0, 0],
+        "packets to other addresses: {listing}"
     );
 }
 
