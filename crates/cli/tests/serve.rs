@@ -411,22 +411,7 @@ fn a_test_right_after_another_sees_through_the_routers_icmp_limit() {
     };
     let net = testnet_or_skip!(&spec);
     // No ping answers either, so only the ports decide the verdict.
-    let nft = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &net.target_ns,
-            "nft",
-            "add",
-            "rule",
-            "inet",
-            "hm",
-            "input",
-        ])
-        .args(["icmp", "type", "echo-request", "drop"])
-        .status()
-        .unwrap();
-    assert!(nft.success());
+    net.add_target_rule("icmp type echo-request drop");
     let dir = tempdir("serve-ratelimit");
     let _server = Server::start(&net, &dir);
     let id = consent(&net, vec![("kind", "common".into())]).unwrap();
