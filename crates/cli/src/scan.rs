@@ -162,23 +162,42 @@ impl From<&exposure::Reflection> for ReflectionJson {
     }
 }
 
-/// Asks each open UDP port of each UDP report again for the exposure report.
+/// Asks each open UDP port of each UDP report again for the exposure report,
+/// and each silent one that has a protocol request: a service that answers
+/// late (miniupnpd waits up to its MX of 1 s) or from another port (TFTP)
+/// looks silent to the scan. A silent port that answers here is open.
 fn measure_exposure(reports: &mut [TargetReport]) {
     for r in reports.iter_mut().filter(|r| r.proto == Protocol::Udp) {
-        let open: Vec<u16> = r
+        let asked: Vec<u16> = r
             .results
             .iter()
-            .filter(|p| p.state == PortState::Open)
+            .filter(|p| {
+                p.state == PortState::Open
+                    || (p.state == PortState::Stealth && exposure::has_request(p.port))
+            })
             .map(|p| p.port)
             .collect();
-        if open.is_empty() {
+        if asked.is_empty() {
             continue;
         }
-        r.exposure = exposure::measure(r.target, &open, &exposure::ExposureConfig::default())
-            .iter()
-            .filter(|x| x.answered())
-            .map(ReflectionJson::from)
-            .collect();
+        let found: Vec<exposure::Reflection> =
+            exposure::measure(r.target, &asked, &exposure::ExposureConfig::default())
+                .into_iter()
+                .filter(|x| x.answered())
+                .collect();
+        for x in &found {
+            if let Some(p) = r
+                .results
+                .iter_mut()
+                .find(|p| p.port == x.port && p.state == PortState::Stealth)
+            {
+                r.summary.counts[PortState::Stealth as usize] -= 1;
+                r.summary.counts[PortState::Open as usize] += 1;
+                p.state = PortState::Open;
+                p.reason = Reason::UdpReply;
+            }
+        }
+        r.exposure = found.iter().map(ReflectionJson::from).collect();
     }
 }
 

@@ -735,6 +735,9 @@ fn udp_exposure_of_real_daemons() {
         .expect("resolver");
     let _snmpd = net.start_snmpd(ip).expect("snmpd");
     let _memcached = net.start_memcached(ip).expect("memcached");
+    // TFTP answers from a port of its own: the scan sees silence, the
+    // exposure step's unconnected socket sees the answer.
+    let _tftpd = net.start_tftpd(ip).expect("tftpd");
     // Counters on everything the scanner's namespace sends: to the target,
     // and to anywhere else (which must stay at zero). The kernel's own IPv6
     // link housekeeping (MLD, router solicitations) is not ours to count.
@@ -777,7 +780,7 @@ fn udp_exposure_of_real_daemons() {
         .filter(|r| r["state"] == "open")
         .map(|r| r["port"].as_u64().unwrap())
         .collect();
-    assert_eq!(open, [53, 161, 11211], "{t}");
+    assert_eq!(open, [53, 69, 161, 11211], "{t}");
     let reflection = |protocol: &str| {
         t["exposure"]
             .as_array()
@@ -787,6 +790,19 @@ fn udp_exposure_of_real_daemons() {
             .unwrap_or_else(|| panic!("no {protocol} reflection: {t}"))
             .clone()
     };
+    let tftp = reflection("tftp");
+    assert!(
+        tftp["findings"][0].as_str().unwrap().contains("TFTP"),
+        "{tftp}"
+    );
+    let port69 = t["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["port"] == 69)
+        .unwrap();
+    assert_eq!(port69["reason"], "udp-reply", "{port69}");
+    assert_eq!(t["summary"]["open"], 4, "{t}");
     let dns = reflection("dns");
     assert!(
         dns["findings"][0]

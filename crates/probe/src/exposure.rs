@@ -64,6 +64,12 @@ impl Reflection {
     }
 }
 
+/// Whether the exposure step has a request for `port` (a silent port
+/// without one is not worth asking again).
+pub fn has_request(port: u16) -> bool {
+    payload::payload_for(port).is_some()
+}
+
 /// Asks every port in `ports` that has a payload, and returns one
 /// [`Reflection`] per request sent, in port order. Ports without a payload
 /// are skipped; socket errors count as no answer.
@@ -116,13 +122,23 @@ fn ask(
     let Ok(sock) = UdpSocket::bind(bind) else {
         return r;
     };
-    if sock.connect(SocketAddr::new(target, port)).is_err() {
+    // A TFTP server answers from a port of its own (RFC 1350's new transfer
+    // ID), which a connected socket would never deliver: such requests go
+    // unconnected and accept datagrams from any port of the target.
+    let to = SocketAddr::new(target, port);
+    let other_port = spec.reply_from_other_port;
+    if !other_port && sock.connect(to).is_err() {
         return r;
     }
     let request = spec.request(cookie);
     let mut buf = vec![0u8; 65_536];
     for _ in 0..config.tries.max(1) {
-        if sock.send(&request).is_err() {
+        let sent = if other_port {
+            sock.send_to(&request, to)
+        } else {
+            sock.send(&request)
+        };
+        if sent.is_err() {
             return r;
         }
         r.amplification.sent(request.len());
@@ -132,7 +148,17 @@ fn ask(
             if left.is_zero() || sock.set_read_timeout(Some(left)).is_err() {
                 break;
             }
-            match sock.recv(&mut buf) {
+            let got = if other_port {
+                match sock.recv_from(&mut buf) {
+                    Ok((n, from)) if from.ip() == target => Ok(n),
+                    // Another host's datagram: not an answer, keep listening.
+                    Ok(_) => continue,
+                    Err(e) => Err(e),
+                }
+            } else {
+                sock.recv(&mut buf)
+            };
+            match got {
                 Ok(n) => {
                     if let Ok(e) = spec.parse(&buf[..n], cookie) {
                         r.amplification.received(n);
