@@ -333,25 +333,23 @@ fn run_scans(
         ProbeMode::Syn => 64,
         _ => 1,
     };
-    let (tx, rx) = mpsc::channel();
-    let mut pending = plan
+    // One job per target and transport; each job's events carry its index,
+    // since a summary names its target but not its transport.
+    let jobs: Vec<(IpAddr, Protocol)> = plan
         .targets
         .iter()
-        .flat_map(|t| plan.protocols.iter().map(move |p| (*t, *p)));
+        .flat_map(|t| plan.protocols.iter().map(move |p| (*t, *p)))
+        .collect();
+    let (tx, rx) = mpsc::channel();
+    let mut pending = jobs.iter().copied().enumerate();
     let mut running = 0;
     let mut reports = Vec::new();
-    let mut results: std::collections::HashMap<(IpAddr, Protocol), Vec<PortResult>> =
-        Default::default();
-    // A summary names its target but not its transport: scans of one target
-    // run one transport at a time, so the running one is known.
-    let mut running_proto: std::collections::HashMap<IpAddr, Protocol> = Default::default();
-    let mut waiting: Vec<(IpAddr, Protocol)> = Vec::new();
-    let submit = |(target, protocol): (IpAddr, Protocol),
-                  running: &mut usize,
-                  running_proto: &mut std::collections::HashMap<IpAddr, Protocol>|
-     -> Result<(), Failure> {
+    let mut results: std::collections::HashMap<usize, Vec<PortResult>> = Default::default();
+    let mut submit = |running: &mut usize| -> Result<(), Failure> {
+        let Some((job, (target, protocol))) = pending.next() else {
+            return Ok(());
+        };
         let tx = tx.clone();
-        running_proto.insert(target, protocol);
         scanner
             .start(
                 ScanRequest {
@@ -364,57 +362,34 @@ fn run_scans(
                     budget: plan.budget,
                 },
                 Box::new(move |ev| {
-                    let _ = tx.send(ev);
+                    let _ = tx.send((job, ev));
                 }),
             )
             .map_err(|e| Failure::Runtime(e.into()))?;
         *running += 1;
         Ok(())
     };
-    // Starts the next job whose target has no scan running.
-    let mut next = |running: &mut usize,
-                    running_proto: &mut std::collections::HashMap<IpAddr, Protocol>,
-                    waiting: &mut Vec<(IpAddr, Protocol)>|
-     -> Result<bool, Failure> {
-        let free = |j: &(IpAddr, Protocol)| !running_proto.contains_key(&j.0);
-        let job = match waiting.iter().position(free) {
-            Some(i) => Some(waiting.remove(i)),
-            None => loop {
-                match pending.next() {
-                    Some(j) if free(&j) => break Some(j),
-                    Some(j) => waiting.push(j),
-                    None => break None,
-                }
-            },
-        };
-        match job {
-            Some(j) => submit(j, running, running_proto).map(|()| true),
-            None => Ok(false),
-        }
-    };
-    while running < in_flight && next(&mut running, &mut running_proto, &mut waiting)? {}
+    for _ in 0..in_flight.min(jobs.len()) {
+        submit(&mut running)?;
+    }
     while running > 0 {
         match rx.recv() {
-            Ok(ScanEvent::Port(r)) => {
+            Ok((job, ScanEvent::Port(r))) => {
                 on_result(&r);
-                results.entry((r.target, r.proto)).or_default().push(r);
+                results.entry(job).or_default().push(r);
             }
-            Ok(ScanEvent::Done(summary)) => {
+            Ok((job, ScanEvent::Done(summary))) => {
                 running -= 1;
-                let proto = running_proto
-                    .remove(&summary.target)
-                    .unwrap_or(Protocol::Tcp);
-                let mut rs = results.remove(&(summary.target, proto)).unwrap_or_default();
+                let mut rs = results.remove(&job).unwrap_or_default();
                 rs.sort_by_key(|r| r.port);
                 reports.push(TargetReport {
                     target: summary.target,
-                    proto,
+                    proto: jobs[job].1,
                     summary,
                     results: rs,
                     exposure: Vec::new(),
                 });
-                while running < in_flight && next(&mut running, &mut running_proto, &mut waiting)? {
-                }
+                submit(&mut running)?;
             }
             Err(_) => break,
         }
