@@ -417,6 +417,7 @@ fn summary_json<S: serde::Serializer>(s: &ScanSummary, ser: S) -> Result<S::Ok, 
         m.serialize_entry(state.as_str(), &s.counts[state as usize])?;
     }
     m.serialize_entry("probes_sent", &s.sent)?;
+    m.serialize_entry("timing_probes", &s.timing_probes)?;
     m.serialize_entry("answers_after_retry", &s.lost_before)?;
     m.serialize_entry("tries_limit", &s.tries_limit)?;
     m.serialize_entry("srtt_ms", &s.srtt.map(|d| d.as_secs_f64() * 1e3))?;

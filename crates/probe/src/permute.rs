@@ -62,9 +62,81 @@ impl Permutation {
     }
 }
 
+/// The order a scan visits its ports in: a keyed permutation of the
+/// well-known ports (below 1024) first, then one of the rest.
+///
+/// A home router answers on a handful of ports, and those are mostly
+/// well-known ones (the services it runs or forwards). Finding one early
+/// gives the scan its first round-trip and drop evidence early, while the
+/// rate is still low; a stealth host's scan otherwise learns nothing about
+/// its path for seconds (see `engine::timing_probes`).
+#[derive(Debug, Clone, Copy)]
+pub struct PortOrder {
+    /// How many of the sorted ports are well-known: the first tier.
+    first: u64,
+    head: Permutation,
+    tail: Permutation,
+}
+
+/// Ports below this are probed first.
+const WELL_KNOWN_END: u16 = 1024;
+
+impl PortOrder {
+    /// The order for `ports`, which must be sorted ascending.
+    pub fn new(ports: &[u16], key: CookieKey) -> PortOrder {
+        debug_assert!(ports.windows(2).all(|w| w[0] < w[1]));
+        let first = ports.partition_point(|&p| p < WELL_KNOWN_END) as u64;
+        let rest = ports.len() as u64 - first;
+        PortOrder {
+            first,
+            head: Permutation::new(first, key),
+            tail: Permutation::new(rest, key),
+        }
+    }
+
+    /// The index (into the sorted ports) of the `i`-th port to probe.
+    pub fn nth(&self, i: u64) -> u64 {
+        if i < self.first {
+            self.head.nth(i)
+        } else {
+            self.first + self.tail.nth(i - self.first)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn port_order_visits_every_port_once_well_known_first() {
+        let key = CookieKey::from_bytes([7; 16]);
+        for ports in [
+            (0..=65535u16).collect::<Vec<_>>(),
+            (1000..1100).collect(),
+            (2000..2100).collect(),
+            (0..50).collect(),
+            vec![],
+        ] {
+            let order = PortOrder::new(&ports, key);
+            let visited: Vec<u16> = (0..ports.len() as u64)
+                .map(|i| ports[order.nth(i) as usize])
+                .collect();
+            let mut sorted = visited.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, ports, "a bijection on the ports");
+            let well_known = ports.iter().filter(|&&p| p < 1024).count();
+            assert!(visited[..well_known].iter().all(|&p| p < 1024));
+            assert!(visited[well_known..].iter().all(|&p| p >= 1024));
+            if ports.len() > 64 {
+                let steps = visited
+                    .windows(2)
+                    .filter(|w| u32::from(w[1]) == u32::from(w[0]) + 1)
+                    .count();
+                assert!(steps < ports.len() / 16, "scrambled within each tier");
+            }
+        }
+    }
 
     #[test]
     fn is_a_bijection_for_many_sizes() {

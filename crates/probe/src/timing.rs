@@ -172,6 +172,14 @@ pub struct PathPacer {
     round_end: Option<Instant>,
     round_answers: u32,
     round_losses: u32,
+    /// The current round's losses whenever their probes left, and whether
+    /// any round had a congested share of them (see [`PathPacer::saw_drops`]).
+    round_dropped: u32,
+    /// When the probes lost this round left (earliest, latest).
+    round_drop_span: Option<(Instant, Instant)>,
+    /// Send-time spans of the probes lost in congested rounds (bounded):
+    /// tries sent then may have been tail-dropped.
+    episodes: Vec<(Instant, Instant)>,
     /// Smoothed fraction of answers that needed a retry, outside congestion.
     background: f64,
     last_cut: Option<Instant>,
@@ -182,7 +190,24 @@ pub struct PathPacer {
     validated: bool,
     cuts: u32,
     drop_cuts: u32,
+    /// The latest round-trip samples, with their arrival times.
+    recent: std::collections::VecDeque<(Instant, Duration)>,
+    /// Round-trip samples in the current round, and whether the last round
+    /// had enough of them to call the evidence dense.
+    round_samples: u32,
+    dense: bool,
+    /// The current round's length.
+    round: Duration,
+    /// Delay evidence counts only from probes sent after this: the queue
+    /// that the last delay cut found takes that long to drain.
+    drained: Option<Instant>,
 }
+
+/// Round-trip samples kept for the delay level (see [`PathPacer::on_answer`]).
+const RECENT: usize = 8;
+/// Samples per round above which slow start may double per round trip: the
+/// evidence of a queue then comes back within one round trip.
+const DENSE: u32 = 8;
 
 /// Rate a scan starts at: about 1 Mbit/s of SYNs, half of the slowest home
 /// downlink the project targets (2 Mbit/s), so even the first round trip
@@ -208,16 +233,28 @@ impl PathPacer {
             round_end: None,
             round_answers: 0,
             round_losses: 0,
+            round_dropped: 0,
+            round_drop_span: None,
+            episodes: Vec::new(),
             background: 0.0,
             last_cut: None,
             last_growth: None,
             validated: false,
             cuts: 0,
             drop_cuts: 0,
+            recent: std::collections::VecDeque::with_capacity(RECENT),
+            round_samples: 0,
+            dense: false,
+            round: Duration::from_millis(50),
+            drained: None,
         }
     }
 
     /// Probes per second now.
+    pub fn current_rate(&self) -> f64 {
+        self.rate
+    }
+
     #[cfg(test)]
     pub(crate) fn rate(&self) -> f64 {
         self.rate
@@ -225,8 +262,43 @@ impl PathPacer {
 
     /// How often the rate was cut, and how many of those cuts were for drops
     /// (as opposed to queueing delay alone).
-    pub fn cuts(&self) -> (u32, u32) {
+    #[cfg(test)]
+    pub(crate) fn cuts(&self) -> (u32, u32) {
         (self.cuts, self.drop_cuts)
+    }
+
+    /// Whether a probe sent between `from` and `to` may have been dropped
+    /// to congestion: the span meets one in which a congested share of
+    /// probes was lost (a drop cut, or a round whose losses showed only after
+    /// the rate had been cut for delay). Only such a port's silence is owed
+    /// extra tries; a scan whose rate overshot for one round trip does not
+    /// retry all 65,536 ports for it.
+    pub fn dropped_between(&self, from: Instant, to: Instant) -> bool {
+        self.episodes.iter().any(|&(a, b)| from <= b && to >= a)
+    }
+
+    /// Notes a probe sent at `sent` as lost this round.
+    fn note_drop(&mut self, sent: Instant) {
+        self.round_dropped += 1;
+        self.round_drop_span = Some(match self.round_drop_span {
+            None => (sent, sent),
+            Some((a, b)) => (a.min(sent), b.max(sent)),
+        });
+    }
+
+    /// Records this round's drop span as an episode of congestion.
+    fn record_episode(&mut self) {
+        const EPISODES: usize = 64;
+        let Some((a, b)) = self.round_drop_span else {
+            return;
+        };
+        let full = self.episodes.len() == EPISODES;
+        match self.episodes.last_mut() {
+            Some(last) if a <= last.1 => *last = (last.0.min(a), last.1.max(b)),
+            // Out of room: the last span grows to cover this one too.
+            Some(last) if full => last.1 = last.1.max(b),
+            _ => self.episodes.push((a, b)),
+        }
     }
 
     /// Queueing delay above the smallest RTT that signals a building queue:
@@ -270,6 +342,15 @@ impl PathPacer {
     /// the answered try left, if known (then `rtt` is its round trip);
     /// `lost_sent` is when the first unanswered earlier try left, if the
     /// answer came to a later try.
+    ///
+    /// The delay signals compare the *level* of the latest samples (the
+    /// smallest of those that arrived within half a round) with the smallest
+    /// RTT seen: path jitter raises single samples, a queue raises them all.
+    /// With dense evidence (timing probes, see `engine::timing_probes`) slow
+    /// start doubles the rate as soon as a sample sent at the current rate
+    /// comes back without delay, as TCP's slow start does per round trip: a
+    /// queue that the doubling builds shows within one round trip, and costs
+    /// at most one round of drops, which the retries recover.
     pub fn on_answer(
         &mut self,
         now: Instant,
@@ -279,18 +360,46 @@ impl PathPacer {
     ) {
         let after_cut = |t: Instant| self.last_cut.is_none_or(|c| t >= c);
         let mut congested = false;
+        let mut grow = false;
         if let (Some(sent), Some(rtt)) = (sent, rtt) {
             let min = self.min_rtt.map_or(rtt, |m| m.min(rtt));
             self.min_rtt = Some(min);
+            self.round_samples += 1;
+            if self.recent.len() == RECENT {
+                self.recent.pop_front();
+            }
+            self.recent.push_back((now, rtt));
+            let horizon = now.checked_sub((self.round / 2).max(Duration::from_millis(5)));
+            let level = self
+                .recent
+                .iter()
+                .filter(|(at, _)| horizon.is_none_or(|h| *at >= h))
+                .map(|&(_, r)| r)
+                .min()
+                .unwrap_or(rtt);
             let threshold = Self::delay_threshold(min);
-            if after_cut(sent) && rtt > min + threshold {
+            let drained = self.drained.is_none_or(|d| sent >= d);
+            if after_cut(sent) && drained && level > min + threshold {
                 congested = true;
-            } else if rtt > min + threshold / 2 {
+                // Cut to 70 % (see `cut`), which lets the queue drain at 30 %
+                // of the capacity: it held `level - min` a round trip ago,
+                // and grew for that round trip, so draining takes about
+                // three times that plus a round. Probes sent before then
+                // still see it, and a second cut for the same queue would
+                // leave the path half used.
+                self.drained = Some(now + (level - min) * 3 + self.round);
+            } else if level > min + threshold / 2 {
                 // A queue has started to form: stop doubling before it is full
                 // (HyStart's delay exit), growing gently from here.
                 self.slow_start = false;
             } else if self.last_growth.is_none_or(|g| sent >= g) {
                 self.validated = true;
+                // Doubling waits for a sample sent half a round after the
+                // last growth: one sent just after it left before the new
+                // rate had built any queue, and would prove nothing.
+                grow = self.slow_start
+                    && self.dense
+                    && self.last_growth.is_none_or(|g| sent >= g + self.round / 2);
             }
         }
         let lost = lost_sent.is_some_and(after_cut);
@@ -298,9 +407,30 @@ impl PathPacer {
         if lost {
             self.round_losses += 1;
         }
+        if let Some(sent) = lost_sent {
+            self.note_drop(sent);
+        }
         if congested {
             self.cut(now, false);
+        } else if grow {
+            self.grow(now, 2.0);
         }
+    }
+
+    /// A deliberate timing probe sent at `sent` went unanswered: drop
+    /// evidence, weighed like an answer that needed a retry.
+    pub fn on_loss(&mut self, sent: Instant) {
+        self.round_answers += 1;
+        self.note_drop(sent);
+        if self.last_cut.is_none_or(|c| sent >= c) {
+            self.round_losses += 1;
+        }
+    }
+
+    fn grow(&mut self, now: Instant, factor: f64) {
+        self.rate = (self.rate * factor).min(self.max_rate);
+        self.validated = false;
+        self.last_growth = Some(now);
     }
 
     /// Closes the current round when its time is up and adjusts the rate.
@@ -316,15 +446,29 @@ impl PathPacer {
             return;
         }
         self.round_end = Some(now + round);
-        let (answers, losses) = (self.round_answers, self.round_losses);
+        self.round = round;
+        let (answers, losses, dropped) =
+            (self.round_answers, self.round_losses, self.round_dropped);
         self.round_answers = 0;
         self.round_losses = 0;
+        self.round_dropped = 0;
+        self.dense = self.round_samples >= DENSE;
+        self.round_samples = 0;
         if answers > 0 {
             let fraction = f64::from(losses) / f64::from(answers);
             // One retried answer proves nothing on a path with background loss
             // (a stealth host gives a round only a few answers, so one loss is
             // a large share): it takes two in a round.
-            if losses >= 2 && fraction > PACE_LOSS_CUT && fraction > 3.0 * self.background {
+            let background = self.background;
+            let congested = |n: u32| {
+                let share = f64::from(n) / f64::from(answers);
+                n >= 2 && share > PACE_LOSS_CUT && share > 3.0 * background
+            };
+            if congested(dropped) {
+                self.record_episode();
+            }
+            self.round_drop_span = None;
+            if congested(losses) {
                 self.cut(now, true);
                 return;
             }
@@ -349,6 +493,11 @@ impl PathPacer {
         // without any answer carry no evidence either way: they creep on (a
         // host that answers nothing has nothing to be got wrong), at a quarter
         // of the step.
+        // Dense evidence in slow start: growth happens per validated sample
+        // instead (see `on_answer`).
+        if self.slow_start && self.dense {
+            return;
+        }
         let factor = if self.validated {
             1.0 + step
         } else if answers == 0 {
@@ -356,22 +505,27 @@ impl PathPacer {
         } else {
             return;
         };
-        self.rate = (self.rate * factor).min(self.max_rate);
-        self.validated = false;
-        self.last_growth = Some(now);
+        self.grow(now, factor);
     }
 
-    /// Halves the rate and leaves slow start.
+    /// Cuts the rate and leaves slow start.
     fn cut(&mut self, now: Instant, for_drops: bool) {
-        self.rate = (self.rate / 2.0).max(self.min_rate);
+        // Drops halve the rate, and so does a queue seen through sparse
+        // answers (it may have grown a lot since); a queue that dense
+        // evidence caught early takes TCP CUBIC's gentler decrease.
+        let factor = if for_drops || !self.dense { 0.5 } else { 0.7 };
+        self.rate = (self.rate * factor).max(self.min_rate);
         self.slow_start = false;
         self.last_cut = Some(now);
         self.cuts += 1;
         if for_drops {
             self.drop_cuts += 1;
+            self.record_episode();
         }
         self.round_answers = 0;
         self.round_losses = 0;
+        self.round_dropped = 0;
+        self.round_drop_span = None;
     }
 }
 
@@ -666,6 +820,45 @@ mod tests {
         assert!(dropped == 0, "{dropped} of {sent} tail-dropped");
         // It uses the path: at least half its capacity on average.
         assert!(sent as f64 > capacity * 5.0 * 0.5, "only {sent} sent");
+    }
+
+    #[test]
+    fn dense_evidence_doubles_the_pace_per_round_trip_on_a_long_fast_path() {
+        // 50 Mbit/s of 58-byte frames, a 50 ms queue, 150 ms RTT; one probe
+        // in 16 answered, as timing probes give a stealth host's scan.
+        let capacity = 50e6 / (58.0 * 8.0);
+        let (sent, dropped) = drive(
+            capacity,
+            capacity * 0.05,
+            Duration::from_millis(150),
+            16,
+            3.0,
+        );
+        // Growing 10 % per round trip, as sparse evidence allows, would send
+        // about 60,000 in 3 s; doubling reaches the capacity in about 1.5 s.
+        assert!(sent as f64 > capacity * 3.0 * 0.5, "only {sent} sent");
+        // The one overshoot costs a round trip of drops at most.
+        assert!(
+            (dropped as f64) < 0.1 * sent as f64,
+            "{dropped} of {sent} tail-dropped"
+        );
+    }
+
+    #[test]
+    fn dense_evidence_holds_a_2_mbit_path_near_capacity() {
+        let capacity = 2e6 / (54.0 * 8.0);
+        let (sent, dropped) = drive(
+            capacity,
+            capacity * 0.05,
+            Duration::from_millis(40),
+            16,
+            10.0,
+        );
+        assert!(
+            (dropped as f64) < 0.01 * sent as f64,
+            "{dropped} of {sent} tail-dropped"
+        );
+        assert!(sent as f64 > capacity * 10.0 * 0.6, "only {sent} sent");
     }
 
     #[test]

@@ -144,6 +144,10 @@ pub struct ScanSummary {
     pub counts: [usize; 4],
     /// Probes sent.
     pub sent: u64,
+    /// Of `sent`, the timing probes: repeated probes to ports that had
+    /// answered, for round-trip and drop evidence on a host that answers
+    /// little.
+    pub timing_probes: u64,
     /// Replies that matched a probe but repeated a known result.
     pub duplicates: u64,
     /// Replies that failed cookie validation.
@@ -182,6 +186,7 @@ impl ScanSummary {
             ports: 0,
             counts: [0; 4],
             sent: 0,
+            timing_probes: 0,
             duplicates: 0,
             rejected: 0,
             lost_before: 0,

@@ -23,6 +23,7 @@
 mod api;
 mod event_loop;
 mod scan;
+mod timing_probes;
 
 pub use api::{
     DEFAULT_BUDGET, EngineConfig, MIN_TRIES, ScanEvent, ScanRequest, ScanSummary, Sink, Watch,

@@ -11,10 +11,11 @@ use super::api::{
     DEFAULT_BUDGET, EngineConfig, MIN_TRIES, ScanEvent, ScanRequest, ScanSummary, Sink, Watch,
     WatchReport,
 };
+use super::timing_probes::TimingProbes;
 use super::{SOURCE_PORT_BASE, TRIES_PER_BLOCK};
 use crate::cookie::CookieKey;
 use crate::module::{Answer, Classified, IcmpEcho, ProbeModule};
-use crate::permute::Permutation;
+use crate::permute::PortOrder;
 use crate::ratelimit::{
     Detector, Estimate, HostMemory, LimitKind, RateLimitReport, SLOW_LIMIT, Shape, pace,
 };
@@ -103,7 +104,7 @@ pub(super) struct Scan {
     sport_base: u16,
     pub(super) ports: Vec<u16>,
     slots: Vec<Slot>,
-    order: Permutation,
+    order: PortOrder,
     next_new: u64,
     retry: VecDeque<u32>,
     inflight: VecDeque<Flight>,
@@ -116,6 +117,10 @@ pub(super) struct Scan {
     /// Paces sends to what the path has shown it carries (see [`PathPacer`]):
     /// the window alone lets a stealth host's path be overrun.
     pub(super) pacer: PathPacer,
+    /// Probes to ports that answered, for the pacer's evidence.
+    timing: TimingProbes,
+    /// The smallest RTT of the scan's own answers.
+    own_min_rtt: Option<Duration>,
     pub(super) rate: Option<RateLimiter>,
     fixed_tries: Option<u8>,
     answers: u64,
@@ -199,7 +204,7 @@ impl Scan {
                 };
                 n
             ],
-            order: Permutation::new(n as u64, key),
+            order: PortOrder::new(&ports, key),
             ports,
             next_new: 0,
             retry: VecDeque::new(),
@@ -209,6 +214,8 @@ impl Scan {
             rtt: RttEstimator::new(config.initial_rto, config.min_rto, config.max_rto),
             cc: Congestion::new(config.initial_window, 16, config.max_window),
             pacer: PathPacer::new(PACE_INITIAL, PACE_MIN),
+            timing: TimingProbes::default(),
+            own_min_rtt: None,
             rate: request.rate.map(RateLimiter::new),
             fixed_tries: request.tries.map(|t| t.clamp(1, TRIES_PER_BLOCK as u8)),
             answers: 0,
@@ -341,14 +348,7 @@ impl Scan {
         if let Some(t) = self.fixed_tries {
             return t;
         }
-        // The path dropped answers to congestion at least once: every silent port may
-        // have lost a try to it, so each gets two more (at the slower pace by then)
-        // before it is called stealth.
-        let min = if self.pacer.cuts().1 > 0 {
-            MIN_TRIES + 2
-        } else {
-            MIN_TRIES
-        };
+        let min = MIN_TRIES;
         // Project the responsive ports over the whole scan from the share answered so far.
         let decided = self.done.max(1) as u64;
         let responsive = (self.answers * self.ports.len() as u64 / decided).max(self.answers);
@@ -361,6 +361,25 @@ impl Scan {
         )
     }
 
+    /// The tries `slot` gets: [`Scan::tries_limit`], and one more (at the
+    /// slower pace by then) if one of its tries left while the path was
+    /// dropping probes to congestion, so may have been lost to it. One: the
+    /// episode is a round trip or two of overshoot, so it takes at most
+    /// one or two of a port's tries, which are an RTO apart; the tries
+    /// outside it face only the background loss the limit was made for.
+    fn tries_for(&self, slot: &Slot) -> u8 {
+        let base = self.tries_limit();
+        if self.fixed_tries.is_some() {
+            return base;
+        }
+        match (slot.first_sent, slot.last_sent) {
+            (Some(first), Some(last)) if self.pacer.dropped_between(first, last) => {
+                (base + 1).min(TRIES_PER_BLOCK as u8)
+            }
+            _ => base,
+        }
+    }
+
     /// Appends up to `quota` probes to `batch`; returns how many.
     pub(super) fn fill(&mut self, now: Instant, quota: usize, batch: &mut SendBatch) -> usize {
         match self.phase {
@@ -369,7 +388,7 @@ impl Scan {
             Phase::Settled => return 0,
             Phase::Pass => {}
         }
-        let window_room = self.cc.window().saturating_sub(self.outstanding);
+        let window_room = self.window().saturating_sub(self.outstanding);
         let mut allowed = quota.min(window_room).min(batch.room());
         allowed = self.pacer.take(now, self.rtt.srtt(), allowed);
         if let Some(rate) = &mut self.rate {
@@ -381,6 +400,9 @@ impl Scan {
         }
         self.started.get_or_insert(now);
         let mut n = 0;
+        if allowed > 0 && self.module.protocol() == crate::result::Transport::Tcp {
+            n += self.fill_timing(now, batch);
+        }
         while n < allowed {
             let slot_idx = if let Some(s) = self.retry.pop_front() {
                 s
@@ -425,6 +447,49 @@ impl Scan {
             n += 1;
         }
         n
+    }
+
+    /// Probes in flight the scan may have: the congestion window, or what
+    /// the pace keeps in flight over twice the flight time if that is more.
+    /// The window grows only with answers, and a stealth host answers too few
+    /// to open it: on a 150 ms path 1,024 probes in flight would cap the scan
+    /// at 3,400 probes/s whatever the path carries. The pacer governs the
+    /// path; the window still bounds a host that answers (and our own
+    /// receive queue, see [`Congestion::cut`]).
+    fn window(&self) -> usize {
+        const MAX_PACED: f64 = 262_144.0;
+        let flight = self.flight_time().as_secs_f64();
+        let paced = (self.pacer.current_rate() * flight * 2.0).min(MAX_PACED) as usize;
+        self.cc.window().max(paced)
+    }
+
+    /// How long a timing probe may go unanswered before it counts as lost.
+    /// Longer than the RTO: an answer that a queue delays is delay evidence,
+    /// and must not be counted as a drop too (a drop cut halves the rate, a
+    /// delay cut takes it to 70 %); 50 ms covers a home router's queue.
+    fn timing_timeout(&self) -> Duration {
+        let srtt = self.rtt.srtt().unwrap_or(self.rtt.rto());
+        self.rtt
+            .rto()
+            .max(srtt * 2)
+            .max(srtt + Duration::from_millis(50))
+    }
+
+    /// Sends the timing probe due, if any; returns how many (0 or 1).
+    fn fill_timing(&mut self, now: Instant, batch: &mut SendBatch) -> usize {
+        let Some((offset, dport)) = self.timing.next(now, self.pacer.current_rate()) else {
+            return 0;
+        };
+        let sport = self.sport_base + offset;
+        let module = &self.module;
+        if batch
+            .push(self.target, |buf| module.write(buf, sport, dport))
+            .is_err()
+        {
+            return 0;
+        }
+        self.sent += 1;
+        1
     }
 
     /// Sends canary probes: to ports that answered with an ICMP error
@@ -572,6 +637,9 @@ impl Scan {
     pub(super) fn expire(&mut self, now: Instant) {
         self.age(now);
         let rto = self.rtt.rto();
+        let timeout = self.timing_timeout();
+        let pacer = &mut self.pacer;
+        self.timing.expire(now, timeout, |sent| pacer.on_loss(sent));
         while let Some(f) = self.inflight.front().copied() {
             let slot = self.slots[f.slot as usize];
             if slot.done || !slot.waiting || f.try_no + 1 != slot.tries {
@@ -586,7 +654,7 @@ impl Scan {
             if !slot.aged {
                 self.outstanding -= 1;
             }
-            if slot.tries < self.tries_limit() {
+            if slot.tries < self.tries_for(&slot) {
                 self.retry.push_back(f.slot);
             } else if self.may_be_limited(now) {
                 self.slots[f.slot as usize].silent = true;
@@ -843,6 +911,7 @@ impl Scan {
         let rto = self.rtt.rto();
         let expiry = self.inflight.front().map(|f| f.sent + rto);
         let aging = self.young.front().map(|f| f.sent + self.flight_time());
+        let timing = self.timing.deadline(self.timing_timeout());
         let ping = self
             .watch
             .as_ref()
@@ -864,6 +933,7 @@ impl Scan {
         expiry
             .into_iter()
             .chain(aging)
+            .chain(timing)
             .chain(ping)
             .chain(tail)
             .chain(phase)
@@ -891,6 +961,21 @@ impl Scan {
     }
 
     fn on_answer(&mut self, a: Answer, now: Instant) {
+        if let Some(offset) = a.sport.checked_sub(self.sport_base)
+            && let Some(sent) = self.timing.answer(offset, a.dport)
+        {
+            let rtt = now.saturating_duration_since(sent);
+            // Well under the smallest RTT of the scan's own answers (exact:
+            // each try has its own source port) is not this probe's answer
+            // but a SYN-ACK that an open port retransmitted for an earlier
+            // use of the pair.
+            let floor = self.own_min_rtt.or(self.rtt.srtt().map(|s| s / 2));
+            if floor.is_none_or(|f| rtt >= f.mul_f64(0.9)) {
+                self.rtt.sample(rtt);
+                self.pacer.on_answer(now, Some(sent), Some(rtt), None);
+            }
+            return;
+        }
         let idx = self.ports.binary_search(&a.dport).ok();
         // Canaries go to ports that have settled, or (remembered from an
         // earlier scan) are not in this scan's list at all.
@@ -955,6 +1040,9 @@ impl Scan {
         let rtt = sent_at.map(|t| now.saturating_duration_since(t));
         if let Some(rtt) = rtt {
             self.rtt.sample(rtt);
+            if counts_for_loss {
+                self.own_min_rtt = Some(self.own_min_rtt.map_or(rtt, |m| m.min(rtt)));
+            }
         }
         let lost_before = try_no > 0;
         self.cc.on_answer(lost_before && counts_for_loss);
@@ -963,6 +1051,13 @@ impl Scan {
             // drop evidence for the pacer, dated by when that try left.
             let lost_sent = if lost_before { slot.first_sent } else { None };
             self.pacer.on_answer(now, sent_at, rtt, lost_sent);
+            if rtt.is_some() {
+                self.timing.own_sample(now);
+            }
+            if matches!(a.reason, Reason::SynAck | Reason::Rst) {
+                self.timing
+                    .add_target(a.dport, a.reason == Reason::SynAck, slot.tries);
+            }
         }
         if counts_for_loss {
             self.answers += 1;
@@ -1065,6 +1160,7 @@ impl Scan {
             ports: self.done,
             counts: self.counts,
             sent: self.sent,
+            timing_probes: self.timing.sent,
             duplicates: self.duplicates,
             rejected: self.rejected,
             lost_before: self.lost_before,
