@@ -201,6 +201,11 @@ pub struct PathPacer {
     /// Delay evidence counts only from probes sent after this: the queue
     /// that the last delay cut found takes that long to drain.
     drained: Option<Instant>,
+    /// Send slots granted this round, since when, and whether the last
+    /// round used less than half the rate (see [`PathPacer::end_round`]).
+    round_granted: u64,
+    round_start: Option<Instant>,
+    app_limited: bool,
 }
 
 /// Round-trip samples kept for the delay level (see [`PathPacer::on_answer`]).
@@ -247,6 +252,9 @@ impl PathPacer {
             dense: false,
             round: Duration::from_millis(50),
             drained: None,
+            round_granted: 0,
+            round_start: None,
+            app_limited: false,
         }
     }
 
@@ -321,12 +329,14 @@ impl PathPacer {
         self.last = Some(now);
         let granted = (self.tokens.floor() as usize).min(want);
         self.tokens -= granted as f64;
+        self.round_granted += granted as u64;
         granted
     }
 
     /// Gives back `n` slots taken but not used (another limit refused them).
     pub fn refund(&mut self, n: usize) {
         self.tokens += n as f64;
+        self.round_granted = self.round_granted.saturating_sub(n as u64);
     }
 
     /// How long until the next send slot.
@@ -399,6 +409,7 @@ impl PathPacer {
                 // rate had built any queue, and would prove nothing.
                 grow = self.slow_start
                     && self.dense
+                    && !self.app_limited
                     && self.last_growth.is_none_or(|g| sent >= g + self.round / 2);
             }
         }
@@ -435,18 +446,40 @@ impl PathPacer {
 
     /// Closes the current round when its time is up and adjusts the rate.
     fn end_round(&mut self, now: Instant, srtt: Option<Duration>) {
+        // A round lasts a round trip, and long enough to send the probes
+        // whose answers make its evidence dense: on a LAN a round trip at
+        // the starting pace holds less than one probe, and slow start
+        // would wait for evidence that cannot come.
         let round = srtt
             .unwrap_or(Duration::from_millis(50))
-            .max(Duration::from_millis(1));
+            .max(Duration::from_millis(1))
+            .max(Duration::from_secs_f64(f64::from(DENSE) / self.rate));
         let Some(end) = self.round_end else {
             self.round_end = Some(now + round);
+            self.round_start = Some(now);
             return;
         };
         if now < end {
+            // The first round began before any RTT was known: end it as
+            // soon as a round trip has passed, not 50 ms later.
+            if srtt.is_some() && end > now + round {
+                self.round_end = Some(now + round);
+            }
             return;
         }
         self.round_end = Some(now + round);
         self.round = round;
+        // A rate the scan does not use (its window, its own rate cap or its
+        // lack of ports hold it back) has proven nothing, and growing it
+        // would only let a later burst overrun the path (TCP's congestion
+        // window validation, RFC 7661). Nor would the window that follows
+        // the pace (see `engine::scan`) mean anything.
+        let length = self
+            .round_start
+            .map_or(round, |s| now.saturating_duration_since(s));
+        self.app_limited = (self.round_granted as f64) < 0.5 * self.rate * length.as_secs_f64();
+        self.round_granted = 0;
+        self.round_start = Some(now);
         let (answers, losses, dropped) =
             (self.round_answers, self.round_losses, self.round_dropped);
         self.round_answers = 0;
@@ -495,7 +528,7 @@ impl PathPacer {
         // of the step.
         // Dense evidence in slow start: growth happens per validated sample
         // instead (see `on_answer`).
-        if self.slow_start && self.dense {
+        if self.slow_start && self.dense || self.app_limited {
             return;
         }
         let factor = if self.validated {
@@ -896,11 +929,38 @@ mod tests {
                 let lost = (i == 0 && round % 2 == 0).then_some(now);
                 p.on_answer(now, Some(now), rtt, lost);
             }
-            now += Duration::from_millis(11);
-            p.take(now, rtt, 0);
+            // The sender uses the pace it is given (one that does not
+            // proves nothing, see `an_unused_pace_does_not_grow`).
+            for _ in 0..11 {
+                now += Duration::from_millis(1);
+                p.take(now, rtt, 1_000);
+            }
         }
         assert_eq!(p.cuts(), (1, 1));
         assert!(p.rate() > 5_000.0);
+    }
+
+    #[test]
+    fn an_unused_pace_does_not_grow() {
+        // Every answer on time, but the sender takes a tenth of its slots
+        // (its window or a rate cap holds it back): the pace stays put.
+        let rtt = Some(Duration::from_millis(10));
+        let mut p = PathPacer::new(10_000.0, PACE_MIN);
+        let mut now = Instant::now();
+        for _ in 0..2_000 {
+            now += Duration::from_millis(1);
+            p.take(now, rtt, 1);
+            p.on_answer(now, Some(now), rtt, None);
+        }
+        assert!(p.rate() <= 20_000.0, "rate {}", p.rate());
+        // The same sender using every slot grows.
+        let mut q = PathPacer::new(10_000.0, PACE_MIN);
+        for _ in 0..200 {
+            now += Duration::from_millis(1);
+            q.take(now, rtt, 1_000);
+            q.on_answer(now, Some(now), rtt, None);
+        }
+        assert!(q.rate() > 100_000.0, "rate {}", q.rate());
     }
 
     #[test]
