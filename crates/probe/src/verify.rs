@@ -254,30 +254,94 @@ pub fn verify_scan(
         return;
     }
     let target = summary.target;
-    let wildcard = if config.wildcard_sample == 0 {
-        WildcardReport::skipped(Skipped::Disabled)
+    let seed = std::collections::hash_map::RandomState::new().build_hasher();
+    let plan = if config.wildcard_sample == 0 {
+        Sample::Skip(Skipped::Disabled)
     } else if config
         .rate
         .is_some_and(|r| r < u32::from(config.wildcard_sample) * 4)
     {
-        WildcardReport::skipped(Skipped::RateBudget)
+        Sample::Skip(Skipped::RateBudget)
     } else {
-        let seed = std::collections::hash_map::RandomState::new().build_hasher();
         let sample = sample_ports(scanned, config.wildcard_sample, seed.clone(), false);
         if sample.len() >= MIN_SAMPLE {
-            let answers = probe_sample(engine, target, &sample, config.rate);
-            judge_wildcard(results, &sample, &answers)
+            Sample::Probe(sample)
         } else {
             // The list covers (nearly) every high port: the scan's own answers
             // there are the sample, at no cost.
+            Sample::Own
+        }
+    };
+    // The sample's scan and the connections are independent: without a rate
+    // cap they run at once (on a LAN the sample's tries and the checks'
+    // watch would otherwise add up); under one, one after the other, so the
+    // two together stay within it.
+    let together = config.rate.is_none();
+    // The wildcard is judged on the scan's own answers, before the checks
+    // rewrite their reasons.
+    let scanned_results = results.to_vec();
+    let (verification, held_ports, answers) = std::thread::scope(|s| {
+        let probing = match &plan {
+            Sample::Probe(sample) if together => {
+                Some(s.spawn(|| probe_sample(engine, target, sample, config.rate)))
+            }
+            _ => None,
+        };
+        let (verification, held) = check_open(target, &open, results, summary, config);
+        let answers = match (&plan, probing) {
+            (_, Some(probing)) => probing.join().unwrap_or_default(),
+            (Sample::Probe(sample), None) => probe_sample(engine, target, sample, config.rate),
+            _ => Vec::new(),
+        };
+        (verification, held, answers)
+    });
+    let wildcard = match plan {
+        Sample::Skip(why) => WildcardReport::skipped(why),
+        Sample::Probe(sample) => judge_wildcard(&scanned_results, &sample, &answers),
+        Sample::Own => {
             let own = sample_ports(scanned, config.wildcard_sample, seed, true);
             if own.len() >= MIN_SAMPLE {
-                judge_wildcard(results, &own, results)
+                judge_wildcard(&scanned_results, &own, &scanned_results)
             } else {
                 WildcardReport::skipped(Skipped::NoFreePorts)
             }
         }
     };
+    if wildcard.answers_every_port {
+        // A port whose handshake held keeps plain syn-ack; an unverified or
+        // inconclusive one is suspect on a host that answers for every port.
+        for r in results.iter_mut() {
+            if r.state == PortState::Open
+                && r.reason == Reason::SynAck
+                && !held_ports.contains(&r.port)
+            {
+                r.reason = Reason::SynAckWildcard;
+            }
+        }
+    }
+    summary.verification = Some(Box::new(verification));
+    summary.wildcard = Some(Box::new(wildcard));
+}
+
+/// How the wildcard check gets its sample.
+enum Sample {
+    Skip(Skipped),
+    /// Random ports outside the list, probed through the engine.
+    Probe(Vec<u16>),
+    /// The scan's own answers on high ports.
+    Own,
+}
+
+/// Connects to the open ports (unless too many, or the rate cap forbids),
+/// rewrites their reasons in `results`; returns the verification and the
+/// ports whose handshake held.
+fn check_open(
+    target: IpAddr,
+    open: &[u16],
+    results: &mut [PortResult],
+    summary: &ScanSummary,
+    config: &VerifyConfig,
+) -> (Verification, Vec<u16>) {
     let mut held_ports = Vec::new();
     let verification = if open.len() > config.max_open {
         Verification::skipped(Skipped::TooManyOpen)
@@ -302,7 +366,7 @@ pub fn verify_scan(
         let checks = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map(|rt| rt.block_on(check_ports(target, &open, &config)))
+            .map(|rt| rt.block_on(check_ports(target, open, &config)))
             .unwrap_or_else(|_| {
                 open.iter()
                     .map(|&port| PortCheck {
@@ -319,20 +383,7 @@ pub fn verify_scan(
             .collect();
         apply_checks(results, &checks, started.elapsed())
     };
-    if wildcard.answers_every_port {
-        // A port whose handshake held keeps plain syn-ack; an unverified or
-        // inconclusive one is suspect on a host that answers for every port.
-        for r in results.iter_mut() {
-            if r.state == PortState::Open
-                && r.reason == Reason::SynAck
-                && !held_ports.contains(&r.port)
-            {
-                r.reason = Reason::SynAckWildcard;
-            }
-        }
-    }
-    summary.verification = Some(Box::new(verification));
-    summary.wildcard = Some(Box::new(wildcard));
+    (verification, held_ports)
 }
 
 /// Rewrites the reasons of `results` from `checks` and sums them up.
