@@ -403,6 +403,7 @@ impl Scan {
         if allowed > 0 && self.module.protocol() == crate::result::Transport::Tcp {
             n += self.fill_timing(now, batch);
         }
+        let timing = n;
         while n < allowed {
             let slot_idx = if let Some(s) = self.retry.pop_front() {
                 s
@@ -446,6 +447,7 @@ impl Scan {
             self.detector.on_probe();
             n += 1;
         }
+        self.timing.own_probes(n - timing);
         n
     }
 

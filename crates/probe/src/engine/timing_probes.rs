@@ -35,6 +35,11 @@ use super::TRIES_PER_BLOCK;
 const TARGETS: usize = 16;
 /// How long a (source port, port) pair rests between uses.
 const REUSE: Duration = Duration::from_millis(600);
+/// A timing probe waits for this many of the scan's own probes: whatever
+/// holds the scan back (a `--rate` of 20/s in the web service, its window),
+/// timing probes stay a sixteenth of what it sends, and never crowd out its
+/// ports.
+const SHARE: u64 = 16;
 /// Timing probes per second: a sixteenth of the pace, within these bounds.
 /// The ceiling stays below the 200 RSTs per second that FreeBSD and macOS
 /// allow, and still gives a 40 ms round eight samples.
@@ -72,6 +77,8 @@ pub(super) struct TimingProbes {
     last_sent: Option<Instant>,
     /// When the scan's own answers last gave the pacer a sample.
     last_own_sample: Option<Instant>,
+    /// The scan's own probes since the last timing probe.
+    own_probes: u64,
     /// Probes sent, answered and given up on.
     pub(super) sent: u64,
     pub(super) answered: u64,
@@ -98,6 +105,11 @@ impl TimingProbes {
         }
     }
 
+    /// The scan sent `n` probes of its own.
+    pub(super) fn own_probes(&mut self, n: usize) {
+        self.own_probes += n as u64;
+    }
+
     /// The scan's own answer gave the pacer an RTT sample at `now`.
     pub(super) fn own_sample(&mut self, now: Instant) {
         self.last_own_sample = Some(now);
@@ -116,7 +128,8 @@ impl TimingProbes {
             return None;
         }
         let interval = Self::interval(rate);
-        if self.last_sent.is_some_and(|t| now < t + interval)
+        if self.own_probes < SHARE - 1
+            || self.last_sent.is_some_and(|t| now < t + interval)
             || self.last_own_sample.is_some_and(|t| now < t + interval)
         {
             return None;
@@ -146,6 +159,7 @@ impl TimingProbes {
             sent: now,
         });
         self.last_sent = Some(now);
+        self.own_probes = 0;
         self.sent += 1;
         Some((offset, port))
     }
@@ -200,6 +214,7 @@ mod tests {
         let mut used = Vec::new();
         let mut now = t0;
         for _ in 0..400 {
+            t.own_probes(100);
             if let Some(pair) = t.next(now, 100_000.0) {
                 used.push((pair, now));
             }
@@ -228,7 +243,9 @@ mod tests {
         let t0 = Instant::now();
         t.add_target(443, true, 1);
         t.add_target(25, false, 1);
+        t.own_probes(15);
         let a = t.next(t0, 16_000.0).unwrap();
+        t.own_probes(15);
         let b = t.next(t0 + Duration::from_millis(5), 16_000.0).unwrap();
         assert_ne!(a, b);
         assert_eq!(t.answer(a.0, a.1), Some(t0));
@@ -255,16 +272,22 @@ mod tests {
         let mut t = TimingProbes::default();
         let t0 = Instant::now();
         t.add_target(22, true, 1);
+        t.own_probes(1_000);
         t.own_sample(t0);
-        assert_eq!(
-            t.next(t0, 1_600.0),
-            None,
-            "the scan's own answer is evidence enough"
-        );
+        let none = t.next(t0, 1_600.0);
+        assert_eq!(none, None, "the scan's own answer is evidence enough");
         // 1,600/s pace: 100 timing probes/s, 10 ms apart.
         assert!(t.next(t0 + Duration::from_millis(10), 1_600.0).is_some());
+        t.own_probes(1_000);
         assert_eq!(t.next(t0 + Duration::from_millis(15), 1_600.0), None);
         assert!(t.next(t0 + Duration::from_millis(20), 1_600.0).is_some());
+        // A scan held back to a few probes a second (a rate cap) gets one
+        // timing probe per 16 of its own, however long it waits.
+        let later = t0 + Duration::from_secs(10);
+        t.own_probes(14);
+        assert_eq!(t.next(later, 1_600.0), None, "14 own probes since the last");
+        t.own_probes(1);
+        assert!(t.next(later, 1_600.0).is_some());
         assert_eq!(TimingProbes::interval(1e9), Duration::from_millis(5));
         assert_eq!(TimingProbes::interval(1.0), Duration::from_millis(50));
     }
@@ -283,7 +306,10 @@ mod tests {
         // The closed port's 14 pairs go first, then open ones.
         let t0 = Instant::now();
         let ports: Vec<u16> = (0..15u32)
-            .filter_map(|i| t.next(t0 + Duration::from_millis(5 * u64::from(i)), 1e9))
+            .filter_map(|i| {
+                t.own_probes(16);
+                t.next(t0 + Duration::from_millis(5 * u64::from(i)), 1e9)
+            })
             .map(|(_, p)| p)
             .collect();
         assert_eq!(ports.len(), 15);
