@@ -39,8 +39,15 @@ const CANARIES: u32 = 16;
 /// host that has answered this many closed ports may be capping RSTs (a home
 /// router with a handful of closed ports streams its stealth results).
 const RST_HOLD: u64 = 8;
-/// Ports that answered with an ICMP error, kept as canary targets.
+/// Ports that answered with an ICMP error (or RST), kept as canary targets.
 const CANARY_PORTS: usize = 16;
+/// RST canaries, one per [`RST_CANARY_GAP`]: at 1,000/s, five times
+/// FreeBSD's 200 RSTs/s, a cap answers a burst and then about one in five,
+/// and the arrivals measure it. A fast sweep of a capped host can finish
+/// before the cap has shown in its own answers (a LAN service test takes
+/// 0.1 s, 25 RSTs at 200/s).
+const RST_CANARIES: u32 = 64;
+const RST_CANARY_GAP: Duration = Duration::from_millis(1);
 
 /// Where a scan stands with respect to the target's rate limits.
 #[derive(Debug, Clone, Copy)]
@@ -52,6 +59,8 @@ enum Phase {
     /// The pass left silent ports on a host that sent ICMP errors: probes
     /// to ports that did answer so tell whether the host limits them.
     Canary {
+        /// Which answers the canaries ask for: ICMP errors or RSTs.
+        kind: LimitKind,
         /// Canary probes still to send.
         to_send: u32,
         /// When the last one left.
@@ -143,6 +152,8 @@ pub(super) struct Scan {
     silent: usize,
     /// Ports that answered with an ICMP error: canary targets.
     icmp_ports: Vec<u16>,
+    /// Ports that answered RST: canary targets for an RST cap.
+    rst_ports: Vec<u16>,
     phase: Phase,
     /// Re-probing time allowed (see [`ScanRequest::budget`]).
     budget: Duration,
@@ -237,6 +248,7 @@ impl Scan {
             detector: Detector::new(),
             silent: 0,
             icmp_ports: Vec::new(),
+            rst_ports: Vec::new(),
             phase: Phase::Pass,
             budget: request.budget.unwrap_or(DEFAULT_BUDGET),
             limit: None,
@@ -331,6 +343,13 @@ impl Scan {
     /// How long until this scan's own caps let it send again (the event
     /// loop sleeps no longer than that while the scan has work).
     pub(super) fn send_wait(&self) -> Duration {
+        if let Phase::Canary {
+            kind: LimitKind::Rst,
+            ..
+        } = self.phase
+        {
+            return RST_CANARY_GAP;
+        }
         if let Phase::Resolve { .. } = self.phase {
             return self
                 .resolve_rate
@@ -494,11 +513,14 @@ impl Scan {
         1
     }
 
-    /// Sends canary probes: to ports that answered with an ICMP error
-    /// before, from their first try's source port. Every port has settled by
-    /// now, so an ICMP answer to a port already done is a canary's.
+    /// Sends canary probes: to ports that answered with an ICMP error (or
+    /// RST) before, from their first try's source port. Every port has
+    /// settled by now, so such an answer to a port already done is a
+    /// canary's. ICMP canaries go at once; RST canaries one per
+    /// [`RST_CANARY_GAP`], so their arrivals measure a cap.
     fn fill_canaries(&mut self, now: Instant, quota: usize, batch: &mut SendBatch) -> usize {
         let Phase::Canary {
+            kind,
             to_send,
             last_sent,
             answers,
@@ -506,11 +528,21 @@ impl Scan {
         else {
             return 0;
         };
+        let (total, ports, most) = match kind {
+            LimitKind::Icmp => (CANARIES, &self.icmp_ports, u32::MAX),
+            LimitKind::Rst => {
+                if last_sent.is_some_and(|t| now < t + RST_CANARY_GAP) {
+                    return 0;
+                }
+                (RST_CANARIES, &self.rst_ports, 1)
+            }
+        };
+        let ports = ports.clone();
         let mut n = 0u32;
         let sport = self.sport_base;
-        while n < to_send && (n as usize) < quota.min(batch.room()) {
-            let k = (CANARIES - to_send + n) as usize;
-            let dport = self.icmp_ports[k % self.icmp_ports.len()];
+        while n < to_send.min(most) && (n as usize) < quota.min(batch.room()) {
+            let k = (total - to_send + n) as usize;
+            let dport = ports[k % ports.len()];
             let module = &self.module;
             if batch
                 .push(self.target, |buf| module.write(buf, sport, dport))
@@ -522,6 +554,7 @@ impl Scan {
         }
         self.sent += u64::from(n);
         self.phase = Phase::Canary {
+            kind,
             to_send: to_send - n,
             last_sent: if n > 0 { Some(now) } else { last_sent },
             answers,
@@ -704,17 +737,19 @@ impl Scan {
                     self.settle(now, Reason::NoResponse);
                 } else if self.limit.is_some() {
                     self.start_resolve(now);
-                } else if !self.icmp_ports.is_empty() || self.recall_icmp_ports(now) {
+                } else if self.rst_cap_unjudged() {
                     self.phase = Phase::Canary {
-                        to_send: CANARIES,
+                        kind: LimitKind::Rst,
+                        to_send: RST_CANARIES,
                         last_sent: None,
                         answers: 0,
                     };
                 } else {
-                    self.settle(now, Reason::NoResponse);
+                    self.icmp_canaries_or_settle(now);
                 }
             }
             Phase::Canary {
+                kind,
                 to_send,
                 last_sent,
                 answers,
@@ -735,8 +770,26 @@ impl Scan {
                 } else {
                     0.0
                 };
-                let expected = f64::from(CANARIES) * (1.0 - p) * (1.0 - p);
-                if f64::from(answers) < expected * 0.5 {
+                let total = match kind {
+                    LimitKind::Icmp => CANARIES,
+                    LimitKind::Rst => RST_CANARIES,
+                };
+                let expected = f64::from(total) * (1.0 - p) * (1.0 - p);
+                if kind == LimitKind::Rst {
+                    let at = now.saturating_duration_since(self.start_time(now));
+                    let cap = self.detector.cap(LimitKind::Rst, at).or_else(|| {
+                        (f64::from(answers) < expected * 0.8)
+                            .then(|| self.detector.estimate(LimitKind::Rst))
+                            .flatten()
+                    });
+                    match cap {
+                        Some(e) => {
+                            self.limit = Some((LimitKind::Rst, e));
+                            self.start_resolve(now);
+                        }
+                        None => self.icmp_canaries_or_settle(now),
+                    }
+                } else if f64::from(answers) < expected * 0.5 {
                     // A handful of arrivals in a short pass measure nothing
                     // yet: start at Linux's default, one per second, until
                     // the resolve phase's own arrivals measure it.
@@ -793,6 +846,28 @@ impl Scan {
                 }
             }
             Phase::Settled => {}
+        }
+    }
+
+    /// Whether the pass held silent ports back for a possible RST cap but
+    /// saw too few RSTs to judge one (see [`RST_CANARIES`]).
+    fn rst_cap_unjudged(&self) -> bool {
+        let rsts = self.detector.answers(LimitKind::Rst);
+        !self.rst_ports.is_empty() && (RST_HOLD..crate::ratelimit::CAP_MIN_ANSWERS).contains(&rsts)
+    }
+
+    /// Checks the ports that answered with ICMP errors (this scan's or an
+    /// earlier one's) for a limit, or reports the silent ports as they are.
+    fn icmp_canaries_or_settle(&mut self, now: Instant) {
+        if !self.icmp_ports.is_empty() || self.recall_icmp_ports(now) {
+            self.phase = Phase::Canary {
+                kind: LimitKind::Icmp,
+                to_send: CANARIES,
+                last_sent: None,
+                answers: 0,
+            };
+        } else {
+            self.settle(now, Reason::NoResponse);
         }
     }
 
@@ -982,17 +1057,25 @@ impl Scan {
         // Canaries go to ports that have settled, or (remembered from an
         // earlier scan) are not in this scan's list at all.
         if let Phase::Canary {
+            kind,
             to_send,
             last_sent,
             answers,
         } = self.phase
             && idx.is_none_or(|i| self.slots[i].done)
             && a.sport == self.sport_base
-            && matches!(a.reason, Reason::Icmp { .. } | Reason::PortUnreach)
+            && match kind {
+                LimitKind::Icmp => matches!(a.reason, Reason::Icmp { .. } | Reason::PortUnreach),
+                LimitKind::Rst => a.reason == Reason::Rst,
+            }
         {
-            self.detector
-                .on_icmp(now.saturating_duration_since(self.start_time(now)), true);
+            let at = now.saturating_duration_since(self.start_time(now));
+            match kind {
+                LimitKind::Icmp => self.detector.on_icmp(at, true),
+                LimitKind::Rst => self.detector.on_rst(at, true),
+            }
             self.phase = Phase::Canary {
+                kind,
                 to_send,
                 last_sent,
                 answers: answers + 1,
@@ -1098,6 +1181,9 @@ impl Scan {
                 LimitKind::Icmp
             }
             Reason::Rst => {
+                if self.rst_ports.len() < CANARY_PORTS && !self.rst_ports.contains(&a.dport) {
+                    self.rst_ports.push(a.dport);
+                }
                 self.detector.on_rst(at, retry);
                 LimitKind::Rst
             }
