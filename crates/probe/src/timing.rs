@@ -263,11 +263,6 @@ impl PathPacer {
         self.rate
     }
 
-    #[cfg(test)]
-    pub(crate) fn rate(&self) -> f64 {
-        self.rate
-    }
-
     /// How often the rate was cut, and how many of those cuts were for drops
     /// (as opposed to queueing delay alone).
     #[cfg(test)]
@@ -905,7 +900,11 @@ mod tests {
             p.on_answer(now, Some(now), Some(Duration::from_micros(200)), None);
             now += Duration::from_micros(100);
         }
-        assert!(p.rate() > 200_000.0, "rate {} after 30 ms", p.rate());
+        assert!(
+            p.current_rate() > 200_000.0,
+            "rate {} after 30 ms",
+            p.current_rate()
+        );
     }
 
     #[test]
@@ -921,7 +920,7 @@ mod tests {
         }
         p.take(t0 + Duration::from_millis(11), rtt, 0);
         assert_eq!(p.cuts(), (1, 1));
-        assert_eq!(p.rate(), 5_000.0);
+        assert_eq!(p.current_rate(), 5_000.0);
         // Then 2 % background loss, spread over rounds: no further cuts.
         let mut now = t0 + Duration::from_millis(11);
         for round in 0..50 {
@@ -937,7 +936,7 @@ mod tests {
             }
         }
         assert_eq!(p.cuts(), (1, 1));
-        assert!(p.rate() > 5_000.0);
+        assert!(p.current_rate() > 5_000.0);
     }
 
     #[test]
@@ -952,7 +951,7 @@ mod tests {
             p.take(now, rtt, 1);
             p.on_answer(now, Some(now), rtt, None);
         }
-        assert!(p.rate() <= 20_000.0, "rate {}", p.rate());
+        assert!(p.current_rate() <= 20_000.0, "rate {}", p.current_rate());
         // The same sender using every slot grows.
         let mut q = PathPacer::new(10_000.0, PACE_MIN);
         for _ in 0..200 {
@@ -960,7 +959,7 @@ mod tests {
             q.take(now, rtt, 1_000);
             q.on_answer(now, Some(now), rtt, None);
         }
-        assert!(q.rate() > 100_000.0, "rate {}", q.rate());
+        assert!(q.current_rate() > 100_000.0, "rate {}", q.current_rate());
     }
 
     #[test]

@@ -277,9 +277,13 @@ pub fn verify_scan(
     // watch would otherwise add up); under one, one after the other, so the
     // two together stay within it.
     let together = config.rate.is_none();
-    // The wildcard is judged on the scan's own answers, before the checks
-    // rewrite their reasons.
-    let scanned_results = results.to_vec();
+    // The wildcard is judged on the scan's own SYN-ACKs (the only results it
+    // reads), before the checks rewrite their reasons.
+    let syn_acks: Vec<PortResult> = results
+        .iter()
+        .filter(|r| r.state == PortState::Open && r.reason == Reason::SynAck)
+        .cloned()
+        .collect();
     let (verification, held_ports, answers) = std::thread::scope(|s| {
         let probing = match &plan {
             Sample::Probe(sample) if together => {
@@ -297,11 +301,11 @@ pub fn verify_scan(
     });
     let wildcard = match plan {
         Sample::Skip(why) => WildcardReport::skipped(why),
-        Sample::Probe(sample) => judge_wildcard(&scanned_results, &sample, &answers),
+        Sample::Probe(sample) => judge_wildcard(&syn_acks, &sample, &answers),
         Sample::Own => {
             let own = sample_ports(scanned, config.wildcard_sample, seed, true);
             if own.len() >= MIN_SAMPLE {
-                judge_wildcard(&scanned_results, &own, &scanned_results)
+                judge_wildcard(&syn_acks, &own, &syn_acks)
             } else {
                 WildcardReport::skipped(Skipped::NoFreePorts)
             }

@@ -80,6 +80,26 @@ enum Phase {
     Settled,
 }
 
+impl Phase {
+    /// The start of a canary check for limits of `kind`.
+    fn canary(kind: LimitKind) -> Phase {
+        Phase::Canary {
+            kind,
+            to_send: canaries(kind),
+            last_sent: None,
+            answers: 0,
+        }
+    }
+}
+
+/// Canary probes a check for limits of `kind` sends.
+fn canaries(kind: LimitKind) -> u32 {
+    match kind {
+        LimitKind::Icmp => CANARIES,
+        LimitKind::Rst => RST_CANARIES,
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     tries: u8,
@@ -367,7 +387,6 @@ impl Scan {
         if let Some(t) = self.fixed_tries {
             return t;
         }
-        let min = MIN_TRIES;
         // Project the responsive ports over the whole scan from the share answered so far.
         let decided = self.done.max(1) as u64;
         let responsive = (self.answers * self.ports.len() as u64 / decided).max(self.answers);
@@ -375,7 +394,7 @@ impl Scan {
             self.answers,
             self.lost_before,
             responsive,
-            min,
+            MIN_TRIES,
             TRIES_PER_BLOCK as u8,
         )
     }
@@ -528,16 +547,16 @@ impl Scan {
         else {
             return 0;
         };
-        let (total, ports, most) = match kind {
-            LimitKind::Icmp => (CANARIES, &self.icmp_ports, u32::MAX),
+        let (ports, most) = match kind {
+            LimitKind::Icmp => (&self.icmp_ports, u32::MAX),
             LimitKind::Rst => {
                 if last_sent.is_some_and(|t| now < t + RST_CANARY_GAP) {
                     return 0;
                 }
-                (RST_CANARIES, &self.rst_ports, 1)
+                (&self.rst_ports, 1)
             }
         };
-        let ports = ports.clone();
+        let total = canaries(kind);
         let mut n = 0u32;
         let sport = self.sport_base;
         while n < to_send.min(most) && (n as usize) < quota.min(batch.room()) {
@@ -738,12 +757,7 @@ impl Scan {
                 } else if self.limit.is_some() {
                     self.start_resolve(now);
                 } else if self.rst_cap_unjudged() {
-                    self.phase = Phase::Canary {
-                        kind: LimitKind::Rst,
-                        to_send: RST_CANARIES,
-                        last_sent: None,
-                        answers: 0,
-                    };
+                    self.phase = Phase::canary(LimitKind::Rst);
                 } else {
                     self.icmp_canaries_or_settle(now);
                 }
@@ -770,11 +784,7 @@ impl Scan {
                 } else {
                     0.0
                 };
-                let total = match kind {
-                    LimitKind::Icmp => CANARIES,
-                    LimitKind::Rst => RST_CANARIES,
-                };
-                let expected = f64::from(total) * (1.0 - p) * (1.0 - p);
+                let expected = f64::from(canaries(kind)) * (1.0 - p) * (1.0 - p);
                 if kind == LimitKind::Rst {
                     let at = now.saturating_duration_since(self.start_time(now));
                     let cap = self.detector.cap(LimitKind::Rst, at).or_else(|| {
@@ -860,12 +870,7 @@ impl Scan {
     /// earlier one's) for a limit, or reports the silent ports as they are.
     fn icmp_canaries_or_settle(&mut self, now: Instant) {
         if !self.icmp_ports.is_empty() || self.recall_icmp_ports(now) {
-            self.phase = Phase::Canary {
-                kind: LimitKind::Icmp,
-                to_send: CANARIES,
-                last_sent: None,
-                answers: 0,
-            };
+            self.phase = Phase::canary(LimitKind::Icmp);
         } else {
             self.settle(now, Reason::NoResponse);
         }
