@@ -172,12 +172,12 @@ pub struct PathPacer {
     round_end: Option<Instant>,
     round_answers: u32,
     round_losses: u32,
-    /// The current round's losses whenever their probes left, and whether
-    /// any round had a congested share of them (see [`PathPacer::saw_drops`]).
+    /// The current round's losses whenever their probes left.
     round_dropped: u32,
-    /// When the probes lost this round left (earliest, latest).
-    round_drop_span: Option<(Instant, Instant)>,
-    /// Send-time spans of the probes lost in congested rounds (bounded):
+    /// When the probes lost this round left (the first [`ROUND_DROPS`]).
+    round_drops: Vec<Instant>,
+    /// Send-time spans of the probes lost in congested rounds (bounded),
+    /// one per cluster of losses (see [`PathPacer::record_episode`]):
     /// tries sent then may have been tail-dropped.
     episodes: Vec<(Instant, Instant)>,
     /// Smoothed fraction of answers that needed a retry, outside congestion.
@@ -206,8 +206,22 @@ pub struct PathPacer {
     round_granted: u64,
     round_start: Option<Instant>,
     app_limited: bool,
+    /// Slow start may double up to this rate on sparse evidence (one answer
+    /// sent at the current rate that came back without delay): twice the
+    /// starting rate, which is still below the slowest downlink the project
+    /// targets. A stealth host's first round trip carries only a few
+    /// answers, and the timing probes that make the evidence dense cannot
+    /// start before the first of them; waiting for them costs a round trip
+    /// at the starting rate, which at 150 ms is most of a service test.
+    blind_ceiling: f64,
 }
 
+/// How far an episode of drops may reach beyond the first and last lost
+/// probe seen in it: the losses sample it, at least once per 50 ms (the
+/// slowest timing probes, see `engine::timing_probes`).
+const EPISODE_MARGIN: Duration = Duration::from_millis(50);
+/// Lost probes' send times a round keeps for its episodes.
+const ROUND_DROPS: usize = 256;
 /// Round-trip samples kept for the delay level (see [`PathPacer::on_answer`]).
 const RECENT: usize = 8;
 /// Samples per round above which slow start may double per round trip: the
@@ -229,6 +243,7 @@ impl PathPacer {
     pub fn new(initial: f64, min: f64) -> PathPacer {
         PathPacer {
             rate: initial.max(min),
+            blind_ceiling: 2.0 * initial.max(min),
             min_rate: min,
             max_rate: 50_000_000.0,
             tokens: 1.0,
@@ -239,7 +254,7 @@ impl PathPacer {
             round_answers: 0,
             round_losses: 0,
             round_dropped: 0,
-            round_drop_span: None,
+            round_drops: Vec::new(),
             episodes: Vec::new(),
             background: 0.0,
             last_cut: None,
@@ -270,37 +285,67 @@ impl PathPacer {
         (self.cuts, self.drop_cuts)
     }
 
-    /// Whether a probe sent between `from` and `to` may have been dropped
-    /// to congestion: the span meets one in which a congested share of
-    /// probes was lost (a drop cut, or a round whose losses showed only after
-    /// the rate had been cut for delay). Only such a port's silence is owed
-    /// extra tries; a scan whose rate overshot for one round trip does not
-    /// retry all 65,536 ports for it.
-    pub fn dropped_between(&self, from: Instant, to: Instant) -> bool {
-        self.episodes.iter().any(|&(a, b)| from <= b && to >= a)
+    /// Whether a probe sent at `sent` may have been dropped to congestion:
+    /// it left during a span in which a congested share of probes was lost
+    /// (a drop cut, or a round whose losses showed only after the rate had
+    /// been cut for delay), or within [`EPISODE_MARGIN`] of one. Only such a
+    /// port's silence is owed extra tries; a scan whose rate overshot for
+    /// one round trip does not retry all 65,536 ports for it.
+    pub fn dropped_near(&self, sent: Instant) -> bool {
+        self.episodes
+            .iter()
+            .any(|&(a, b)| sent + EPISODE_MARGIN >= a && sent <= b + EPISODE_MARGIN)
     }
 
     /// Notes a probe sent at `sent` as lost this round.
     fn note_drop(&mut self, sent: Instant) {
         self.round_dropped += 1;
-        self.round_drop_span = Some(match self.round_drop_span {
-            None => (sent, sent),
-            Some((a, b)) => (a.min(sent), b.max(sent)),
-        });
+        if self.round_drops.len() < ROUND_DROPS {
+            self.round_drops.push(sent);
+        }
     }
 
-    /// Records this round's drop span as an episode of congestion.
+    /// Records this round's losses as episodes of congestion: one span per
+    /// cluster of losses sent within twice [`EPISODE_MARGIN`] of each other.
+    /// Not one span from the first to the last: the losses a round learns of
+    /// may have left far apart (an answer to a retry dates the loss of the
+    /// port's first try, which in a large scan left in its first pass), and
+    /// a span between two random losses would owe thousands of ports a try.
     fn record_episode(&mut self) {
-        const EPISODES: usize = 64;
-        let Some((a, b)) = self.round_drop_span else {
-            return;
-        };
-        let full = self.episodes.len() == EPISODES;
-        match self.episodes.last_mut() {
-            Some(last) if a <= last.1 => *last = (last.0.min(a), last.1.max(b)),
-            // Out of room: the last span grows to cover this one too.
-            Some(last) if full => last.1 = last.1.max(b),
-            _ => self.episodes.push((a, b)),
+        const EPISODES: usize = 256;
+        let mut drops = std::mem::take(&mut self.round_drops);
+        drops.sort_unstable();
+        let mut clusters: Vec<(Instant, Instant)> = Vec::new();
+        for t in drops {
+            match clusters.last_mut() {
+                Some(c) if t <= c.1 + 2 * EPISODE_MARGIN => c.1 = t,
+                _ => clusters.push((t, t)),
+            }
+        }
+        for (a, b) in clusters {
+            let full = self.episodes.len() >= EPISODES;
+            if let Some(e) = self
+                .episodes
+                .iter_mut()
+                .find(|e| a <= e.1 + 2 * EPISODE_MARGIN && b + 2 * EPISODE_MARGIN >= e.0)
+            {
+                *e = (e.0.min(a), e.1.max(b));
+            } else if full {
+                // Out of room: the nearest span grows to cover this one too
+                // (more tries than needed, never fewer).
+                let near = self.episodes.iter_mut().min_by_key(|e| {
+                    if b < e.0 {
+                        e.0 - b
+                    } else {
+                        a.saturating_duration_since(e.1)
+                    }
+                });
+                if let Some(e) = near {
+                    *e = (e.0.min(a), e.1.max(b));
+                }
+            } else {
+                self.episodes.push((a, b));
+            }
         }
     }
 
@@ -397,6 +442,10 @@ impl PathPacer {
                 // A queue has started to form: stop doubling before it is full
                 // (HyStart's delay exit), growing gently from here.
                 self.slow_start = false;
+            } else if self.slow_start && !self.app_limited && self.rate < self.blind_ceiling {
+                // Below the blind ceiling any undelayed answer will do (the
+                // rounds that crept on without answers proved nothing either).
+                grow = true;
             } else if self.last_growth.is_none_or(|g| sent >= g) {
                 self.validated = true;
                 // Doubling waits for a sample sent half a round after the
@@ -419,7 +468,12 @@ impl PathPacer {
         if congested {
             self.cut(now, false);
         } else if grow {
-            self.grow(now, 2.0);
+            let factor = if self.rate < self.blind_ceiling {
+                self.blind_ceiling / self.rate
+            } else {
+                2.0
+            };
+            self.grow(now, factor);
         }
     }
 
@@ -495,7 +549,7 @@ impl PathPacer {
             if congested(dropped) {
                 self.record_episode();
             }
-            self.round_drop_span = None;
+            self.round_drops.clear();
             if congested(losses) {
                 self.cut(now, true);
                 return;
@@ -553,7 +607,7 @@ impl PathPacer {
         self.round_answers = 0;
         self.round_losses = 0;
         self.round_dropped = 0;
-        self.round_drop_span = None;
+        self.round_drops.clear();
     }
 }
 
@@ -937,6 +991,35 @@ mod tests {
         }
         assert_eq!(p.cuts(), (1, 1));
         assert!(p.current_rate() > 5_000.0);
+    }
+
+    #[test]
+    fn one_sparse_answer_doubles_the_start_but_no_more() {
+        // A stealth host 150 ms away: its first answer, on time, proves the
+        // starting pace, and the pace doubles to the blind ceiling; the
+        // answers after it are as sparse, and slow start waits for dense
+        // evidence (the timing probes) to double again.
+        let rtt = Duration::from_millis(150);
+        let mut p = PathPacer::new(PACE_INITIAL, PACE_MIN);
+        let t0 = Instant::now();
+        let mut now = t0;
+        let mut answer_at = t0 + rtt;
+        while now < t0 + Duration::from_millis(600) {
+            p.take(now, Some(rtt), 1_000);
+            if now >= answer_at {
+                p.on_answer(now, Some(now - rtt), Some(rtt), None);
+                if answer_at == t0 + rtt {
+                    assert_eq!(p.current_rate(), 2.0 * PACE_INITIAL);
+                }
+                answer_at += Duration::from_millis(50);
+            }
+            now += Duration::from_millis(1);
+        }
+        let rate = p.current_rate();
+        assert!(
+            (2.0 * PACE_INITIAL..2.5 * PACE_INITIAL).contains(&rate),
+            "rate {rate}"
+        );
     }
 
     #[test]
