@@ -1023,6 +1023,25 @@ mod tests {
     }
 
     #[test]
+    fn drop_episodes_are_clusters_of_losses_not_the_span_between() {
+        // One round learns of losses sent 2 s apart (answers to retries
+        // that date their first tries) and of a burst: probes sent between
+        // the clusters were not in any episode.
+        let mut p = PathPacer::new(PACE_INITIAL, PACE_MIN);
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        for t in [0, 10, 20, 2_000] {
+            p.note_drop(t0 + ms(t));
+        }
+        p.record_episode();
+        assert!(p.dropped_near(t0 + ms(15)));
+        assert!(p.dropped_near(t0 + ms(60)), "within the margin");
+        assert!(p.dropped_near(t0 + ms(2_000)));
+        assert!(!p.dropped_near(t0 + ms(1_000)));
+        assert!(!p.dropped_near(t0 + ms(200)));
+    }
+
+    #[test]
     fn an_unused_pace_does_not_grow() {
         // Every answer on time, but the sender takes a tenth of its slots
         // (its window or a rate cap holds it back): the pace stays put.
