@@ -19,7 +19,7 @@ use serde::{Serialize, Serializer};
 use tokio::sync::oneshot;
 
 use crate::result::UnknownName;
-use crate::verify::{VerifyConfig, verify_scan};
+use crate::verify::{EarlyChecks, Sockets, VerifyConfig, sockets, verify_scan};
 use crate::{
     ConnectConfig, Engine, PortResult, PortState, ProbeError, Protocol, RateBudget, ScanEvent,
     ScanRequest, ScanSummary, Sink, connect_scan,
@@ -129,11 +129,8 @@ pub fn cancelled_summary(target: IpAddr) -> ScanSummary {
 pub struct RawScanner {
     engine: Arc<Engine>,
     fallback: ConnectScanner,
-    verify: Option<VerifyConfig>,
-    /// One verification at a time: each may hold up to
-    /// [`VerifyConfig::concurrency`] sockets, and several at once would run
-    /// out of descriptors and turn checks inconclusive.
-    verifying: Arc<Mutex<()>>,
+    /// The checks' settings, and the sockets all its scans' checks share.
+    verify: Option<(VerifyConfig, Sockets)>,
 }
 
 impl RawScanner {
@@ -143,7 +140,6 @@ impl RawScanner {
             engine: Arc::new(engine),
             fallback,
             verify: None,
-            verifying: Arc::default(),
         }
     }
 
@@ -152,7 +148,8 @@ impl RawScanner {
     /// are reported after them, with their verified reasons, and the summary
     /// carries `verification` and `wildcard`.
     pub fn verify(mut self, config: VerifyConfig) -> RawScanner {
-        self.verify = Some(config);
+        let sockets = sockets(&config);
+        self.verify = Some((config, sockets));
         self
     }
 
@@ -179,7 +176,7 @@ impl Scanner for RawScanner {
         if !self.engine.supports(request.target) {
             return self.fallback.start(request, sink);
         }
-        let Some(config) = self.verify.clone() else {
+        let Some((config, sockets)) = self.verify.clone() else {
             let handle = self.engine.submit(request, sink)?;
             return Ok(Cancel::new(move || handle.cancel()));
         };
@@ -188,20 +185,31 @@ impl Scanner for RawScanner {
             ..config
         };
         // The engine calls sinks on its own thread, and the checks use the
-        // engine: they run on a thread of their own.
+        // engine: they run on a thread of their own, which gets the open
+        // ports and the summary. Every other result goes to the caller
+        // from the engine's thread: a hop per result through the channel
+        // cost a full sweep tens of milliseconds of a core.
         let (tx, rx) = mpsc::channel();
         let ports = request.ports.clone();
+        let request_target = request.target;
+        let sink = Arc::new(Mutex::new(sink));
+        let direct = sink.clone();
         let handle = self.engine.submit(
             request,
-            Box::new(move |e| {
-                let _ = tx.send(e);
+            Box::new(move |e| match e {
+                ScanEvent::Port(r) if r.state != PortState::Open => {
+                    (direct.lock().unwrap_or_else(|p| p.into_inner()))(ScanEvent::Port(r));
+                }
+                e => {
+                    let _ = tx.send(e);
+                }
             }),
         )?;
         let engine = self.engine.clone();
-        let verifying = self.verifying.clone();
+        let early = EarlyChecks::new(request_target, &config, sockets);
         std::thread::Builder::new()
             .name("harbormaster-verify".into())
-            .spawn(move || verify_then_report(&engine, &ports, rx, sink, &config, &verifying))
+            .spawn(move || verify_then_report(&engine, &ports, rx, sink, &config, early))
             .map_err(|source| ProbeError::Io {
                 what: "starting the verification thread",
                 source,
@@ -210,43 +218,41 @@ impl Scanner for RawScanner {
     }
 }
 
-/// Passes results on as they come, except open ones, which wait for the
-/// checks (they may change their reason); then the open ones and `Done`.
+/// Gets the open ports as they are found (each one's check starts then) and
+/// holds them back, since the checks may change their reason; then passes
+/// them on, and `Done`. The scan's other results reach `sink` directly.
 fn verify_then_report(
     engine: &Engine,
     ports: &crate::PortList,
     rx: mpsc::Receiver<ScanEvent>,
-    mut sink: Sink,
+    sink: Arc<Mutex<Sink>>,
     config: &VerifyConfig,
-    verifying: &Mutex<()>,
+    mut early: EarlyChecks,
 ) {
-    let mut results: Vec<PortResult> = Vec::new();
+    let mut open: Vec<PortResult> = Vec::new();
+    let mut done = None;
     for event in rx {
         match event {
             ScanEvent::Port(r) => {
-                if r.state != PortState::Open {
-                    sink(ScanEvent::Port(r));
-                }
-                results.push(r);
+                early.found(&r);
+                open.push(r);
             }
             ScanEvent::Done(mut summary) => {
-                results.sort_by_key(|r| r.port);
-                {
-                    let _one = verifying.lock().unwrap_or_else(|p| p.into_inner());
-                    verify_scan(engine, ports, &mut results, &mut summary, config);
-                }
-                for r in results.into_iter().filter(|r| r.state == PortState::Open) {
-                    sink(ScanEvent::Port(r));
-                }
-                sink(ScanEvent::Done(summary));
-                return;
+                open.sort_by_key(|r| r.port);
+                verify_scan(engine, ports, &mut open, &mut summary, config, early);
+                done = Some(summary);
+                break;
             }
         }
     }
-    // The engine stopped without a summary: pass on what it found; dropping
-    // the sink then tells the caller the scan did not finish.
-    for r in results.into_iter().filter(|r| r.state == PortState::Open) {
+    // Without a summary the engine stopped: what it found is passed on, and
+    // dropping the sink then tells the caller the scan did not finish.
+    let mut sink = sink.lock().unwrap_or_else(|p| p.into_inner());
+    for r in open {
         sink(ScanEvent::Port(r));
+    }
+    if let Some(summary) = done {
+        sink(ScanEvent::Done(summary));
     }
 }
 

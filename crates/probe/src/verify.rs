@@ -1,10 +1,12 @@
 //! Middlebox awareness: is a SYN-ACK a service, or a proxy answering for it?
 //!
 //! SYN proxies, some firewalls and CDNs answer SYN-ACK on every port, so a
-//! SYN scan alone calls every port open. Two checks run after the SYN pass:
+//! SYN scan alone calls every port open. Two checks complete the SYN pass:
 //!
 //! - **Verification** (when at most [`VerifyConfig::max_open`] ports are open):
-//!   a real connection to each open port, watched briefly. A banner or a
+//!   a real connection to each open port, watched briefly; without a rate
+//!   cap each starts as its port is found ([`EarlyChecks`]), after the scan
+//!   under one. A banner or a
 //!   connection that stays up means the handshake holds; a reset, an EOF or a
 //!   refusal at once means only the SYN was answered ([`Reason::SynAckOnly`]).
 //!   A zero receive window cannot be seen from userspace, so it is not used.
@@ -235,15 +237,18 @@ fn millis<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 /// Runs both checks on one finished SYN scan of `summary.target`, through
 /// `engine` (for the wildcard sample) and ordinary sockets (for the
 /// verification), then rewrites the reasons in `results` and fills
-/// `summary.verification` and `summary.wildcard`. Blocks the calling thread
-/// (at most about `connect_timeout + watch` per `concurrency` ports, plus the
-/// sample's own scan); does nothing when no port is open.
+/// `summary.verification` and `summary.wildcard`. The connections that
+/// `early` started while the scan ran are awaited, the others made now.
+/// Blocks the calling thread (at most about `connect_timeout + watch` per
+/// `concurrency` ports, plus the sample's own scan); does nothing when no
+/// port is open.
 pub fn verify_scan(
     engine: &Engine,
     scanned: &PortList,
     results: &mut [PortResult],
     summary: &mut ScanSummary,
     config: &VerifyConfig,
+    early: EarlyChecks,
 ) {
     let open: Vec<u16> = results
         .iter()
@@ -291,7 +296,7 @@ pub fn verify_scan(
             }
             _ => None,
         };
-        let (verification, held) = check_open(target, &open, results, summary, config);
+        let (verification, held) = check_open(&open, results, summary, config, early);
         let answers = match (&plan, probing) {
             (_, Some(probing)) => probing.join().unwrap_or_default(),
             (Sample::Probe(sample), None) => probe_sample(engine, target, sample, config.rate),
@@ -340,11 +345,11 @@ enum Sample {
 /// rewrites their reasons in `results`; returns the verification and the
 /// ports whose handshake held.
 fn check_open(
-    target: IpAddr,
     open: &[u16],
     results: &mut [PortResult],
     summary: &ScanSummary,
     config: &VerifyConfig,
+    early: EarlyChecks,
 ) -> (Verification, Vec<u16>) {
     let mut held_ports = Vec::new();
     let verification = if open.len() > config.max_open {
@@ -356,30 +361,12 @@ fn check_open(
     }) {
         Verification::skipped(Skipped::RateBudget)
     } else {
-        let started = Instant::now();
-        let watch = summary
-            .srtt
-            .map_or(config.watch, |rtt| {
-                config.watch.max(rtt * 2 + Duration::from_millis(50))
-            })
-            .min(MAX_WATCH);
+        let started = early.started.unwrap_or_else(Instant::now);
         let config = VerifyConfig {
-            watch,
+            watch: watch_for(config.watch, summary.srtt),
             ..config.clone()
         };
-        let checks = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map(|rt| rt.block_on(check_ports(target, open, &config)))
-            .unwrap_or_else(|_| {
-                open.iter()
-                    .map(|&port| PortCheck {
-                        port,
-                        outcome: Outcome::Error,
-                        banner: Vec::new(),
-                    })
-                    .collect()
-            });
+        let checks = early.finish(open, &config);
         held_ports = checks
             .iter()
             .filter(|c| c.outcome.holds())
@@ -547,15 +534,153 @@ fn judge_wildcard(open: &[PortResult], sample: &[u16], answers: &[PortResult]) -
     }
 }
 
-/// Connects to every port in `ports`, `concurrency` at a time, paced by the rate.
-pub async fn check_ports(target: IpAddr, ports: &[u16], config: &VerifyConfig) -> Vec<PortCheck> {
+/// How long a connection is watched: `floor`, or 2 × `rtt` + 50 ms on a
+/// slow path (a proxy's reset comes about a round trip after the
+/// handshake), at most [`MAX_WATCH`].
+fn watch_for(floor: Duration, rtt: Option<Duration>) -> Duration {
+    rtt.map_or(floor, |rtt| floor.max(rtt * 2 + Duration::from_millis(50)))
+        .min(MAX_WATCH)
+}
+
+/// Sockets the checks of one scanner may hold at once, across all its
+/// scans: each check holds one, and checks beyond the descriptor limit
+/// would turn inconclusive.
+pub type Sockets = std::sync::Arc<tokio::sync::Semaphore>;
+
+/// A pool of [`VerifyConfig::concurrency`] sockets (see [`Sockets`]).
+pub fn sockets(config: &VerifyConfig) -> Sockets {
+    std::sync::Arc::new(tokio::sync::Semaphore::new(config.concurrency.max(1)))
+}
+
+/// Connection checks started while the scan still runs, one as each open
+/// port is found: on a fast path the scan's last second is spent on its
+/// silent ports' retries, and the checks' watch fits in it instead of
+/// following it. Only without a rate cap: under one the checks are paced
+/// after the scan, so the two together stay within it.
+pub struct EarlyChecks {
+    target: IpAddr,
+    config: VerifyConfig,
+    sockets: Sockets,
+    runtime: Option<tokio::runtime::Runtime>,
+    tasks: Vec<(u16, tokio::task::JoinHandle<PortCheck>)>,
+    /// When the first check started.
+    started: Option<Instant>,
+    /// More open ports than [`VerifyConfig::max_open`] came: none is checked.
+    too_many: bool,
+}
+
+impl EarlyChecks {
+    /// Checks of `target`'s open ports under `config`, taking sockets from `sockets`.
+    pub fn new(target: IpAddr, config: &VerifyConfig, sockets: Sockets) -> EarlyChecks {
+        EarlyChecks {
+            target,
+            config: config.clone(),
+            sockets,
+            runtime: None,
+            tasks: Vec::new(),
+            started: None,
+            too_many: false,
+        }
+    }
+
+    /// The scan found `r`: if it is an open SYN-ACK port, its check starts
+    /// now, watched by the port's own round trip.
+    pub fn found(&mut self, r: &PortResult) {
+        if self.config.rate.is_some()
+            || self.too_many
+            || r.state != PortState::Open
+            || r.reason != Reason::SynAck
+        {
+            return;
+        }
+        if self.tasks.len() >= self.config.max_open {
+            // The verification will be skipped: stop the ones running.
+            self.too_many = true;
+            for (_, t) in self.tasks.drain(..) {
+                t.abort();
+            }
+            return;
+        }
+        if self.runtime.is_none() {
+            // One worker, so the checks progress while the caller blocks
+            // on the scan's events; without one they wait for the end.
+            self.runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("harbormaster-check")
+                .enable_all()
+                .build()
+                .ok();
+        }
+        let Some(rt) = &self.runtime else { return };
+        self.started.get_or_insert_with(Instant::now);
+        let addr = SocketAddr::new(self.target, r.port);
+        let (timeout, watch) = (
+            self.config.connect_timeout,
+            watch_for(self.config.watch, r.rtt),
+        );
+        let sockets = self.sockets.clone();
+        let task = rt.spawn(async move {
+            let _socket = sockets.acquire_owned().await;
+            check_port(addr, timeout, watch).await
+        });
+        self.tasks.push((r.port, task));
+    }
+
+    /// The checks of `open`: those started early, awaited, and the others
+    /// made now under `config`, paced by its rate.
+    fn finish(self, open: &[u16], config: &VerifyConfig) -> Vec<PortCheck> {
+        let runtime = match self.runtime {
+            Some(rt) => Ok(rt),
+            None => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build(),
+        };
+        let Ok(rt) = runtime else {
+            return open
+                .iter()
+                .map(|&port| PortCheck {
+                    port,
+                    outcome: Outcome::Error,
+                    banner: Vec::new(),
+                })
+                .collect();
+        };
+        let mut started = self.tasks;
+        started.retain(|(port, _)| open.contains(port));
+        let rest: Vec<u16> = open
+            .iter()
+            .copied()
+            .filter(|p| !started.iter().any(|(q, _)| q == p))
+            .collect();
+        let (target, sockets) = (self.target, self.sockets);
+        rt.block_on(async move {
+            let mut out = check_ports(target, &rest, config, &sockets).await;
+            for (port, task) in started {
+                out.push(task.await.unwrap_or(PortCheck {
+                    port,
+                    outcome: Outcome::Error,
+                    banner: Vec::new(),
+                }));
+            }
+            out.sort_by_key(|c| c.port);
+            out
+        })
+    }
+}
+
+/// Connects to every port in `ports`, as `sockets` allow, paced by the rate.
+pub async fn check_ports(
+    target: IpAddr,
+    ports: &[u16],
+    config: &VerifyConfig,
+    sockets: &Sockets,
+) -> Vec<PortCheck> {
     let gap = config
         .rate
         .map(|r| Duration::from_secs_f64(f64::from(PACKETS_PER_CHECK) / f64::from(r.max(1))));
-    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(config.concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for &port in ports {
-        let Ok(permit) = limit.clone().acquire_owned().await else {
+        let Ok(permit) = sockets.clone().acquire_owned().await else {
             break;
         };
         let (timeout, watch) = (config.connect_timeout, config.watch);
@@ -806,5 +931,57 @@ mod tests {
         drop(silent);
         // Nothing listens any more: refused.
         assert_eq!(check_port(a_silent, t, w).await.outcome, Outcome::Refused);
+    }
+
+    #[test]
+    fn early_checks_connect_as_ports_are_found() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let config = VerifyConfig {
+            watch: Duration::from_millis(50),
+            ..VerifyConfig::default()
+        };
+        let mut early = EarlyChecks::new("127.0.0.1".parse().unwrap(), &config, sockets(&config));
+        // A closed port starts nothing; the open one connects at once,
+        // long before the scan would end and `finish` be called.
+        early.found(&result(port.wrapping_add(1), Reason::Rst, 64, 0));
+        early.found(&result(port, Reason::SynAck, 64, 65535));
+        listener.set_nonblocking(true).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let accepted = loop {
+            match listener.accept() {
+                Ok(c) => break Some(c),
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+                Err(_) => break None,
+            }
+        };
+        assert!(
+            accepted.is_some(),
+            "the check did not connect before finish"
+        );
+        let checks = early.finish(&[port], &config);
+        assert_eq!(checks.len(), 1);
+        assert_eq!((checks[0].port, checks[0].outcome), (port, Outcome::Silent));
+    }
+
+    #[test]
+    fn early_checks_wait_under_a_rate_cap_and_stop_beyond_max_open() {
+        let config = VerifyConfig {
+            rate: Some(1_000),
+            ..VerifyConfig::default()
+        };
+        let target = "127.0.0.1".parse().unwrap();
+        let mut capped = EarlyChecks::new(target, &config, sockets(&config));
+        capped.found(&result(9, Reason::SynAck, 64, 65535));
+        assert!(capped.tasks.is_empty() && capped.started.is_none());
+        let config = VerifyConfig {
+            max_open: 2,
+            ..VerifyConfig::default()
+        };
+        let mut many = EarlyChecks::new(target, &config, sockets(&config));
+        for port in [9, 10, 11] {
+            many.found(&result(port, Reason::SynAck, 64, 65535));
+        }
+        assert!(many.too_many && many.tasks.is_empty());
     }
 }
