@@ -366,7 +366,7 @@ fn check_open(
             watch: watch_for(config.watch, summary.srtt),
             ..config.clone()
         };
-        let checks = early.finish(open, &config);
+        let checks = early.finish(open, &config, resend_after(summary.srtt));
         held_ports = checks
             .iter()
             .filter(|c| c.outcome.holds())
@@ -614,21 +614,22 @@ impl EarlyChecks {
         let Some(rt) = &self.runtime else { return };
         self.started.get_or_insert_with(Instant::now);
         let addr = SocketAddr::new(self.target, r.port);
-        let (timeout, watch) = (
+        let (timeout, watch, resend) = (
             self.config.connect_timeout,
             watch_for(self.config.watch, r.rtt),
+            resend_after(r.rtt),
         );
         let sockets = self.sockets.clone();
         let task = rt.spawn(async move {
             let _socket = sockets.acquire_owned().await;
-            check_port(addr, timeout, watch).await
+            check_port(addr, timeout, watch, resend).await
         });
         self.tasks.push((r.port, task));
     }
 
     /// The checks of `open`: those started early, awaited, and the others
-    /// made now under `config`, paced by its rate.
-    fn finish(self, open: &[u16], config: &VerifyConfig) -> Vec<PortCheck> {
+    /// made now under `config`, paced by its rate, resending after `resend`.
+    fn finish(self, open: &[u16], config: &VerifyConfig, resend: Duration) -> Vec<PortCheck> {
         let runtime = match self.runtime {
             Some(rt) => Ok(rt),
             None => tokio::runtime::Builder::new_current_thread()
@@ -654,7 +655,7 @@ impl EarlyChecks {
             .collect();
         let (target, sockets) = (self.target, self.sockets);
         rt.block_on(async move {
-            let mut out = check_ports(target, &rest, config, &sockets).await;
+            let mut out = check_ports(target, &rest, config, &sockets, resend).await;
             for (port, task) in started {
                 out.push(task.await.unwrap_or(PortCheck {
                     port,
@@ -668,12 +669,14 @@ impl EarlyChecks {
     }
 }
 
-/// Connects to every port in `ports`, as `sockets` allow, paced by the rate.
+/// Connects to every port in `ports`, as `sockets` allow, paced by the
+/// rate, resending after `resend` (see [`check_port`]).
 pub async fn check_ports(
     target: IpAddr,
     ports: &[u16],
     config: &VerifyConfig,
     sockets: &Sockets,
+    resend: Duration,
 ) -> Vec<PortCheck> {
     let gap = config
         .rate
@@ -685,7 +688,7 @@ pub async fn check_ports(
         };
         let (timeout, watch) = (config.connect_timeout, config.watch);
         tasks.spawn(async move {
-            let check = check_port(SocketAddr::new(target, port), timeout, watch).await;
+            let check = check_port(SocketAddr::new(target, port), timeout, watch, resend).await;
             drop(permit);
             check
         });
@@ -703,9 +706,30 @@ pub async fn check_ports(
     out
 }
 
-/// One real connection to `addr`, watched for `watch` after it completes.
-pub async fn check_port(addr: SocketAddr, timeout: Duration, watch: Duration) -> PortCheck {
-    let (outcome, banner) = match connect_and_watch(addr, timeout, watch).await {
+/// When a connection attempt that has not completed gets a fresh one
+/// beside it: two round trips and 20 ms, or 250 ms without an RTT. The
+/// kernel resends a lost SYN only after a second (RFC 6298's initial RTO),
+/// and on a path with 2 % loss each way about 8 of 200 checks lost their SYN
+/// or SYN-ACK and held the verification a second longer.
+pub fn resend_after(rtt: Option<Duration>) -> Duration {
+    rtt.map_or(Duration::from_millis(250), |rtt| {
+        rtt * 2 + Duration::from_millis(20)
+    })
+}
+
+/// Connection attempts per check at most (see [`resend_after`]).
+const ATTEMPTS: usize = 3;
+
+/// One real connection to `addr`, watched for `watch` after it completes;
+/// a fresh attempt goes out every `resend` until one completes (at most
+/// three), the first to complete counts.
+pub async fn check_port(
+    addr: SocketAddr,
+    timeout: Duration,
+    watch: Duration,
+    resend: Duration,
+) -> PortCheck {
+    let (outcome, banner) = match connect_and_watch(addr, timeout, watch, resend).await {
         Ok(seen) => seen,
         Err(e) => (classify_error(&e), Vec::new()),
     };
@@ -716,20 +740,55 @@ pub async fn check_port(addr: SocketAddr, timeout: Duration, watch: Duration) ->
     }
 }
 
-async fn connect_and_watch(
-    addr: SocketAddr,
-    timeout: Duration,
-    watch: Duration,
-) -> io::Result<(Outcome, Vec<u8>)> {
+/// One connection attempt.
+async fn attempt(addr: SocketAddr) -> io::Result<tokio::net::TcpStream> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     // Close with a RST: no TIME_WAIT, nothing left on the server.
     socket.set_linger(Some(Duration::ZERO))?;
     socket.set_nonblocking(true)?;
     socket.set_cloexec(true)?;
     let socket = tokio::net::TcpSocket::from_std_stream(socket.into());
-    let stream = match tokio::time::timeout(timeout, socket.connect(addr)).await {
-        Err(_) => return Ok((Outcome::Timeout, Vec::new())),
-        Ok(r) => r?,
+    socket.connect(addr).await
+}
+
+/// Connects to `addr` within `timeout`, starting a fresh attempt every
+/// `resend` while none has completed; `None` when none did. The first
+/// attempt to complete decides, a refusal too: the port answered it.
+async fn connect_soon(
+    addr: SocketAddr,
+    timeout: Duration,
+    resend: Duration,
+) -> io::Result<Option<tokio::net::TcpStream>> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    // Dropping the set aborts the attempts still pending, and closes them.
+    let mut attempts = tokio::task::JoinSet::new();
+    loop {
+        if attempts.len() < ATTEMPTS {
+            attempts.spawn(attempt(addr));
+        }
+        let next = if attempts.len() < ATTEMPTS {
+            (tokio::time::Instant::now() + resend).min(deadline)
+        } else {
+            deadline
+        };
+        match tokio::time::timeout_at(next, attempts.join_next()).await {
+            Ok(Some(Ok(done))) => return done.map(Some),
+            Ok(Some(Err(e))) => return Err(io::Error::other(e)),
+            Ok(None) => return Ok(None),
+            Err(_) if next >= deadline => return Ok(None),
+            Err(_) => {}
+        }
+    }
+}
+
+async fn connect_and_watch(
+    addr: SocketAddr,
+    timeout: Duration,
+    watch: Duration,
+    resend: Duration,
+) -> io::Result<(Outcome, Vec<u8>)> {
+    let Some(stream) = connect_soon(addr, timeout, resend).await? else {
+        return Ok((Outcome::Timeout, Vec::new()));
     };
     let deadline = tokio::time::Instant::now() + watch;
     let mut buf = [0u8; BANNER_CAP];
@@ -920,17 +979,21 @@ mod tests {
         serve(resetter, 2);
         let t = Duration::from_secs(1);
         let w = Duration::from_millis(300);
-        let g = check_port(a_greet, t, w).await;
+        let r = Duration::from_millis(20);
+        let g = check_port(a_greet, t, w, r).await;
         assert_eq!(
             (g.outcome, g.banner.as_slice()),
             (Outcome::Banner, &b"SSH-2.0-test\r\n"[..])
         );
-        assert_eq!(check_port(a_silent, t, w).await.outcome, Outcome::Silent);
-        assert_eq!(check_port(a_close, t, w).await.outcome, Outcome::Eof);
-        assert_eq!(check_port(a_reset, t, w).await.outcome, Outcome::Reset);
+        assert_eq!(check_port(a_silent, t, w, r).await.outcome, Outcome::Silent);
+        assert_eq!(check_port(a_close, t, w, r).await.outcome, Outcome::Eof);
+        assert_eq!(check_port(a_reset, t, w, r).await.outcome, Outcome::Reset);
         drop(silent);
         // Nothing listens any more: refused.
-        assert_eq!(check_port(a_silent, t, w).await.outcome, Outcome::Refused);
+        assert_eq!(
+            check_port(a_silent, t, w, r).await.outcome,
+            Outcome::Refused
+        );
     }
 
     #[test]
@@ -959,7 +1022,7 @@ mod tests {
             accepted.is_some(),
             "the check did not connect before finish"
         );
-        let checks = early.finish(&[port], &config);
+        let checks = early.finish(&[port], &config, Duration::from_millis(20));
         assert_eq!(checks.len(), 1);
         assert_eq!((checks[0].port, checks[0].outcome), (port, Outcome::Silent));
     }
@@ -983,5 +1046,34 @@ mod tests {
             many.found(&result(port, Reason::SynAck, 64, 65535));
         }
         assert!(many.too_many && many.tasks.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_lost_syn_gets_a_fresh_attempt_before_the_kernel_resends() {
+        // A listener whose accept queue is full drops SYNs (Linux), as a
+        // lossy path would; it makes room after 60 ms. The kernel resends
+        // the first SYN only after a second, past the connect timeout, so
+        // only a fresh attempt can get through in time.
+        let l = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        l.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        l.listen(0).unwrap();
+        let addr = l.local_addr().unwrap().as_socket().unwrap();
+        let _filler = std::net::TcpStream::connect(addr).unwrap();
+        let drain = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(60));
+            let first = l.accept().map(|(s, _)| s);
+            (l, first)
+        });
+        let check = check_port(
+            addr,
+            Duration::from_millis(600),
+            Duration::from_millis(50),
+            Duration::from_millis(40),
+        )
+        .await;
+        let (_l, first) = drain.join().unwrap();
+        assert!(first.is_ok());
+        assert_eq!(check.outcome, Outcome::Silent);
     }
 }
