@@ -360,6 +360,7 @@ fn run_scans(
                     watch: None,
                     protocol,
                     budget: plan.budget,
+                    rtt_hint: None,
                 },
                 Box::new(move |ev| {
                     let _ = tx.send((job, ev));

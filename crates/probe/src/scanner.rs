@@ -19,7 +19,7 @@ use serde::{Serialize, Serializer};
 use tokio::sync::oneshot;
 
 use crate::result::UnknownName;
-use crate::verify::{EarlyChecks, Sockets, VerifyConfig, sockets, verify_scan};
+use crate::verify::{Sockets, Verifier, VerifyConfig, sockets};
 use crate::{
     ConnectConfig, Engine, PortResult, PortState, ProbeError, Protocol, RateBudget, ScanEvent,
     ScanRequest, ScanSummary, Sink, connect_scan,
@@ -190,8 +190,13 @@ impl Scanner for RawScanner {
         // from the engine's thread: a hop per result through the channel
         // cost a full sweep tens of milliseconds of a core.
         let (tx, rx) = mpsc::channel();
-        let ports = request.ports.clone();
-        let request_target = request.target;
+        let verifier = Verifier::new(
+            self.engine.clone(),
+            request.ports.clone(),
+            request.target,
+            &config,
+            sockets,
+        );
         let sink = Arc::new(Mutex::new(sink));
         let direct = sink.clone();
         let handle = self.engine.submit(
@@ -205,11 +210,9 @@ impl Scanner for RawScanner {
                 }
             }),
         )?;
-        let engine = self.engine.clone();
-        let early = EarlyChecks::new(request_target, &config, sockets);
         std::thread::Builder::new()
             .name("harbormaster-verify".into())
-            .spawn(move || verify_then_report(&engine, &ports, rx, sink, &config, early))
+            .spawn(move || verify_then_report(rx, sink, verifier))
             .map_err(|source| ProbeError::Io {
                 what: "starting the verification thread",
                 source,
@@ -222,24 +225,21 @@ impl Scanner for RawScanner {
 /// holds them back, since the checks may change their reason; then passes
 /// them on, and `Done`. The scan's other results reach `sink` directly.
 fn verify_then_report(
-    engine: &Engine,
-    ports: &crate::PortList,
     rx: mpsc::Receiver<ScanEvent>,
     sink: Arc<Mutex<Sink>>,
-    config: &VerifyConfig,
-    mut early: EarlyChecks,
+    mut verifier: Verifier,
 ) {
     let mut open: Vec<PortResult> = Vec::new();
     let mut done = None;
     for event in rx {
         match event {
             ScanEvent::Port(r) => {
-                early.found(&r);
+                verifier.found(&r);
                 open.push(r);
             }
             ScanEvent::Done(mut summary) => {
                 open.sort_by_key(|r| r.port);
-                verify_scan(engine, ports, &mut open, &mut summary, config, early);
+                verifier.finish(&mut open, &mut summary);
                 done = Some(summary);
                 break;
             }
@@ -419,6 +419,7 @@ mod tests {
             watch: None,
             protocol: crate::Protocol::Tcp,
             budget: None,
+            rtt_hint: None,
         }
     }
 

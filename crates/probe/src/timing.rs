@@ -44,6 +44,16 @@ impl RttEstimator {
         }
     }
 
+    /// Starts from `srtt`, a smoothed RTT known from elsewhere (another
+    /// scan of the same host), rather than from a first sample's RFC 6298
+    /// variance of half the RTT, which would triple the RTO. The variance
+    /// is an eighth of it, and at least 12.5 ms, so the RTO leaves at
+    /// least 50 ms for a queue that has built since: a home router's.
+    pub fn seed(&mut self, srtt: Duration) {
+        self.srtt = Some(srtt);
+        self.rttvar = (srtt / 8).max(Duration::from_micros(12_500));
+    }
+
     /// The smoothed RTT, once there is a sample.
     pub fn srtt(&self) -> Option<Duration> {
         self.srtt
@@ -826,6 +836,20 @@ mod tests {
             e.sample(Duration::from_micros(50));
         }
         assert_eq!(e.rto(), Duration::from_millis(10), "clamped to the minimum");
+    }
+
+    #[test]
+    fn a_seeded_estimator_leaves_a_queue_of_room_not_twice_the_rtt() {
+        let ms = Duration::from_millis;
+        let mut e = RttEstimator::new(ms(500), ms(10), Duration::from_secs(3));
+        e.seed(ms(150));
+        assert_eq!(e.rto(), ms(225));
+        e.seed(ms(1));
+        assert_eq!(e.rto(), ms(51));
+        // A first sample instead: the RFC 6298 variance of half the RTT.
+        let mut first = RttEstimator::new(ms(500), ms(10), Duration::from_secs(3));
+        first.sample(ms(150));
+        assert_eq!(first.rto(), ms(450));
     }
 
     #[test]

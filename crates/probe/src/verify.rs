@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use serde::{Serialize, Serializer};
@@ -60,10 +60,11 @@ pub struct VerifyConfig {
     pub wildcard_sample: u16,
     /// Timeout of each connect().
     pub connect_timeout: Duration,
-    /// How long a connection is watched for a banner, a reset or an EOF, at
-    /// least: a proxy's reset comes about one round trip after the handshake,
-    /// so on a slow path the watch grows to 2 × the scan's smoothed RTT + 50 ms,
-    /// up to [`MAX_WATCH`].
+    /// How long a connection is watched for a banner, a reset or an EOF
+    /// beyond the round trip: a proxy's reset comes a round trip after the
+    /// handshake plus the time the proxy takes to hear from its backend,
+    /// and this is that time. The watch is the port's RTT plus this, up to
+    /// [`MAX_WATCH`].
     pub watch: Duration,
     /// Connections at once.
     pub concurrency: usize,
@@ -78,9 +79,9 @@ impl Default for VerifyConfig {
             max_open: DEFAULT_MAX_OPEN,
             wildcard_sample: DEFAULT_WILDCARD_SAMPLE,
             connect_timeout: Duration::from_secs(1),
-            // A proxy's reset follows the handshake by about one round trip
-            // (well under a millisecond on a LAN); 100 ms leaves room for a
-            // busy machine, and slow paths get 2 × RTT + 50 ms (below).
+            // A synproxy's backend answers within a millisecond, a CDN's
+            // from tens of milliseconds away; 100 ms also leaves room for a
+            // busy machine.
             watch: Duration::from_millis(100),
             // All at once: a silent listener costs the whole watch, and 256
             // sockets are far below any descriptor limit.
@@ -234,102 +235,293 @@ fn millis<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e3)
 }
 
-/// Runs both checks on one finished SYN scan of `summary.target`, through
-/// `engine` (for the wildcard sample) and ordinary sockets (for the
-/// verification), then rewrites the reasons in `results` and fills
-/// `summary.verification` and `summary.wildcard`. The connections that
-/// `early` started while the scan ran are awaited, the others made now.
-/// Blocks the calling thread (at most about `connect_timeout + watch` per
-/// `concurrency` ports, plus the sample's own scan); does nothing when no
-/// port is open.
-pub fn verify_scan(
-    engine: &Engine,
-    scanned: &PortList,
-    results: &mut [PortResult],
-    summary: &mut ScanSummary,
-    config: &VerifyConfig,
-    early: EarlyChecks,
-) {
-    let open: Vec<u16> = results
-        .iter()
-        .filter(|r| r.state == PortState::Open && r.reason == Reason::SynAck)
-        .map(|r| r.port)
-        .collect();
-    if open.is_empty() || summary.cancelled || summary.error.is_some() {
-        return;
+/// The middlebox checks of one SYN scan: fed each open port as the scan
+/// finds it ([`Verifier::found`]), finished with the scan's results
+/// ([`Verifier::finish`]).
+///
+/// Without a rate cap the work starts early: each open port's connection
+/// as the port is found, and the wildcard sample's scan with the first of
+/// them, from that port's round trip. On a fast path the scan's tail is
+/// spent on its silent ports' retries, and the checks fit in it instead of
+/// following it; on a stealth host the sample's silent tries ran a second
+/// after the scan. Under a rate cap the checks are paced after the scan,
+/// one after the other, so that all of it stays within the cap.
+pub struct Verifier {
+    engine: Arc<Engine>,
+    scanned: PortList,
+    target: IpAddr,
+    config: VerifyConfig,
+    sockets: Sockets,
+    plan: Sample,
+    seed: std::collections::hash_map::DefaultHasher,
+    /// The sample's scan, once started.
+    sample: Option<std::thread::JoinHandle<Vec<PortResult>>>,
+    runtime: Option<tokio::runtime::Runtime>,
+    tasks: Vec<(u16, tokio::task::JoinHandle<PortCheck>)>,
+    /// When the first check started.
+    started: Option<Instant>,
+    /// More open ports than [`VerifyConfig::max_open`] came: none is checked.
+    too_many: bool,
+}
+
+impl Verifier {
+    /// The checks of a scan of `scanned` on `target` through `engine`, under
+    /// `config`, taking sockets from `sockets`.
+    pub fn new(
+        engine: Arc<Engine>,
+        scanned: PortList,
+        target: IpAddr,
+        config: &VerifyConfig,
+        sockets: Sockets,
+    ) -> Verifier {
+        let seed = std::collections::hash_map::RandomState::new().build_hasher();
+        let plan = plan_sample(&scanned, config, seed.clone());
+        Verifier {
+            engine,
+            scanned,
+            target,
+            config: config.clone(),
+            sockets,
+            plan,
+            seed,
+            sample: None,
+            runtime: None,
+            tasks: Vec::new(),
+            started: None,
+            too_many: false,
+        }
     }
-    let target = summary.target;
-    let seed = std::collections::hash_map::RandomState::new().build_hasher();
-    let plan = if config.wildcard_sample == 0 {
-        Sample::Skip(Skipped::Disabled)
-    } else if config
+
+    /// The scan found `r`: if it is an open SYN-ACK port, its check starts
+    /// now, watched by the port's own round trip (and the first one starts
+    /// the wildcard sample's scan).
+    pub fn found(&mut self, r: &PortResult) {
+        if self.config.rate.is_some()
+            || self.too_many
+            || r.state != PortState::Open
+            || r.reason != Reason::SynAck
+        {
+            return;
+        }
+        if self.sample.is_none()
+            && let Sample::Probe(ports) = &self.plan
+        {
+            let (engine, target, ports, rtt) =
+                (self.engine.clone(), self.target, ports.clone(), r.rtt);
+            self.sample = std::thread::Builder::new()
+                .name("harbormaster-sample".into())
+                .spawn(move || probe_sample(&engine, target, &ports, None, rtt))
+                .ok();
+        }
+        if self.tasks.len() >= self.config.max_open {
+            // The verification will be skipped: stop the ones running.
+            self.too_many = true;
+            for (_, t) in self.tasks.drain(..) {
+                t.abort();
+            }
+            return;
+        }
+        if self.runtime.is_none() {
+            // One worker, so the checks progress while the caller blocks
+            // on the scan's events; without one they wait for the end.
+            self.runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("harbormaster-check")
+                .enable_all()
+                .build()
+                .ok();
+        }
+        let Some(rt) = &self.runtime else { return };
+        self.started.get_or_insert_with(Instant::now);
+        let addr = SocketAddr::new(self.target, r.port);
+        let (timeout, watch, resend) = (
+            self.config.connect_timeout,
+            watch_for(self.config.watch, r.rtt),
+            resend_after(r.rtt),
+        );
+        let sockets = self.sockets.clone();
+        let task = rt.spawn(async move {
+            let _socket = sockets.acquire_owned().await;
+            check_port(addr, timeout, watch, resend).await
+        });
+        self.tasks.push((r.port, task));
+    }
+
+    /// Completes both checks on the finished scan: awaits what started
+    /// early, runs the rest, rewrites the reasons in `results` and fills
+    /// `summary.verification` and `summary.wildcard`. Blocks the calling
+    /// thread (at most about `connect_timeout + watch` per `concurrency`
+    /// ports, plus the sample's own scan); does nothing when no port is open.
+    pub fn finish(mut self, results: &mut [PortResult], summary: &mut ScanSummary) {
+        let open: Vec<u16> = results
+            .iter()
+            .filter(|r| r.state == PortState::Open && r.reason == Reason::SynAck)
+            .map(|r| r.port)
+            .collect();
+        if open.is_empty() || summary.cancelled || summary.error.is_some() {
+            return;
+        }
+        // The wildcard is judged on the scan's own SYN-ACKs (the only
+        // results it reads), before the checks rewrite their reasons.
+        let syn_acks: Vec<PortResult> = results
+            .iter()
+            .filter(|r| r.state == PortState::Open && r.reason == Reason::SynAck)
+            .cloned()
+            .collect();
+        let plan = std::mem::replace(&mut self.plan, Sample::Own);
+        let (engine, target, srtt) = (self.engine.clone(), self.target, summary.srtt);
+        let (config, seed) = (self.config.clone(), self.seed.clone());
+        let early_sample = self.sample.take();
+        let (verification, held_ports, answers) = std::thread::scope(|s| {
+            // The sample's scan: started early, or now beside the
+            // connections; under a rate cap, after them.
+            let now = match &plan {
+                Sample::Probe(sample) if early_sample.is_none() && config.rate.is_none() => {
+                    Some(s.spawn(|| probe_sample(&engine, target, sample, None, srtt)))
+                }
+                _ => None,
+            };
+            let (verification, held) = self.check_open(&open, results, summary);
+            let answers = match (&plan, early_sample, now) {
+                (_, Some(early), _) => early.join().unwrap_or_default(),
+                (_, None, Some(now)) => now.join().unwrap_or_default(),
+                (Sample::Probe(sample), None, None) => {
+                    probe_sample(&engine, target, sample, config.rate, srtt)
+                }
+                _ => Vec::new(),
+            };
+            (verification, held, answers)
+        });
+        let wildcard = match plan {
+            Sample::Skip(why) => WildcardReport::skipped(why),
+            Sample::Probe(sample) => judge_wildcard(&syn_acks, &sample, &answers),
+            Sample::Own => {
+                let own = sample_ports(&self.scanned, config.wildcard_sample, seed, true);
+                if own.len() >= MIN_SAMPLE {
+                    judge_wildcard(&syn_acks, &own, &syn_acks)
+                } else {
+                    WildcardReport::skipped(Skipped::NoFreePorts)
+                }
+            }
+        };
+        if wildcard.answers_every_port {
+            // A port whose handshake held keeps plain syn-ack; an unverified
+            // or inconclusive one is suspect on a host that answers for
+            // every port.
+            for r in results.iter_mut() {
+                if r.state == PortState::Open
+                    && r.reason == Reason::SynAck
+                    && !held_ports.contains(&r.port)
+                {
+                    r.reason = Reason::SynAckWildcard;
+                }
+            }
+        }
+        summary.verification = Some(Box::new(verification));
+        summary.wildcard = Some(Box::new(wildcard));
+    }
+
+    /// Connects to the open ports (unless too many, or the rate cap
+    /// forbids), rewrites their reasons in `results`; returns the
+    /// verification and the ports whose handshake held.
+    fn check_open(
+        &mut self,
+        open: &[u16],
+        results: &mut [PortResult],
+        summary: &ScanSummary,
+    ) -> (Verification, Vec<u16>) {
+        let config = &self.config;
+        if open.len() > config.max_open {
+            return (Verification::skipped(Skipped::TooManyOpen), Vec::new());
+        }
+        let paced = |r: u32| {
+            Duration::from_secs_f64(
+                f64::from(PACKETS_PER_CHECK) * open.len() as f64 / f64::from(r.max(1)),
+            )
+        };
+        if config.rate.is_some_and(|r| paced(r) > MAX_PACED) {
+            return (Verification::skipped(Skipped::RateBudget), Vec::new());
+        }
+        let started = self.started.unwrap_or_else(Instant::now);
+        let config = VerifyConfig {
+            watch: watch_for(config.watch, summary.srtt),
+            ..config.clone()
+        };
+        let checks = self.connect_all(open, &config, resend_after(summary.srtt));
+        let held = checks
+            .iter()
+            .filter(|c| c.outcome.holds())
+            .map(|c| c.port)
+            .collect();
+        (apply_checks(results, &checks, started.elapsed()), held)
+    }
+
+    /// The checks of `open`: those started early, awaited, and the others
+    /// made now under `config`, paced by its rate, resending after `resend`.
+    fn connect_all(
+        &mut self,
+        open: &[u16],
+        config: &VerifyConfig,
+        resend: Duration,
+    ) -> Vec<PortCheck> {
+        let runtime = match self.runtime.take() {
+            Some(rt) => Ok(rt),
+            None => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build(),
+        };
+        let Ok(rt) = runtime else {
+            return open
+                .iter()
+                .map(|&port| PortCheck {
+                    port,
+                    outcome: Outcome::Error,
+                    banner: Vec::new(),
+                })
+                .collect();
+        };
+        let mut started = std::mem::take(&mut self.tasks);
+        started.retain(|(port, _)| open.contains(port));
+        let rest: Vec<u16> = open
+            .iter()
+            .copied()
+            .filter(|p| !started.iter().any(|(q, _)| q == p))
+            .collect();
+        let (target, sockets) = (self.target, self.sockets.clone());
+        rt.block_on(async move {
+            let mut out = check_ports(target, &rest, config, &sockets, resend).await;
+            for (port, task) in started {
+                out.push(task.await.unwrap_or(PortCheck {
+                    port,
+                    outcome: Outcome::Error,
+                    banner: Vec::new(),
+                }));
+            }
+            out.sort_by_key(|c| c.port);
+            out
+        })
+    }
+}
+
+/// How the wildcard check will get its sample from a scan of `scanned`.
+fn plan_sample(scanned: &PortList, config: &VerifyConfig, seed: impl Hasher) -> Sample {
+    if config.wildcard_sample == 0 {
+        return Sample::Skip(Skipped::Disabled);
+    }
+    if config
         .rate
         .is_some_and(|r| r < u32::from(config.wildcard_sample) * 4)
     {
-        Sample::Skip(Skipped::RateBudget)
-    } else {
-        let sample = sample_ports(scanned, config.wildcard_sample, seed.clone(), false);
-        if sample.len() >= MIN_SAMPLE {
-            Sample::Probe(sample)
-        } else {
-            // The list covers (nearly) every high port: the scan's own answers
-            // there are the sample, at no cost.
-            Sample::Own
-        }
-    };
-    // The sample's scan and the connections are independent: without a rate
-    // cap they run at once (on a LAN the sample's tries and the checks'
-    // watch would otherwise add up); under one, one after the other, so the
-    // two together stay within it.
-    let together = config.rate.is_none();
-    // The wildcard is judged on the scan's own SYN-ACKs (the only results it
-    // reads), before the checks rewrite their reasons.
-    let syn_acks: Vec<PortResult> = results
-        .iter()
-        .filter(|r| r.state == PortState::Open && r.reason == Reason::SynAck)
-        .cloned()
-        .collect();
-    let (verification, held_ports, answers) = std::thread::scope(|s| {
-        let probing = match &plan {
-            Sample::Probe(sample) if together => {
-                Some(s.spawn(|| probe_sample(engine, target, sample, config.rate)))
-            }
-            _ => None,
-        };
-        let (verification, held) = check_open(&open, results, summary, config, early);
-        let answers = match (&plan, probing) {
-            (_, Some(probing)) => probing.join().unwrap_or_default(),
-            (Sample::Probe(sample), None) => probe_sample(engine, target, sample, config.rate),
-            _ => Vec::new(),
-        };
-        (verification, held, answers)
-    });
-    let wildcard = match plan {
-        Sample::Skip(why) => WildcardReport::skipped(why),
-        Sample::Probe(sample) => judge_wildcard(&syn_acks, &sample, &answers),
-        Sample::Own => {
-            let own = sample_ports(scanned, config.wildcard_sample, seed, true);
-            if own.len() >= MIN_SAMPLE {
-                judge_wildcard(&syn_acks, &own, &syn_acks)
-            } else {
-                WildcardReport::skipped(Skipped::NoFreePorts)
-            }
-        }
-    };
-    if wildcard.answers_every_port {
-        // A port whose handshake held keeps plain syn-ack; an unverified or
-        // inconclusive one is suspect on a host that answers for every port.
-        for r in results.iter_mut() {
-            if r.state == PortState::Open
-                && r.reason == Reason::SynAck
-                && !held_ports.contains(&r.port)
-            {
-                r.reason = Reason::SynAckWildcard;
-            }
-        }
+        return Sample::Skip(Skipped::RateBudget);
     }
-    summary.verification = Some(Box::new(verification));
-    summary.wildcard = Some(Box::new(wildcard));
+    let sample = sample_ports(scanned, config.wildcard_sample, seed, false);
+    if sample.len() >= MIN_SAMPLE {
+        Sample::Probe(sample)
+    } else {
+        // The list covers (nearly) every high port: the scan's own answers
+        // there are the sample, at no cost.
+        Sample::Own
+    }
 }
 
 /// How the wildcard check gets its sample.
@@ -339,42 +531,6 @@ enum Sample {
     Probe(Vec<u16>),
     /// The scan's own answers on high ports.
     Own,
-}
-
-/// Connects to the open ports (unless too many, or the rate cap forbids),
-/// rewrites their reasons in `results`; returns the verification and the
-/// ports whose handshake held.
-fn check_open(
-    open: &[u16],
-    results: &mut [PortResult],
-    summary: &ScanSummary,
-    config: &VerifyConfig,
-    early: EarlyChecks,
-) -> (Verification, Vec<u16>) {
-    let mut held_ports = Vec::new();
-    let verification = if open.len() > config.max_open {
-        Verification::skipped(Skipped::TooManyOpen)
-    } else if config.rate.is_some_and(|r| {
-        Duration::from_secs_f64(
-            f64::from(PACKETS_PER_CHECK) * open.len() as f64 / f64::from(r.max(1)),
-        ) > MAX_PACED
-    }) {
-        Verification::skipped(Skipped::RateBudget)
-    } else {
-        let started = early.started.unwrap_or_else(Instant::now);
-        let config = VerifyConfig {
-            watch: watch_for(config.watch, summary.srtt),
-            ..config.clone()
-        };
-        let checks = early.finish(open, &config, resend_after(summary.srtt));
-        held_ports = checks
-            .iter()
-            .filter(|c| c.outcome.holds())
-            .map(|c| c.port)
-            .collect();
-        apply_checks(results, &checks, started.elapsed())
-    };
-    (verification, held_ports)
 }
 
 /// Rewrites the reasons of `results` from `checks` and sums them up.
@@ -459,6 +615,7 @@ fn probe_sample(
     target: IpAddr,
     sample: &[u16],
     rate: Option<u32>,
+    rtt_hint: Option<Duration>,
 ) -> Vec<PortResult> {
     let (tx, rx) = mpsc::channel();
     let request = ScanRequest {
@@ -471,6 +628,7 @@ fn probe_sample(
         protocol: crate::Protocol::Tcp,
         // Only SYN-ACKs matter here: never wait out a host's ICMP limit.
         budget: Some(Duration::ZERO),
+        rtt_hint,
     };
     let submitted = engine.submit(
         request,
@@ -534,12 +692,10 @@ fn judge_wildcard(open: &[PortResult], sample: &[u16], answers: &[PortResult]) -
     }
 }
 
-/// How long a connection is watched: `floor`, or 2 × `rtt` + 50 ms on a
-/// slow path (a proxy's reset comes about a round trip after the
-/// handshake), at most [`MAX_WATCH`].
-fn watch_for(floor: Duration, rtt: Option<Duration>) -> Duration {
-    rtt.map_or(floor, |rtt| floor.max(rtt * 2 + Duration::from_millis(50)))
-        .min(MAX_WATCH)
+/// How long a connection is watched: `rtt` + `backend` (see
+/// [`VerifyConfig::watch`]), at most [`MAX_WATCH`].
+fn watch_for(backend: Duration, rtt: Option<Duration>) -> Duration {
+    (rtt.unwrap_or_default() + backend).min(MAX_WATCH)
 }
 
 /// Sockets the checks of one scanner may hold at once, across all its
@@ -550,123 +706,6 @@ pub type Sockets = std::sync::Arc<tokio::sync::Semaphore>;
 /// A pool of [`VerifyConfig::concurrency`] sockets (see [`Sockets`]).
 pub fn sockets(config: &VerifyConfig) -> Sockets {
     std::sync::Arc::new(tokio::sync::Semaphore::new(config.concurrency.max(1)))
-}
-
-/// Connection checks started while the scan still runs, one as each open
-/// port is found: on a fast path the scan's last second is spent on its
-/// silent ports' retries, and the checks' watch fits in it instead of
-/// following it. Only without a rate cap: under one the checks are paced
-/// after the scan, so the two together stay within it.
-pub struct EarlyChecks {
-    target: IpAddr,
-    config: VerifyConfig,
-    sockets: Sockets,
-    runtime: Option<tokio::runtime::Runtime>,
-    tasks: Vec<(u16, tokio::task::JoinHandle<PortCheck>)>,
-    /// When the first check started.
-    started: Option<Instant>,
-    /// More open ports than [`VerifyConfig::max_open`] came: none is checked.
-    too_many: bool,
-}
-
-impl EarlyChecks {
-    /// Checks of `target`'s open ports under `config`, taking sockets from `sockets`.
-    pub fn new(target: IpAddr, config: &VerifyConfig, sockets: Sockets) -> EarlyChecks {
-        EarlyChecks {
-            target,
-            config: config.clone(),
-            sockets,
-            runtime: None,
-            tasks: Vec::new(),
-            started: None,
-            too_many: false,
-        }
-    }
-
-    /// The scan found `r`: if it is an open SYN-ACK port, its check starts
-    /// now, watched by the port's own round trip.
-    pub fn found(&mut self, r: &PortResult) {
-        if self.config.rate.is_some()
-            || self.too_many
-            || r.state != PortState::Open
-            || r.reason != Reason::SynAck
-        {
-            return;
-        }
-        if self.tasks.len() >= self.config.max_open {
-            // The verification will be skipped: stop the ones running.
-            self.too_many = true;
-            for (_, t) in self.tasks.drain(..) {
-                t.abort();
-            }
-            return;
-        }
-        if self.runtime.is_none() {
-            // One worker, so the checks progress while the caller blocks
-            // on the scan's events; without one they wait for the end.
-            self.runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .thread_name("harbormaster-check")
-                .enable_all()
-                .build()
-                .ok();
-        }
-        let Some(rt) = &self.runtime else { return };
-        self.started.get_or_insert_with(Instant::now);
-        let addr = SocketAddr::new(self.target, r.port);
-        let (timeout, watch, resend) = (
-            self.config.connect_timeout,
-            watch_for(self.config.watch, r.rtt),
-            resend_after(r.rtt),
-        );
-        let sockets = self.sockets.clone();
-        let task = rt.spawn(async move {
-            let _socket = sockets.acquire_owned().await;
-            check_port(addr, timeout, watch, resend).await
-        });
-        self.tasks.push((r.port, task));
-    }
-
-    /// The checks of `open`: those started early, awaited, and the others
-    /// made now under `config`, paced by its rate, resending after `resend`.
-    fn finish(self, open: &[u16], config: &VerifyConfig, resend: Duration) -> Vec<PortCheck> {
-        let runtime = match self.runtime {
-            Some(rt) => Ok(rt),
-            None => tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build(),
-        };
-        let Ok(rt) = runtime else {
-            return open
-                .iter()
-                .map(|&port| PortCheck {
-                    port,
-                    outcome: Outcome::Error,
-                    banner: Vec::new(),
-                })
-                .collect();
-        };
-        let mut started = self.tasks;
-        started.retain(|(port, _)| open.contains(port));
-        let rest: Vec<u16> = open
-            .iter()
-            .copied()
-            .filter(|p| !started.iter().any(|(q, _)| q == p))
-            .collect();
-        let (target, sockets) = (self.target, self.sockets);
-        rt.block_on(async move {
-            let mut out = check_ports(target, &rest, config, &sockets, resend).await;
-            for (port, task) in started {
-                out.push(task.await.unwrap_or(PortCheck {
-                    port,
-                    outcome: Outcome::Error,
-                    banner: Vec::new(),
-                }));
-            }
-            out.sort_by_key(|c| c.port);
-            out
-        })
-    }
 }
 
 /// Connects to every port in `ports`, as `sockets` allow, paced by the
@@ -707,13 +746,13 @@ pub async fn check_ports(
 }
 
 /// When a connection attempt that has not completed gets a fresh one
-/// beside it: two round trips and 20 ms, or 250 ms without an RTT. The
+/// beside it: 1.5 round trips and 20 ms, or 250 ms without an RTT. The
 /// kernel resends a lost SYN only after a second (RFC 6298's initial RTO),
 /// and on a path with 2 % loss each way about 8 of 200 checks lost their SYN
 /// or SYN-ACK and held the verification a second longer.
 pub fn resend_after(rtt: Option<Duration>) -> Duration {
     rtt.map_or(Duration::from_millis(250), |rtt| {
-        rtt * 2 + Duration::from_millis(20)
+        rtt + rtt / 2 + Duration::from_millis(20)
     })
 }
 
@@ -996,19 +1035,58 @@ mod tests {
         );
     }
 
+    /// An engine over a simulated network in which 198.18.0.2 drops
+    /// every probe (a stealth host).
+    fn stealth_engine() -> Arc<Engine> {
+        use crate::sim::{SimHost, SimNetwork};
+        use std::net::Ipv4Addr;
+        let host = SimHost {
+            silent: true,
+            ..SimHost::default()
+        };
+        let net = SimNetwork::new(
+            Ipv4Addr::new(198, 18, 0, 1),
+            Duration::from_millis(1),
+            0.0,
+            0.0,
+            7,
+        )
+        .host(Ipv4Addr::new(198, 18, 0, 2), host);
+        let source = net.source();
+        Arc::new(Engine::start(
+            net,
+            crate::EngineConfig::default(),
+            move |_| Ok(source),
+        ))
+    }
+
+    fn verifier(target: &str, config: &VerifyConfig) -> Verifier {
+        let list = PortList::parse("0-1055").unwrap();
+        Verifier::new(
+            stealth_engine(),
+            list,
+            target.parse().unwrap(),
+            config,
+            sockets(config),
+        )
+    }
+
     #[test]
-    fn early_checks_connect_as_ports_are_found() {
+    fn connections_start_as_open_ports_are_found() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let config = VerifyConfig {
             watch: Duration::from_millis(50),
+            wildcard_sample: 0,
             ..VerifyConfig::default()
         };
-        let mut early = EarlyChecks::new("127.0.0.1".parse().unwrap(), &config, sockets(&config));
+        let mut v = verifier("127.0.0.1", &config);
         // A closed port starts nothing; the open one connects at once,
         // long before the scan would end and `finish` be called.
-        early.found(&result(port.wrapping_add(1), Reason::Rst, 64, 0));
-        early.found(&result(port, Reason::SynAck, 64, 65535));
+        let mut open = result(port, Reason::SynAck, 64, 65535);
+        open.target = "127.0.0.1".parse().unwrap();
+        v.found(&result(port.wrapping_add(1), Reason::Rst, 64, 0));
+        v.found(&open);
         listener.set_nonblocking(true).unwrap();
         let deadline = Instant::now() + Duration::from_secs(2);
         let accepted = loop {
@@ -1022,30 +1100,47 @@ mod tests {
             accepted.is_some(),
             "the check did not connect before finish"
         );
-        let checks = early.finish(&[port], &config, Duration::from_millis(20));
-        assert_eq!(checks.len(), 1);
-        assert_eq!((checks[0].port, checks[0].outcome), (port, Outcome::Silent));
+        let mut summary = ScanSummary::empty(open.target);
+        v.finish(std::slice::from_mut(&mut open), &mut summary);
+        let verification = summary.verification.unwrap();
+        assert_eq!((verification.checked, verification.held), (1, 1));
+        assert_eq!(open.reason, Reason::SynAck);
     }
 
     #[test]
-    fn early_checks_wait_under_a_rate_cap_and_stop_beyond_max_open() {
-        let config = VerifyConfig {
+    fn the_sample_starts_with_the_first_open_port_but_not_under_a_rate_cap() {
+        let mut v = verifier("198.18.0.2", &VerifyConfig::default());
+        let mut open = result(22, Reason::SynAck, 64, 65535);
+        open.rtt = Some(Duration::from_millis(1));
+        v.found(&open);
+        assert!(v.sample.is_some(), "the sample's scan did not start");
+        let mut summary = ScanSummary::empty(open.target);
+        v.finish(std::slice::from_mut(&mut open), &mut summary);
+        // The stealth host answered none of it: no wildcard.
+        let wildcard = summary.wildcard.unwrap();
+        assert_eq!((wildcard.sampled.len(), wildcard.syn_ack), (8, 0));
+        assert!(!wildcard.answers_every_port);
+        let capped = VerifyConfig {
             rate: Some(1_000),
             ..VerifyConfig::default()
         };
-        let target = "127.0.0.1".parse().unwrap();
-        let mut capped = EarlyChecks::new(target, &config, sockets(&config));
-        capped.found(&result(9, Reason::SynAck, 64, 65535));
-        assert!(capped.tasks.is_empty() && capped.started.is_none());
+        let mut v = verifier("198.18.0.2", &capped);
+        v.found(&open);
+        assert!(v.sample.is_none() && v.tasks.is_empty() && v.started.is_none());
+    }
+
+    #[test]
+    fn no_connection_is_kept_beyond_max_open() {
         let config = VerifyConfig {
             max_open: 2,
+            wildcard_sample: 0,
             ..VerifyConfig::default()
         };
-        let mut many = EarlyChecks::new(target, &config, sockets(&config));
+        let mut v = verifier("198.18.0.2", &config);
         for port in [9, 10, 11] {
-            many.found(&result(port, Reason::SynAck, 64, 65535));
+            v.found(&result(port, Reason::SynAck, 64, 65535));
         }
-        assert!(many.too_many && many.tasks.is_empty());
+        assert!(v.too_many && v.tasks.is_empty());
     }
 
     #[tokio::test]

@@ -43,6 +43,7 @@ fn request(target: IpAddr, ports: &str, watch: Option<Watch>) -> ScanRequest {
         watch,
         protocol: harbormaster_probe::Protocol::Tcp,
         budget: None,
+        rtt_hint: None,
     }
 }
 

@@ -19,6 +19,7 @@ use common::{engine, truth, wrong};
 fn request(ports: &str, budget: Option<Duration>) -> ScanRequest {
     ScanRequest {
         budget,
+        rtt_hint: None,
         ..ScanRequest::tcp(IpAddr::V4(TARGET_IP), PortList::parse(ports).unwrap())
     }
 }

@@ -92,6 +92,7 @@ fn full_sweep(loss: f64, seed: u64) -> (SimHost, Vec<PortResult>, ScanSummary) {
             watch: None,
             protocol: harbormaster_probe::Protocol::Tcp,
             budget: None,
+            rtt_hint: None,
         })
         .unwrap();
     (host, results, summary)
@@ -145,6 +146,7 @@ fn silent_host_gets_at_least_three_tries_per_port_in_under_two_seconds() {
             watch: None,
             protocol: harbormaster_probe::Protocol::Tcp,
             budget: None,
+            rtt_hint: None,
         })
         .unwrap();
     assert_eq!(results.len(), 1056);
@@ -185,6 +187,7 @@ fn many_concurrent_scans_share_one_engine_and_all_are_exact() {
                 watch: None,
                 protocol: harbormaster_probe::Protocol::Tcp,
                 budget: None,
+                rtt_hint: None,
             },
             Box::new(move |ev| {
                 let _ = tx.send(ev);
@@ -229,6 +232,7 @@ fn replies_without_a_valid_cookie_are_rejected() {
             watch: None,
             protocol: harbormaster_probe::Protocol::Tcp,
             budget: None,
+            rtt_hint: None,
         })
         .unwrap();
     // Every TCP answer carried a wrong acknowledgement: nothing may count as open or closed.
@@ -260,6 +264,7 @@ fn cancelled_scans_report_done_promptly() {
                 watch: None,
                 protocol: harbormaster_probe::Protocol::Tcp,
                 budget: None,
+                rtt_hint: None,
             },
             Box::new(move |ev| {
                 let _ = tx.send(ev);
@@ -296,6 +301,7 @@ fn a_rate_cap_is_respected() {
             watch: None,
             protocol: harbormaster_probe::Protocol::Tcp,
             budget: None,
+            rtt_hint: None,
         })
         .unwrap();
     assert_exact(&host, &results, &ports);
@@ -320,6 +326,7 @@ fn watched_scan(host: SimHost) -> (Vec<PortResult>, ScanSummary) {
         }),
         protocol: harbormaster_probe::Protocol::Tcp,
         budget: None,
+        rtt_hint: None,
     })
     .unwrap()
 }
@@ -386,6 +393,7 @@ fn a_budget_shared_with_other_senders_holds_for_all_of_them() {
             watch: None,
             protocol: harbormaster_probe::Protocol::Tcp,
             budget: None,
+            rtt_hint: None,
         })
         .unwrap();
     assert_exact(&host, &results, &ports);

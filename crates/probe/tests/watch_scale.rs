@@ -63,6 +63,7 @@ fn replies_and_icmp_errors_pass_with_256_watched_scans() {
                     watch: watch(),
                     protocol: harbormaster_probe::Protocol::Tcp,
                     budget: None,
+                    rtt_hint: None,
                 },
                 Box::new(move |e| {
                     let _ = tx.send(e);
@@ -87,6 +88,7 @@ fn replies_and_icmp_errors_pass_with_256_watched_scans() {
             }),
             protocol: harbormaster_probe::Protocol::Tcp,
             budget: None,
+            rtt_hint: None,
         })
         .unwrap();
     // Every background scan was still running (watching) when the main one ended.

@@ -31,5 +31,6 @@ pub fn request(target: IpAddr, ports: PortList, http_ports: &[u16]) -> ScanReque
         }),
         protocol: Protocol::Tcp,
         budget: None,
+        rtt_hint: None,
     }
 }

@@ -63,6 +63,10 @@ pub struct ScanRequest {
     /// the target turns out to have ([`crate::ratelimit`]); `None` is
     /// [`DEFAULT_BUDGET`], zero only detects and reports the limit.
     pub budget: Option<Duration>,
+    /// The target's round trip, if known from another scan of it: the scan
+    /// starts its retransmission timer from it instead of the cautious
+    /// initial one, which a host that answers nothing never replaces.
+    pub rtt_hint: Option<Duration>,
 }
 
 impl ScanRequest {
@@ -77,6 +81,7 @@ impl ScanRequest {
             watch: None,
             protocol: Protocol::Tcp,
             budget: None,
+            rtt_hint: None,
         }
     }
 

@@ -249,7 +249,13 @@ impl Scan {
             inflight: VecDeque::new(),
             young: VecDeque::new(),
             outstanding: 0,
-            rtt: RttEstimator::new(config.initial_rto, config.min_rto, config.max_rto),
+            rtt: {
+                let mut rtt = RttEstimator::new(config.initial_rto, config.min_rto, config.max_rto);
+                if let Some(hint) = request.rtt_hint {
+                    rtt.seed(hint);
+                }
+                rtt
+            },
             cc: Congestion::new(config.initial_window, 16, config.max_window),
             pacer: PathPacer::new(PACE_INITIAL, PACE_MIN),
             timing: TimingProbes::default(),
