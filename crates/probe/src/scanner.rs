@@ -568,21 +568,12 @@ mod tests {
     fn raw_scanner_probes_on_its_engine_and_falls_back_to_connect_for_ipv6() {
         use crate::sim::{SimHost, SimNetwork};
         use crate::{Engine, EngineConfig};
-        use std::net::Ipv4Addr;
-        let target = Ipv4Addr::new(198, 18, 0, 2);
-        let host = SimHost {
+        let target = SimNetwork::LAN_TARGET;
+        let net = SimNetwork::lan(SimHost {
             open: [22].into(),
             dropped: [23].into(),
             ..SimHost::default()
-        };
-        let net = SimNetwork::new(
-            Ipv4Addr::new(198, 18, 0, 1),
-            Duration::from_millis(1),
-            0.0,
-            0.0,
-            7,
-        )
-        .host(target, host);
+        });
         let source = net.source();
         let engine = Engine::start(V4Only(net), EngineConfig::default(), move |_| Ok(source));
         let scanner = RawScanner::new(engine, ConnectScanner::new());

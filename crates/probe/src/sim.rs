@@ -82,6 +82,22 @@ impl SimNetwork {
         }
     }
 
+    /// A loss-free network with a 1 ms round trip from 198.18.0.1 to one
+    /// host, `host`, at [`SimNetwork::LAN_TARGET`].
+    pub fn lan(host: SimHost) -> Self {
+        SimNetwork::new(
+            Ipv4Addr::new(198, 18, 0, 1),
+            Duration::from_millis(1),
+            0.0,
+            0.0,
+            7,
+        )
+        .host(Self::LAN_TARGET, host)
+    }
+
+    /// The host's address on [`SimNetwork::lan`].
+    pub const LAN_TARGET: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+
     /// Adds a host.
     pub fn host(mut self, addr: Ipv4Addr, host: SimHost) -> Self {
         self.hosts.insert(IpAddr::V4(addr), host);

@@ -1039,19 +1039,10 @@ mod tests {
     /// every probe (a stealth host).
     fn stealth_engine() -> Arc<Engine> {
         use crate::sim::{SimHost, SimNetwork};
-        use std::net::Ipv4Addr;
-        let host = SimHost {
+        let net = SimNetwork::lan(SimHost {
             silent: true,
             ..SimHost::default()
-        };
-        let net = SimNetwork::new(
-            Ipv4Addr::new(198, 18, 0, 1),
-            Duration::from_millis(1),
-            0.0,
-            0.0,
-            7,
-        )
-        .host(Ipv4Addr::new(198, 18, 0, 2), host);
+        });
         let source = net.source();
         Arc::new(Engine::start(
             net,
