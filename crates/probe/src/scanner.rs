@@ -19,7 +19,7 @@ use serde::{Serialize, Serializer};
 use tokio::sync::oneshot;
 
 use crate::result::UnknownName;
-use crate::verify::{Sockets, Verifier, VerifyConfig, sockets};
+use crate::verify::{CheckLimits, Verifier, VerifyConfig};
 use crate::{
     ConnectConfig, Engine, PortResult, PortState, ProbeError, Protocol, RateBudget, ScanEvent,
     ScanRequest, ScanSummary, Sink, connect_scan,
@@ -130,7 +130,7 @@ pub struct RawScanner {
     engine: Arc<Engine>,
     fallback: ConnectScanner,
     /// The checks' settings, and the sockets all its scans' checks share.
-    verify: Option<(VerifyConfig, Sockets)>,
+    verify: Option<(VerifyConfig, CheckLimits)>,
 }
 
 impl RawScanner {
@@ -143,13 +143,14 @@ impl RawScanner {
         }
     }
 
-    /// Runs the middlebox checks after each scan with `config` (its `rate`
-    /// is replaced by the request's when the request has one): open ports
-    /// are reported after them, with their verified reasons, and the summary
-    /// carries `verification` and `wildcard`.
+    /// Runs the middlebox checks on each scan with `config` (its `rate` is
+    /// replaced by the request's when the request has one; see
+    /// [`Verifier`] for when they run): open ports are reported after them,
+    /// with their verified reasons, and the summary carries `verification`
+    /// and `wildcard`.
     pub fn verify(mut self, config: VerifyConfig) -> RawScanner {
-        let sockets = sockets(&config);
-        self.verify = Some((config, sockets));
+        let limits = CheckLimits::new(&config);
+        self.verify = Some((config, limits));
         self
     }
 
@@ -176,7 +177,7 @@ impl Scanner for RawScanner {
         if !self.engine.supports(request.target) {
             return self.fallback.start(request, sink);
         }
-        let Some((config, sockets)) = self.verify.clone() else {
+        let Some((config, limits)) = self.verify.clone() else {
             let handle = self.engine.submit(request, sink)?;
             return Ok(Cancel::new(move || handle.cancel()));
         };
@@ -195,7 +196,7 @@ impl Scanner for RawScanner {
             request.ports.clone(),
             request.target,
             &config,
-            sockets,
+            limits,
         );
         let sink = Arc::new(Mutex::new(sink));
         let direct = sink.clone();
@@ -210,13 +211,17 @@ impl Scanner for RawScanner {
                 }
             }),
         )?;
-        std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("harbormaster-verify".into())
-            .spawn(move || verify_then_report(rx, sink, verifier))
-            .map_err(|source| ProbeError::Io {
+            .spawn(move || verify_then_report(rx, sink, verifier));
+        if let Err(source) = spawned {
+            // Nothing would pass the open ports and `Done` on.
+            handle.cancel();
+            return Err(ProbeError::Io {
                 what: "starting the verification thread",
                 source,
-            })?;
+            });
+        }
         Ok(Cancel::new(move || handle.cancel()))
     }
 }

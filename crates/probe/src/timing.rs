@@ -44,8 +44,9 @@ impl RttEstimator {
         }
     }
 
-    /// Starts from `srtt`, a smoothed RTT known from elsewhere (another
-    /// scan of the same host), rather than from a first sample's RFC 6298
+    /// Starts from `srtt`, an RTT known from elsewhere (another scan of the
+    /// same host: its smoothed RTT, or one answer's), rather than from a
+    /// first sample's RFC 6298
     /// variance of half the RTT, which would triple the RTO. The variance
     /// is an eighth of it, and at least 12.5 ms, so the RTO leaves at
     /// least 50 ms for a queue that has built since: a home router's.
@@ -184,8 +185,9 @@ pub struct PathPacer {
     round_losses: u32,
     /// The current round's losses whenever their probes left.
     round_dropped: u32,
-    /// When the probes lost this round left (the first [`ROUND_DROPS`]).
-    round_drops: Vec<Instant>,
+    /// When the probes lost this round left, as clusters (see
+    /// [`PathPacer::record_episode`]), at most [`ROUND_CLUSTERS`].
+    round_drops: Vec<(Instant, Instant)>,
     /// Send-time spans of the probes lost in congested rounds (bounded),
     /// one per cluster of losses (see [`PathPacer::record_episode`]):
     /// tries sent then may have been tail-dropped.
@@ -230,8 +232,14 @@ pub struct PathPacer {
 /// probe seen in it: the losses sample it, at least once per 50 ms (the
 /// slowest timing probes, see `engine::timing_probes`).
 const EPISODE_MARGIN: Duration = Duration::from_millis(50);
-/// Lost probes' send times a round keeps for its episodes.
-const ROUND_DROPS: usize = 256;
+/// How long after a loss, beyond two rounds, its evidence still counts for
+/// an episode: a timing probe's timeout or a retry's answer comes within it
+/// on the paths the engine targets (see [`PathPacer::note_drop`]).
+const DROP_HORIZON: Duration = Duration::from_millis(500);
+/// Clusters of lost probes' send times a round keeps for its episodes.
+const ROUND_CLUSTERS: usize = 64;
+/// Episodes a scan keeps.
+const EPISODES: usize = 256;
 /// Round-trip samples kept for the delay level (see [`PathPacer::on_answer`]).
 const RECENT: usize = 8;
 /// Samples per round above which slow start may double per round trip: the
@@ -307,12 +315,28 @@ impl PathPacer {
             .any(|&(a, b)| sent + EPISODE_MARGIN >= a && sent <= b + EPISODE_MARGIN)
     }
 
-    /// Notes a probe sent at `sent` as lost this round.
-    fn note_drop(&mut self, sent: Instant) {
-        self.round_dropped += 1;
-        if self.round_drops.len() < ROUND_DROPS {
-            self.round_drops.push(sent);
+    /// Whether the rate was cut (for a queue or for drops) since a round
+    /// before `sent`: the path was congested around when a probe left at
+    /// `sent`, and whether that probe was dropped shows only once the drop
+    /// evidence of that time is in (see [`PathPacer::dropped_near`]), a
+    /// round trip and a timeout later, after the probe's own RTO.
+    pub fn cut_near(&self, sent: Instant) -> bool {
+        let since = sent.checked_sub(self.round).unwrap_or(sent);
+        self.last_cut.is_some_and(|c| c >= since)
+    }
+
+    /// Notes a probe sent at `sent` as lost this round, learnt of at `now`.
+    /// A loss learnt of long after the probe left (an answer to a retry
+    /// sent after a large scan's first pass dates its first try) says
+    /// nothing of the path now, and a congested round would make it an
+    /// episode of its own (the first pass's random losses would then owe
+    /// thousands of ports a try each): only recent ones count.
+    fn note_drop(&mut self, sent: Instant, now: Instant) {
+        if now.saturating_duration_since(sent) > self.round * 2 + DROP_HORIZON {
+            return;
         }
+        self.round_dropped += 1;
+        merge_span(&mut self.round_drops, ROUND_CLUSTERS, (sent, sent));
     }
 
     /// Records this round's losses as episodes of congestion: one span per
@@ -322,40 +346,8 @@ impl PathPacer {
     /// port's first try, which in a large scan left in its first pass), and
     /// a span between two random losses would owe thousands of ports a try.
     fn record_episode(&mut self) {
-        const EPISODES: usize = 256;
-        let mut drops = std::mem::take(&mut self.round_drops);
-        drops.sort_unstable();
-        let mut clusters: Vec<(Instant, Instant)> = Vec::new();
-        for t in drops {
-            match clusters.last_mut() {
-                Some(c) if t <= c.1 + 2 * EPISODE_MARGIN => c.1 = t,
-                _ => clusters.push((t, t)),
-            }
-        }
-        for (a, b) in clusters {
-            let full = self.episodes.len() >= EPISODES;
-            if let Some(e) = self
-                .episodes
-                .iter_mut()
-                .find(|e| a <= e.1 + 2 * EPISODE_MARGIN && b + 2 * EPISODE_MARGIN >= e.0)
-            {
-                *e = (e.0.min(a), e.1.max(b));
-            } else if full {
-                // Out of room: the nearest span grows to cover this one too
-                // (more tries than needed, never fewer).
-                let near = self.episodes.iter_mut().min_by_key(|e| {
-                    if b < e.0 {
-                        e.0 - b
-                    } else {
-                        a.saturating_duration_since(e.1)
-                    }
-                });
-                if let Some(e) = near {
-                    *e = (e.0.min(a), e.1.max(b));
-                }
-            } else {
-                self.episodes.push((a, b));
-            }
+        for span in std::mem::take(&mut self.round_drops) {
+            merge_span(&mut self.episodes, EPISODES, span);
         }
     }
 
@@ -473,25 +465,25 @@ impl PathPacer {
             self.round_losses += 1;
         }
         if let Some(sent) = lost_sent {
-            self.note_drop(sent);
+            self.note_drop(sent, now);
         }
         if congested {
             self.cut(now, false);
         } else if grow {
-            let factor = if self.rate < self.blind_ceiling {
-                self.blind_ceiling / self.rate
+            if self.rate < self.blind_ceiling {
+                self.grow(now, 1.0);
+                self.rate = self.blind_ceiling;
             } else {
-                2.0
-            };
-            self.grow(now, factor);
+                self.grow(now, 2.0);
+            }
         }
     }
 
-    /// A deliberate timing probe sent at `sent` went unanswered: drop
-    /// evidence, weighed like an answer that needed a retry.
-    pub fn on_loss(&mut self, sent: Instant) {
+    /// A deliberate timing probe sent at `sent` went unanswered (found at
+    /// `now`): drop evidence, weighed like an answer that needed a retry.
+    pub fn on_loss(&mut self, sent: Instant, now: Instant) {
         self.round_answers += 1;
-        self.note_drop(sent);
+        self.note_drop(sent, now);
         if self.last_cut.is_none_or(|c| sent >= c) {
             self.round_losses += 1;
         }
@@ -618,6 +610,30 @@ impl PathPacer {
         self.round_losses = 0;
         self.round_dropped = 0;
         self.round_drops.clear();
+    }
+}
+
+/// Adds `span` (of send times) to `spans`: into one it comes within twice
+/// [`EPISODE_MARGIN`] of, else as a span of its own, or, with `cap` spans
+/// already, into the nearest (which then covers more probes than it needs
+/// to: more tries, never fewer).
+fn merge_span(spans: &mut Vec<(Instant, Instant)>, cap: usize, (a, b): (Instant, Instant)) {
+    let gap = 2 * EPISODE_MARGIN;
+    let distance = |e: &(Instant, Instant)| {
+        if b < e.0 {
+            e.0 - b
+        } else {
+            a.saturating_duration_since(e.1)
+        }
+    };
+    let near = if spans.len() < cap {
+        spans.iter_mut().find(|e| distance(e) <= gap)
+    } else {
+        spans.iter_mut().min_by_key(|e| distance(e))
+    };
+    match near {
+        Some(e) => *e = (e.0.min(a), e.1.max(b)),
+        None => spans.push((a, b)),
     }
 }
 
@@ -1048,21 +1064,24 @@ mod tests {
 
     #[test]
     fn drop_episodes_are_clusters_of_losses_not_the_span_between() {
-        // One round learns of losses sent 2 s apart (answers to retries
-        // that date their first tries) and of a burst: probes sent between
-        // the clusters were not in any episode.
+        // A round learns of a burst of losses and of one sent 300 ms later:
+        // probes sent between them were not in any episode.
         let mut p = PathPacer::new(PACE_INITIAL, PACE_MIN);
         let t0 = Instant::now();
         let ms = Duration::from_millis;
-        for t in [0, 10, 20, 2_000] {
-            p.note_drop(t0 + ms(t));
+        for t in [0, 10, 20, 320] {
+            p.note_drop(t0 + ms(t), t0 + ms(500));
         }
         p.record_episode();
         assert!(p.dropped_near(t0 + ms(15)));
         assert!(p.dropped_near(t0 + ms(60)), "within the margin");
-        assert!(p.dropped_near(t0 + ms(2_000)));
+        assert!(p.dropped_near(t0 + ms(320)));
+        assert!(!p.dropped_near(t0 + ms(180)));
+        // A later round learns, from an answer to a retry, that a probe
+        // sent 2 s before was lost: old news, no episode.
+        p.note_drop(t0 + ms(1_000), t0 + ms(3_000));
+        p.record_episode();
         assert!(!p.dropped_near(t0 + ms(1_000)));
-        assert!(!p.dropped_near(t0 + ms(200)));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //!
 //! - **Verification** (when at most [`VerifyConfig::max_open`] ports are open):
 //!   a real connection to each open port, watched briefly; without a rate
-//!   cap each starts as its port is found ([`EarlyChecks`]), after the scan
+//!   cap each starts as its port is found ([`Verifier`]), after the scan
 //!   under one. A banner or a
 //!   connection that stays up means the handshake holds; a reset, an EOF or a
 //!   refusal at once means only the SYN was answered ([`Reason::SynAckOnly`]).
@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use serde::{Serialize, Serializer};
 use socket2::{Domain, Socket, Type};
 
-use crate::engine::{Engine, ScanEvent, ScanRequest, ScanSummary};
+use crate::engine::{Engine, ScanEvent, ScanHandle, ScanRequest, ScanSummary};
 use crate::result::{PortResult, PortState, Reason};
 use crate::spec::PortList;
 
@@ -44,7 +44,8 @@ pub const BANNER_CAP: usize = 64;
 const SAMPLE_LOW: u16 = 20_000;
 /// The smallest sample the wildcard check judges.
 const MIN_SAMPLE: usize = 4;
-/// Packets one verification costs on the wire from our side (SYN, ACK, RST).
+/// Packets one verification costs on the wire from our side (SYN, ACK, RST;
+/// a fresh attempt after a lost SYN adds one, rarely, and is not counted).
 const PACKETS_PER_CHECK: u32 = 3;
 /// The longest a connection is watched.
 pub const MAX_WATCH: Duration = Duration::from_secs(1);
@@ -172,7 +173,8 @@ pub struct Verification {
     pub skipped: Option<Skipped>,
     /// Banners seen, in port order.
     pub banners: Vec<Banner>,
-    /// Wall time the connections took.
+    /// Wall time from the first connection's start (during the scan, when
+    /// it starts early) to the last one's end.
     #[serde(rename = "elapsed_ms", serialize_with = "millis")]
     pub elapsed: Duration,
 }
@@ -251,11 +253,11 @@ pub struct Verifier {
     scanned: PortList,
     target: IpAddr,
     config: VerifyConfig,
-    sockets: Sockets,
+    limits: CheckLimits,
     plan: Sample,
     seed: std::collections::hash_map::DefaultHasher,
     /// The sample's scan, once started.
-    sample: Option<std::thread::JoinHandle<Vec<PortResult>>>,
+    sample: Option<Sampling>,
     runtime: Option<tokio::runtime::Runtime>,
     tasks: Vec<(u16, tokio::task::JoinHandle<PortCheck>)>,
     /// When the first check started.
@@ -266,13 +268,13 @@ pub struct Verifier {
 
 impl Verifier {
     /// The checks of a scan of `scanned` on `target` through `engine`, under
-    /// `config`, taking sockets from `sockets`.
+    /// `config`, within `limits`.
     pub fn new(
         engine: Arc<Engine>,
         scanned: PortList,
         target: IpAddr,
         config: &VerifyConfig,
-        sockets: Sockets,
+        limits: CheckLimits,
     ) -> Verifier {
         let seed = std::collections::hash_map::RandomState::new().build_hasher();
         let plan = plan_sample(&scanned, config, seed.clone());
@@ -281,7 +283,7 @@ impl Verifier {
             scanned,
             target,
             config: config.clone(),
-            sockets,
+            limits,
             plan,
             seed,
             sample: None,
@@ -306,12 +308,7 @@ impl Verifier {
         if self.sample.is_none()
             && let Sample::Probe(ports) = &self.plan
         {
-            let (engine, target, ports, rtt) =
-                (self.engine.clone(), self.target, ports.clone(), r.rtt);
-            self.sample = std::thread::Builder::new()
-                .name("harbormaster-sample".into())
-                .spawn(move || probe_sample(&engine, target, &ports, None, rtt))
-                .ok();
+            self.sample = Sampling::start(&self.engine, self.target, ports, None, r.rtt);
         }
         if self.tasks.len() >= self.config.max_open {
             // The verification will be skipped: stop the ones running.
@@ -339,10 +336,16 @@ impl Verifier {
             watch_for(self.config.watch, r.rtt),
             resend_after(r.rtt),
         );
-        let sockets = self.sockets.clone();
+        let sockets = self.limits.sockets.clone();
         let task = rt.spawn(async move {
-            let _socket = sockets.acquire_owned().await;
-            check_port(addr, timeout, watch, resend).await
+            let Ok(_socket) = sockets.clone().acquire_owned().await else {
+                return PortCheck {
+                    port: addr.port(),
+                    outcome: Outcome::Error,
+                    banner: Vec::new(),
+                };
+            };
+            check_port(addr, timeout, watch, resend, Some(&sockets)).await
         });
         self.tasks.push((r.port, task));
     }
@@ -371,27 +374,28 @@ impl Verifier {
         let plan = std::mem::replace(&mut self.plan, Sample::Own);
         let (engine, target, srtt) = (self.engine.clone(), self.target, summary.srtt);
         let (config, seed) = (self.config.clone(), self.seed.clone());
-        let early_sample = self.sample.take();
-        let (verification, held_ports, answers) = std::thread::scope(|s| {
-            // The sample's scan: started early, or now beside the
-            // connections; under a rate cap, after them.
-            let now = match &plan {
-                Sample::Probe(sample) if early_sample.is_none() && config.rate.is_none() => {
-                    Some(s.spawn(|| probe_sample(&engine, target, sample, None, srtt)))
-                }
-                _ => None,
-            };
-            let (verification, held) = self.check_open(&open, results, summary);
-            let answers = match (&plan, early_sample, now) {
-                (_, Some(early), _) => early.join().unwrap_or_default(),
-                (_, None, Some(now)) => now.join().unwrap_or_default(),
-                (Sample::Probe(sample), None, None) => {
-                    probe_sample(&engine, target, sample, config.rate, srtt)
-                }
-                _ => Vec::new(),
-            };
-            (verification, held, answers)
-        });
+        let paced = self.limits.paced.clone();
+        let _one = config
+            .rate
+            .is_some()
+            .then(|| paced.lock().unwrap_or_else(|p| p.into_inner()));
+        // The sample's scan: started early, or now beside the connections;
+        // under a rate cap, after them.
+        if self.sample.is_none()
+            && config.rate.is_none()
+            && let Sample::Probe(sample) = &plan
+        {
+            self.sample = Sampling::start(&engine, target, sample, None, srtt);
+        }
+        let (verification, held_ports) = self.check_open(&open, results, summary);
+        let answers = match (&plan, self.sample.take()) {
+            (_, Some(sampling)) => sampling.collect(),
+            (Sample::Probe(sample), None) => {
+                Sampling::start(&engine, target, sample, config.rate, srtt)
+                    .map_or_else(Vec::new, Sampling::collect)
+            }
+            _ => Vec::new(),
+        };
         let wildcard = match plan {
             Sample::Skip(why) => WildcardReport::skipped(why),
             Sample::Probe(sample) => judge_wildcard(&syn_acks, &sample, &answers),
@@ -487,7 +491,7 @@ impl Verifier {
             .copied()
             .filter(|p| !started.iter().any(|(q, _)| q == p))
             .collect();
-        let (target, sockets) = (self.target, self.sockets.clone());
+        let (target, sockets) = (self.target, self.limits.sockets.clone());
         rt.block_on(async move {
             let mut out = check_ports(target, &rest, config, &sockets, resend).await;
             for (port, task) in started {
@@ -609,47 +613,68 @@ fn sample_ports(scanned: &PortList, n: u16, mut rng: impl Hasher, inside: bool) 
     out
 }
 
-/// SYN-probes `sample` on `target` through `engine`; the results that came back.
-fn probe_sample(
-    engine: &Engine,
-    target: IpAddr,
-    sample: &[u16],
-    rate: Option<u32>,
-    rtt_hint: Option<Duration>,
-) -> Vec<PortResult> {
-    let (tx, rx) = mpsc::channel();
-    let request = ScanRequest {
-        target,
-        ports: PortList::from_ports(sample.to_vec()),
-        // Two tries: a lost probe must not hide a wildcard, and silence is cheap here.
-        tries: Some(2),
-        rate,
-        watch: None,
-        protocol: crate::Protocol::Tcp,
-        // Only SYN-ACKs matter here: never wait out a host's ICMP limit.
-        budget: Some(Duration::ZERO),
-        rtt_hint,
-    };
-    let submitted = engine.submit(
-        request,
-        Box::new(move |ev| {
-            let _ = tx.send(ev);
-        }),
-    );
-    let Ok(handle) = submitted else {
-        return Vec::new();
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut out = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(ScanEvent::Port(r)) => out.push(r),
-            Ok(ScanEvent::Done(_)) | Err(_) => break,
-        }
+/// The wildcard sample's scan, running on the engine: cancelled when
+/// dropped, so a scan that was cancelled or ended without its checks
+/// leaves nothing probing.
+struct Sampling {
+    handle: ScanHandle,
+    rx: mpsc::Receiver<ScanEvent>,
+}
+
+impl Sampling {
+    /// Starts SYN-probing `sample` on `target` through `engine`, at most at
+    /// `rate`, from the round trip `rtt_hint` if known.
+    fn start(
+        engine: &Engine,
+        target: IpAddr,
+        sample: &[u16],
+        rate: Option<u32>,
+        rtt_hint: Option<Duration>,
+    ) -> Option<Sampling> {
+        let (tx, rx) = mpsc::channel();
+        let request = ScanRequest {
+            target,
+            ports: PortList::from_ports(sample.to_vec()),
+            // Two tries: a lost probe must not hide a wildcard, and silence is cheap here.
+            tries: Some(2),
+            rate,
+            watch: None,
+            protocol: crate::Protocol::Tcp,
+            // Only SYN-ACKs matter here: never wait out a host's ICMP limit.
+            budget: Some(Duration::ZERO),
+            rtt_hint,
+        };
+        let handle = engine
+            .submit(
+                request,
+                Box::new(move |ev| {
+                    let _ = tx.send(ev);
+                }),
+            )
+            .ok()?;
+        Some(Sampling { handle, rx })
     }
-    drop(handle);
-    out
+
+    /// The results that came back, once the scan is done (at most 10 s).
+    fn collect(self) -> Vec<PortResult> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut out = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(ScanEvent::Port(r)) => out.push(r),
+                Ok(ScanEvent::Done(_)) | Err(_) => break,
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Sampling {
+    fn drop(&mut self) {
+        // A finished scan ignores it.
+        self.handle.cancel();
+    }
 }
 
 /// Compares the sample's answers with the open ports' SYN-ACK signature.
@@ -698,14 +723,26 @@ fn watch_for(backend: Duration, rtt: Option<Duration>) -> Duration {
     (rtt.unwrap_or_default() + backend).min(MAX_WATCH)
 }
 
-/// Sockets the checks of one scanner may hold at once, across all its
-/// scans: each check holds one, and checks beyond the descriptor limit
-/// would turn inconclusive.
-pub type Sockets = std::sync::Arc<tokio::sync::Semaphore>;
+/// What the checks of all scans of one scanner share.
+#[derive(Debug, Clone)]
+pub struct CheckLimits {
+    /// Sockets they may hold at once, [`VerifyConfig::concurrency`]: each
+    /// connection attempt holds one while it lives, and attempts beyond the
+    /// descriptor limit would turn checks inconclusive.
+    sockets: Arc<tokio::sync::Semaphore>,
+    /// Checks under a rate cap run one scan at a time: each is paced to the
+    /// cap alone (the web service verifies every test under its cap).
+    paced: Arc<std::sync::Mutex<()>>,
+}
 
-/// A pool of [`VerifyConfig::concurrency`] sockets (see [`Sockets`]).
-pub fn sockets(config: &VerifyConfig) -> Sockets {
-    std::sync::Arc::new(tokio::sync::Semaphore::new(config.concurrency.max(1)))
+impl CheckLimits {
+    /// Limits for the checks under `config`.
+    pub fn new(config: &VerifyConfig) -> CheckLimits {
+        CheckLimits {
+            sockets: Arc::new(tokio::sync::Semaphore::new(config.concurrency.max(1))),
+            paced: Arc::default(),
+        }
+    }
 }
 
 /// Connects to every port in `ports`, as `sockets` allow, paced by the
@@ -714,7 +751,7 @@ pub async fn check_ports(
     target: IpAddr,
     ports: &[u16],
     config: &VerifyConfig,
-    sockets: &Sockets,
+    sockets: &Arc<tokio::sync::Semaphore>,
     resend: Duration,
 ) -> Vec<PortCheck> {
     let gap = config
@@ -726,8 +763,10 @@ pub async fn check_ports(
             break;
         };
         let (timeout, watch) = (config.connect_timeout, config.watch);
+        let pool = sockets.clone();
         tasks.spawn(async move {
-            let check = check_port(SocketAddr::new(target, port), timeout, watch, resend).await;
+            let addr = SocketAddr::new(target, port);
+            let check = check_port(addr, timeout, watch, resend, Some(&pool)).await;
             drop(permit);
             check
         });
@@ -761,14 +800,16 @@ const ATTEMPTS: usize = 3;
 
 /// One real connection to `addr`, watched for `watch` after it completes;
 /// a fresh attempt goes out every `resend` until one completes (at most
-/// three), the first to complete counts.
+/// three, each beyond the first taking a socket from `sockets` if given,
+/// and not made when none is free), the first to complete counts.
 pub async fn check_port(
     addr: SocketAddr,
     timeout: Duration,
     watch: Duration,
     resend: Duration,
+    sockets: Option<&Arc<tokio::sync::Semaphore>>,
 ) -> PortCheck {
-    let (outcome, banner) = match connect_and_watch(addr, timeout, watch, resend).await {
+    let (outcome, banner) = match connect_and_watch(addr, timeout, watch, resend, sockets).await {
         Ok(seen) => seen,
         Err(e) => (classify_error(&e), Vec::new()),
     };
@@ -791,31 +832,60 @@ async fn attempt(addr: SocketAddr) -> io::Result<tokio::net::TcpStream> {
 }
 
 /// Connects to `addr` within `timeout`, starting a fresh attempt every
-/// `resend` while none has completed; `None` when none did. The first
-/// attempt to complete decides, a refusal too: the port answered it.
+/// `resend` while none has completed (see [`check_port`]); `None` when none
+/// did. The first answer from the network decides, a refusal too: the port
+/// answered it. A local error (out of sockets) decides only when no other
+/// attempt is left.
 async fn connect_soon(
     addr: SocketAddr,
     timeout: Duration,
     resend: Duration,
+    sockets: Option<&Arc<tokio::sync::Semaphore>>,
 ) -> io::Result<Option<tokio::net::TcpStream>> {
     let deadline = tokio::time::Instant::now() + timeout;
     // Dropping the set aborts the attempts still pending, and closes them.
     let mut attempts = tokio::task::JoinSet::new();
+    let mut made = 0;
+    let mut local_error = None;
     loop {
-        if attempts.len() < ATTEMPTS {
-            attempts.spawn(attempt(addr));
+        if made < ATTEMPTS {
+            // The first attempt uses the caller's socket; the others take
+            // one of their own for as long as they live.
+            let permit = match sockets {
+                Some(pool) if made > 0 => pool.clone().try_acquire_owned().ok(),
+                _ => None,
+            };
+            if made == 0 || sockets.is_none() || permit.is_some() {
+                attempts.spawn(async move {
+                    let r = attempt(addr).await;
+                    drop(permit);
+                    r
+                });
+            }
+            made += 1;
         }
-        let next = if attempts.len() < ATTEMPTS {
+        let next = if made < ATTEMPTS {
             (tokio::time::Instant::now() + resend).min(deadline)
         } else {
             deadline
         };
         match tokio::time::timeout_at(next, attempts.join_next()).await {
-            Ok(Some(Ok(done))) => return done.map(Some),
-            Ok(Some(Err(e))) => return Err(io::Error::other(e)),
-            Ok(None) => return Ok(None),
-            Err(_) if next >= deadline => return Ok(None),
-            Err(_) => {}
+            Ok(Some(Ok(Ok(stream)))) => return Ok(Some(stream)),
+            Ok(Some(Ok(Err(e)))) if classify_error(&e) != Outcome::Error => return Err(e),
+            Ok(Some(Ok(Err(e)))) => local_error = Some(e),
+            Ok(Some(Err(e))) => local_error = Some(io::Error::other(e)),
+            Ok(None) | Err(_) => {}
+        }
+        let now = tokio::time::Instant::now();
+        if attempts.is_empty() && made >= ATTEMPTS || now >= deadline {
+            return match local_error {
+                Some(e) if attempts.is_empty() => Err(e),
+                _ => Ok(None),
+            };
+        }
+        if attempts.is_empty() && next > now {
+            // Nothing in flight: wait for the next attempt's turn.
+            tokio::time::sleep_until(next).await;
         }
     }
 }
@@ -825,8 +895,9 @@ async fn connect_and_watch(
     timeout: Duration,
     watch: Duration,
     resend: Duration,
+    sockets: Option<&Arc<tokio::sync::Semaphore>>,
 ) -> io::Result<(Outcome, Vec<u8>)> {
-    let Some(stream) = connect_soon(addr, timeout, resend).await? else {
+    let Some(stream) = connect_soon(addr, timeout, resend, sockets).await? else {
         return Ok((Outcome::Timeout, Vec::new()));
     };
     let deadline = tokio::time::Instant::now() + watch;
@@ -1019,18 +1090,27 @@ mod tests {
         let t = Duration::from_secs(1);
         let w = Duration::from_millis(300);
         let r = Duration::from_millis(20);
-        let g = check_port(a_greet, t, w, r).await;
+        let g = check_port(a_greet, t, w, r, None).await;
         assert_eq!(
             (g.outcome, g.banner.as_slice()),
             (Outcome::Banner, &b"SSH-2.0-test\r\n"[..])
         );
-        assert_eq!(check_port(a_silent, t, w, r).await.outcome, Outcome::Silent);
-        assert_eq!(check_port(a_close, t, w, r).await.outcome, Outcome::Eof);
-        assert_eq!(check_port(a_reset, t, w, r).await.outcome, Outcome::Reset);
+        assert_eq!(
+            check_port(a_silent, t, w, r, None).await.outcome,
+            Outcome::Silent
+        );
+        assert_eq!(
+            check_port(a_close, t, w, r, None).await.outcome,
+            Outcome::Eof
+        );
+        assert_eq!(
+            check_port(a_reset, t, w, r, None).await.outcome,
+            Outcome::Reset
+        );
         drop(silent);
         // Nothing listens any more: refused.
         assert_eq!(
-            check_port(a_silent, t, w, r).await.outcome,
+            check_port(a_silent, t, w, r, None).await.outcome,
             Outcome::Refused
         );
     }
@@ -1058,7 +1138,7 @@ mod tests {
             list,
             target.parse().unwrap(),
             config,
-            sockets(config),
+            CheckLimits::new(config),
         )
     }
 
@@ -1156,10 +1236,33 @@ mod tests {
             Duration::from_millis(600),
             Duration::from_millis(50),
             Duration::from_millis(40),
+            None,
         )
         .await;
         let (_l, first) = drain.join().unwrap();
         assert!(first.is_ok());
         assert_eq!(check.outcome, Outcome::Silent);
+    }
+
+    #[tokio::test]
+    async fn fresh_attempts_take_sockets_from_the_pool_or_are_not_made() {
+        // The same full queue, and a pool with no socket to spare: only the
+        // first attempt is made, and it cannot get through in time.
+        let l = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        l.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        l.listen(0).unwrap();
+        let addr = l.local_addr().unwrap().as_socket().unwrap();
+        let _filler = std::net::TcpStream::connect(addr).unwrap();
+        let drain = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(60));
+            let first = l.accept().map(|(s, _)| s);
+            (l, first)
+        });
+        let empty = Arc::new(tokio::sync::Semaphore::new(0));
+        let ms = Duration::from_millis;
+        let check = check_port(addr, ms(600), ms(50), ms(40), Some(&empty)).await;
+        let _ = drain.join().unwrap();
+        assert_eq!(check.outcome, Outcome::Timeout);
     }
 }

@@ -409,3 +409,42 @@ fn a_budget_shared_with_other_senders_holds_for_all_of_them() {
     let total = (probes + 5_000.0) / (first + summary.elapsed).as_secs_f64();
     assert!(total <= 11_000.0, "{total:.0}/s together");
 }
+
+/// A handle of a finished scan must not cancel the next scan that got its
+/// block (the engine reuses a block once its scan ends).
+#[test]
+fn a_late_cancel_leaves_the_next_scan_in_its_block_alone() {
+    let target = Ipv4Addr::new(198, 18, 0, 5);
+    let host = SimHost {
+        silent: true,
+        ..SimHost::default()
+    };
+    let net = SimNetwork::new(SCANNER, Duration::from_millis(1), 0.0, 0.0, 3).host(target, host);
+    let e = engine(net);
+    let submit = |ports: &str| {
+        let (tx, rx) = mpsc::channel();
+        let request = ScanRequest::tcp(IpAddr::V4(target), PortList::parse(ports).unwrap());
+        let handle = e
+            .submit(
+                request,
+                Box::new(move |ev| {
+                    let _ = tx.send(ev);
+                }),
+            )
+            .unwrap();
+        (handle, rx)
+    };
+    let done = |rx: &mpsc::Receiver<ScanEvent>| loop {
+        match rx.recv_timeout(Duration::from_secs(30)).unwrap() {
+            ScanEvent::Done(summary) => break summary,
+            ScanEvent::Port(_) => {}
+        }
+    };
+    let (first, rx) = submit("80");
+    assert!(!done(&rx).cancelled);
+    let (_second, rx) = submit("0-1055");
+    first.cancel();
+    let summary = done(&rx);
+    assert!(!summary.cancelled, "the late cancel stopped the next scan");
+    assert_eq!(summary.ports, 1056);
+}

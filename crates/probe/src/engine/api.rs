@@ -63,9 +63,11 @@ pub struct ScanRequest {
     /// the target turns out to have ([`crate::ratelimit`]); `None` is
     /// [`DEFAULT_BUDGET`], zero only detects and reports the limit.
     pub budget: Option<Duration>,
-    /// The target's round trip, if known from another scan of it: the scan
-    /// starts its retransmission timer from it instead of the cautious
-    /// initial one, which a host that answers nothing never replaces.
+    /// The target's round trip, if known from another scan of it (its
+    /// smoothed RTT, or one answer's): the scan starts its retransmission
+    /// timer from it (see `RttEstimator::seed`) instead of
+    /// the cautious initial one, which a host that answers nothing never
+    /// replaces.
     pub rtt_hint: Option<Duration>,
 }
 

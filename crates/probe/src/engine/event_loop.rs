@@ -74,10 +74,12 @@ pub(super) fn run<T: Transport>(
                         l.scans[b] = Some(scan);
                     }
                 }
-                Command::Cancel(b) => {
+                Command::Cancel(b, id) => {
                     let b = usize::from(b);
-                    let scan = l.scans[b].take();
-                    l.end(b, scan, true, None);
+                    if l.scans[b].as_ref().is_some_and(|s| s.id == id) {
+                        let scan = l.scans[b].take();
+                        l.end(b, scan, true, None);
+                    }
                 }
                 Command::Shutdown => {
                     for b in 0..MAX_SCANS {

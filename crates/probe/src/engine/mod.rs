@@ -52,7 +52,10 @@ pub const MAX_SCANS: usize = ((65536 - SOURCE_PORT_BASE as u32) / TRIES_PER_BLOC
 
 enum Command {
     Submit(Box<Scan>),
-    Cancel(u16),
+    /// Cancels the scan in the block, if it is still the one with this id:
+    /// a block is reused once its scan ends, and a late cancel must not
+    /// stop (or free the block of) the next scan in it.
+    Cancel(u16, u64),
     Shutdown,
 }
 
@@ -67,6 +70,8 @@ pub struct Engine {
     udp_payloads: std::sync::Arc<dyn UdpPayloads>,
     /// Hosts that sent ICMP errors to earlier scans ([`crate::ratelimit`]).
     memory: std::sync::Arc<std::sync::Mutex<crate::ratelimit::HostMemory>>,
+    /// The id of the next scan submitted.
+    next_id: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -81,13 +86,14 @@ impl std::fmt::Debug for Engine {
 #[derive(Debug, Clone)]
 pub struct ScanHandle {
     block: u16,
+    id: u64,
     commands: mpsc::Sender<Command>,
 }
 
 impl ScanHandle {
     /// Stops the scan. Results already reported stay valid.
     pub fn cancel(&self) {
-        let _ = self.commands.send(Command::Cancel(self.block));
+        let _ = self.commands.send(Command::Cancel(self.block, self.id));
     }
 }
 
@@ -117,6 +123,7 @@ impl Engine {
             ipv6,
             udp_payloads: std::sync::Arc::new(WirePayloads),
             memory: Default::default(),
+            next_id: Default::default(),
         }
     }
 
@@ -164,13 +171,18 @@ impl Engine {
             blocks[free] = true;
             free as u16
         };
-        let scan = Scan::new(block, source, module, key, request, &self.config, sink)
+        let mut scan = Scan::new(block, source, module, key, request, &self.config, sink)
             .remembering(self.memory.clone());
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        scan.id = id;
         self.commands
             .send(Command::Submit(Box::new(scan)))
             .map_err(|_| ProbeError::Stopped)?;
         Ok(ScanHandle {
             block,
+            id,
             commands: self.commands.clone(),
         })
     }

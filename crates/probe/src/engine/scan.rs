@@ -132,6 +132,8 @@ struct Flight {
 pub(super) struct Scan {
     /// The scan's source-port block (and its slot in the engine).
     pub(super) block: u16,
+    /// The engine's id of the scan, unique among its scans.
+    pub(super) id: u64,
     pub(super) target: IpAddr,
     /// Writes this scan's probes and classifies its replies.
     module: Box<dyn ProbeModule>,
@@ -225,6 +227,7 @@ impl Scan {
         let n = ports.len();
         Scan {
             block,
+            id: 0,
             target: request.target,
             module,
             sport_base: SOURCE_PORT_BASE + block * TRIES_PER_BLOCK,
@@ -428,15 +431,21 @@ impl Scan {
 
     /// Whether a try that left at `sent` may have been dropped to
     /// congestion. Each try is judged at its own timeout and again at the
-    /// next try's: drop evidence comes back a round trip or more after the
-    /// drop, so the episode that took a try is often known only by then.
+    /// next one's (the first try at every timeout): drop evidence comes back
+    /// a round trip or more after the drop, so the episode that took a try
+    /// is often known only by then. The last try's own episode is often
+    /// still unknown at its timeout: a rate cut around when it left counts
+    /// instead ([`PathPacer::cut_near`]).
     /// Only the tries' own times count, not the span between them: the
     /// retries of a large scan come after its first pass, and the episodes
     /// of that pass took none of them.
     fn was_suspect(&self, slot: &Slot, sent: Instant) -> bool {
+        let near = |t: Option<Instant>| t.is_some_and(|t| self.pacer.dropped_near(t));
         slot.suspect
             || self.pacer.dropped_near(sent)
-            || slot.prev_sent.is_some_and(|p| self.pacer.dropped_near(p))
+            || self.pacer.cut_near(sent)
+            || near(slot.prev_sent)
+            || near(slot.first_sent)
     }
 
     /// Appends up to `quota` probes to `batch`; returns how many.
@@ -722,7 +731,8 @@ impl Scan {
         let rto = self.rtt.rto();
         let timeout = self.timing_timeout();
         let pacer = &mut self.pacer;
-        self.timing.expire(now, timeout, |sent| pacer.on_loss(sent));
+        self.timing
+            .expire(now, timeout, |sent| pacer.on_loss(sent, now));
         while let Some(f) = self.inflight.front().copied() {
             let slot = self.slots[f.slot as usize];
             if slot.done || !slot.waiting || f.try_no + 1 != slot.tries {
