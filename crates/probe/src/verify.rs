@@ -1214,51 +1214,47 @@ mod tests {
         assert!(v.too_many && v.tasks.is_empty());
     }
 
-    #[tokio::test]
-    async fn a_lost_syn_gets_a_fresh_attempt_before_the_kernel_resends() {
-        // A listener whose accept queue is full drops SYNs (Linux), as a
-        // lossy path would; it makes room after 60 ms. The kernel resends
-        // the first SYN only after a second, past the connect timeout, so
-        // only a fresh attempt can get through in time.
+    /// A listener whose accept queue is full, so that it drops SYNs (Linux)
+    /// as a lossy path would, and makes room after 60 ms; with the thread
+    /// that makes it (it returns what it accepted) and the connection that
+    /// fills the queue.
+    fn full_listener() -> (
+        SocketAddr,
+        std::thread::JoinHandle<io::Result<Socket>>,
+        std::net::TcpStream,
+    ) {
         let l = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
         l.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
             .unwrap();
         l.listen(0).unwrap();
         let addr = l.local_addr().unwrap().as_socket().unwrap();
-        let _filler = std::net::TcpStream::connect(addr).unwrap();
+        let filler = std::net::TcpStream::connect(addr).unwrap();
         let drain = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(60));
             let first = l.accept().map(|(s, _)| s);
-            (l, first)
+            // Kept open until the check is judged.
+            std::thread::sleep(Duration::from_millis(600));
+            first
         });
-        let check = check_port(
-            addr,
-            Duration::from_millis(600),
-            Duration::from_millis(50),
-            Duration::from_millis(40),
-            None,
-        )
-        .await;
-        let (_l, first) = drain.join().unwrap();
-        assert!(first.is_ok());
+        (addr, drain, filler)
+    }
+
+    #[tokio::test]
+    async fn a_lost_syn_gets_a_fresh_attempt_before_the_kernel_resends() {
+        // The kernel resends the first SYN only after a second, past the
+        // connect timeout, so only a fresh attempt can get through in time.
+        let (addr, drain, _filler) = full_listener();
+        let ms = Duration::from_millis;
+        let check = check_port(addr, ms(600), ms(50), ms(40), None).await;
+        assert!(drain.join().unwrap().is_ok());
         assert_eq!(check.outcome, Outcome::Silent);
     }
 
     #[tokio::test]
     async fn fresh_attempts_take_sockets_from_the_pool_or_are_not_made() {
-        // The same full queue, and a pool with no socket to spare: only the
-        // first attempt is made, and it cannot get through in time.
-        let l = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-        l.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
-            .unwrap();
-        l.listen(0).unwrap();
-        let addr = l.local_addr().unwrap().as_socket().unwrap();
-        let _filler = std::net::TcpStream::connect(addr).unwrap();
-        let drain = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(60));
-            let first = l.accept().map(|(s, _)| s);
-            (l, first)
-        });
+        // A pool with no socket to spare: only the first attempt is made,
+        // and it cannot get through in time.
+        let (addr, drain, _filler) = full_listener();
         let empty = Arc::new(tokio::sync::Semaphore::new(0));
         let ms = Duration::from_millis;
         let check = check_port(addr, ms(600), ms(50), ms(40), Some(&empty)).await;
