@@ -193,7 +193,7 @@ impl Scanner for RawScanner {
         let (tx, rx) = mpsc::channel();
         let verifier = Verifier::new(
             self.engine.clone(),
-            request.ports.clone(),
+            &request.ports,
             request.target,
             &config,
             limits,

@@ -896,11 +896,15 @@ mod tests {
         assert!(c.window() < before, "{} !< {before}", c.window());
     }
 
-    /// Drives a pacer against a simulated bottleneck of `capacity` probes/s
-    /// with a drop-tail queue of `queue` probes and a base RTT of `rtt`, where
-    /// one probe in `answer_every` gets an answer (a stealth host); returns
-    /// (probes sent, probes tail-dropped) over `secs` seconds.
-    fn drive(capacity: f64, queue: f64, rtt: Duration, answer_every: u64, secs: f64) -> (u64, u64) {
+    /// Drives a pacer against a simulated home path: a bottleneck of `mbit`
+    /// of `frame`-byte probes with a 50 ms drop-tail queue and a base RTT of
+    /// `rtt_ms`, where one probe in `answer_every` gets an answer (a stealth
+    /// host); returns (capacity in probes/s, probes sent, probes
+    /// tail-dropped) over `secs` seconds.
+    fn drive(mbit: f64, frame: f64, rtt_ms: u64, answer_every: u64, secs: f64) -> (f64, u64, u64) {
+        let capacity = mbit * 1e6 / (frame * 8.0);
+        let queue = capacity * 0.05;
+        let rtt = Duration::from_millis(rtt_ms);
         let mut p = PathPacer::new(PACE_INITIAL, PACE_MIN);
         let t0 = Instant::now();
         let step = Duration::from_micros(100);
@@ -930,20 +934,13 @@ mod tests {
             }
             now += step;
         }
-        (sent, dropped)
+        (capacity, sent, dropped)
     }
 
     #[test]
     fn pacing_finds_a_2_mbit_bottleneck_from_a_stealth_hosts_few_answers() {
-        // 2 Mbit/s of 54-byte frames, a 50 ms queue, 40 ms RTT, 1.5 % answered.
-        let capacity = 2e6 / (54.0 * 8.0);
-        let (sent, dropped) = drive(
-            capacity,
-            capacity * 0.05,
-            Duration::from_millis(40),
-            66,
-            5.0,
-        );
+        // 2 Mbit/s of 54-byte frames, 40 ms RTT, 1.5 % answered.
+        let (capacity, sent, dropped) = drive(2.0, 54.0, 40, 66, 5.0);
         assert!(dropped == 0, "{dropped} of {sent} tail-dropped");
         // It uses the path: at least half its capacity on average.
         assert!(sent as f64 > capacity * 5.0 * 0.5, "only {sent} sent");
@@ -951,16 +948,9 @@ mod tests {
 
     #[test]
     fn dense_evidence_doubles_the_pace_per_round_trip_on_a_long_fast_path() {
-        // 50 Mbit/s of 58-byte frames, a 50 ms queue, 150 ms RTT; one probe
-        // in 16 answered, as timing probes give a stealth host's scan.
-        let capacity = 50e6 / (58.0 * 8.0);
-        let (sent, dropped) = drive(
-            capacity,
-            capacity * 0.05,
-            Duration::from_millis(150),
-            16,
-            3.0,
-        );
+        // 50 Mbit/s of 58-byte frames, 150 ms RTT; one probe in 16
+        // answered, as timing probes give a stealth host's scan.
+        let (capacity, sent, dropped) = drive(50.0, 58.0, 150, 16, 3.0);
         // Growing 10 % per round trip, as sparse evidence allows, would send
         // about 60,000 in 3 s; doubling reaches the capacity in about 1.5 s.
         assert!(sent as f64 > capacity * 3.0 * 0.5, "only {sent} sent");
@@ -973,14 +963,7 @@ mod tests {
 
     #[test]
     fn dense_evidence_holds_a_2_mbit_path_near_capacity() {
-        let capacity = 2e6 / (54.0 * 8.0);
-        let (sent, dropped) = drive(
-            capacity,
-            capacity * 0.05,
-            Duration::from_millis(40),
-            16,
-            10.0,
-        );
+        let (capacity, sent, dropped) = drive(2.0, 54.0, 40, 16, 10.0);
         assert!(
             (dropped as f64) < 0.01 * sent as f64,
             "{dropped} of {sent} tail-dropped"

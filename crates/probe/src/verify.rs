@@ -250,12 +250,10 @@ fn millis<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 /// one after the other, so that all of it stays within the cap.
 pub struct Verifier {
     engine: Arc<Engine>,
-    scanned: PortList,
     target: IpAddr,
     config: VerifyConfig,
     limits: CheckLimits,
     plan: Sample,
-    seed: std::collections::hash_map::DefaultHasher,
     /// The sample's scan, once started.
     sample: Option<Sampling>,
     runtime: Option<tokio::runtime::Runtime>,
@@ -271,21 +269,18 @@ impl Verifier {
     /// `config`, within `limits`.
     pub fn new(
         engine: Arc<Engine>,
-        scanned: PortList,
+        scanned: &PortList,
         target: IpAddr,
         config: &VerifyConfig,
         limits: CheckLimits,
     ) -> Verifier {
         let seed = std::collections::hash_map::RandomState::new().build_hasher();
-        let plan = plan_sample(&scanned, config, seed.clone());
         Verifier {
             engine,
-            scanned,
             target,
             config: config.clone(),
             limits,
-            plan,
-            seed,
+            plan: plan_sample(scanned, config, seed),
             sample: None,
             runtime: None,
             tasks: Vec::new(),
@@ -305,11 +300,7 @@ impl Verifier {
         {
             return;
         }
-        if self.sample.is_none()
-            && let Sample::Probe(ports) = &self.plan
-        {
-            self.sample = Sampling::start(&self.engine, self.target, ports, None, r.rtt);
-        }
+        self.start_sample(r.rtt);
         if self.tasks.len() >= self.config.max_open {
             // The verification will be skipped: stop the ones running.
             self.too_many = true;
@@ -356,14 +347,6 @@ impl Verifier {
     /// thread (at most about `connect_timeout + watch` per `concurrency`
     /// ports, plus the sample's own scan); does nothing when no port is open.
     pub fn finish(mut self, results: &mut [PortResult], summary: &mut ScanSummary) {
-        let open: Vec<u16> = results
-            .iter()
-            .filter(|r| r.state == PortState::Open && r.reason == Reason::SynAck)
-            .map(|r| r.port)
-            .collect();
-        if open.is_empty() || summary.cancelled || summary.error.is_some() {
-            return;
-        }
         // The wildcard is judged on the scan's own SYN-ACKs (the only
         // results it reads), before the checks rewrite their reasons.
         let syn_acks: Vec<PortResult> = results
@@ -371,42 +354,27 @@ impl Verifier {
             .filter(|r| r.state == PortState::Open && r.reason == Reason::SynAck)
             .cloned()
             .collect();
-        let plan = std::mem::replace(&mut self.plan, Sample::Own);
-        let (engine, target, srtt) = (self.engine.clone(), self.target, summary.srtt);
-        let (config, seed) = (self.config.clone(), self.seed.clone());
+        if syn_acks.is_empty() || summary.cancelled || summary.error.is_some() {
+            return;
+        }
+        let open: Vec<u16> = syn_acks.iter().map(|r| r.port).collect();
+        let rate = self.config.rate;
         let paced = self.limits.paced.clone();
-        let _one = config
-            .rate
+        let _one = rate
             .is_some()
             .then(|| paced.lock().unwrap_or_else(|p| p.into_inner()));
         // The sample's scan: started early, or now beside the connections;
         // under a rate cap, after them.
-        if self.sample.is_none()
-            && config.rate.is_none()
-            && let Sample::Probe(sample) = &plan
-        {
-            self.sample = Sampling::start(&engine, target, sample, None, srtt);
+        if rate.is_none() {
+            self.start_sample(summary.srtt);
         }
         let (verification, held_ports) = self.check_open(&open, results, summary);
-        let answers = match (&plan, self.sample.take()) {
-            (_, Some(sampling)) => sampling.collect(),
-            (Sample::Probe(sample), None) => {
-                Sampling::start(&engine, target, sample, config.rate, srtt)
-                    .map_or_else(Vec::new, Sampling::collect)
-            }
-            _ => Vec::new(),
-        };
-        let wildcard = match plan {
-            Sample::Skip(why) => WildcardReport::skipped(why),
-            Sample::Probe(sample) => judge_wildcard(&syn_acks, &sample, &answers),
-            Sample::Own => {
-                let own = sample_ports(&self.scanned, config.wildcard_sample, seed, true);
-                if own.len() >= MIN_SAMPLE {
-                    judge_wildcard(&syn_acks, &own, &syn_acks)
-                } else {
-                    WildcardReport::skipped(Skipped::NoFreePorts)
-                }
-            }
+        self.start_sample(summary.srtt);
+        let answers = self.sample.take().map_or_else(Vec::new, Sampling::collect);
+        let wildcard = match &self.plan {
+            Sample::Skip(why) => WildcardReport::skipped(*why),
+            Sample::Probe(sample) => judge_wildcard(&syn_acks, sample, &answers),
+            Sample::Own(own) => judge_wildcard(&syn_acks, own, &syn_acks),
         };
         if wildcard.answers_every_port {
             // A port whose handshake held keeps plain syn-ack; an unverified
@@ -423,6 +391,16 @@ impl Verifier {
         }
         summary.verification = Some(Box::new(verification));
         summary.wildcard = Some(Box::new(wildcard));
+    }
+
+    /// Starts the wildcard sample's scan, at the rate cap, from the round
+    /// trip `rtt` if known, unless it has started or needs none.
+    fn start_sample(&mut self, rtt: Option<Duration>) {
+        if self.sample.is_none()
+            && let Sample::Probe(ports) = &self.plan
+        {
+            self.sample = Sampling::start(&self.engine, self.target, ports, self.config.rate, rtt);
+        }
     }
 
     /// Connects to the open ports (unless too many, or the rate cap
@@ -508,7 +486,7 @@ impl Verifier {
 }
 
 /// How the wildcard check will get its sample from a scan of `scanned`.
-fn plan_sample(scanned: &PortList, config: &VerifyConfig, seed: impl Hasher) -> Sample {
+fn plan_sample(scanned: &PortList, config: &VerifyConfig, seed: impl Hasher + Clone) -> Sample {
     if config.wildcard_sample == 0 {
         return Sample::Skip(Skipped::Disabled);
     }
@@ -518,13 +496,17 @@ fn plan_sample(scanned: &PortList, config: &VerifyConfig, seed: impl Hasher) -> 
     {
         return Sample::Skip(Skipped::RateBudget);
     }
-    let sample = sample_ports(scanned, config.wildcard_sample, seed, false);
+    let sample = sample_ports(scanned, config.wildcard_sample, seed.clone(), false);
     if sample.len() >= MIN_SAMPLE {
-        Sample::Probe(sample)
+        return Sample::Probe(sample);
+    }
+    // The list covers (nearly) every high port: the scan's own answers
+    // there are the sample, at no cost.
+    let own = sample_ports(scanned, config.wildcard_sample, seed, true);
+    if own.len() >= MIN_SAMPLE {
+        Sample::Own(own)
     } else {
-        // The list covers (nearly) every high port: the scan's own answers
-        // there are the sample, at no cost.
-        Sample::Own
+        Sample::Skip(Skipped::NoFreePorts)
     }
 }
 
@@ -533,8 +515,8 @@ enum Sample {
     Skip(Skipped),
     /// Random ports outside the list, probed through the engine.
     Probe(Vec<u16>),
-    /// The scan's own answers on high ports.
-    Own,
+    /// The scan's own answers on these high ports of its list.
+    Own(Vec<u16>),
 }
 
 /// Rewrites the reasons of `results` from `checks` and sums them up.
@@ -1135,7 +1117,7 @@ mod tests {
         let list = PortList::parse("0-1055").unwrap();
         Verifier::new(
             stealth_engine(),
-            list,
+            &list,
             target.parse().unwrap(),
             config,
             CheckLimits::new(config),

@@ -4,10 +4,44 @@
 //! bottlenecks (full sweeps as a benchmark). Needs root; without
 //! it each test prints why it was skipped.
 
-use harbormaster_testnet::{PathSpec, TargetSpec, testnet_or_skip};
+use harbormaster_probe::ScanSummary;
+use harbormaster_testnet::{DirectionStats, PathSpec, TargetSpec, TestNet, testnet_or_skip};
 
 mod common;
 use common::{syn_scan, wrong};
+
+/// What one scan of the router showed.
+struct Scanned {
+    results: usize,
+    summary: ScanSummary,
+    /// The path towards the target.
+    up: DirectionStats,
+    /// The ports it got wrong, described.
+    wrong: Vec<String>,
+}
+
+/// SYN-scans `ports` of `net`'s router (`spec`) and prints, after `label`,
+/// what the scan and the path did.
+fn scan_router(net: &TestNet, spec: &TargetSpec, ports: &str, label: &str) -> Scanned {
+    let (results, summary) = syn_scan(net, ports);
+    let (up, down) = net.path_stats().unwrap();
+    let wrong = wrong(spec, &results);
+    eprintln!(
+        "{label}, ports {ports}: {} results, {} wrong in {:.2} s; {} of {} probes tail-dropped; wrong: {:?}\n{summary:?}\nto target {up:?}\nto scanner {down:?}",
+        results.len(),
+        wrong.len(),
+        summary.elapsed.as_secs_f64(),
+        up.queue_dropped,
+        up.received,
+        &wrong[..wrong.len().min(12)]
+    );
+    Scanned {
+        results: results.len(),
+        summary,
+        up,
+        wrong,
+    }
+}
 
 /// The home router (13 open, 5 closed, the rest and pings dropped) behind a
 /// path of `path`.
@@ -22,35 +56,25 @@ fn router_behind(path: PathSpec) -> TargetSpec {
 fn syn_service_scan_of_a_stealth_router_is_exact_at_150_ms_rtt_and_2_percent_loss() {
     let spec = router_behind(PathSpec::home(75, 0, 2.0, 50.0, 50));
     let net = testnet_or_skip!(&spec);
-    let (results, summary) = syn_scan(&net, "service");
-    let (up, down) = net.path_stats().unwrap();
-    eprintln!(
-        "service scan at 150 ms / 2 % / 50 Mbit/s: {summary:?}\nto target {up:?}\nto scanner {down:?}"
-    );
-    assert_eq!(results.len(), 1056);
-    let wrong = wrong(&spec, &results);
-    assert!(wrong.is_empty(), "{} wrong: {wrong:?}", wrong.len());
-    assert!(up.lost > 0, "the path must have lost probes: {up:?}");
+    let s = scan_router(&net, &spec, "service", "150 ms / 2 % / 50 Mbit/s");
+    assert_eq!(s.results, 1056);
+    assert!(s.wrong.is_empty(), "{} wrong: {:?}", s.wrong.len(), s.wrong);
+    assert!(s.up.lost > 0, "the path must have lost probes: {:?}", s.up);
 }
 
 /// Issue 9 §5: the whole port range of the home router over a 150 ms path
 /// with 2 % loss and ±5 ms jitter each way and a 50 Mbit/s bottleneck. The
 /// router answers 18 ports, so the scan learns its path from timing probes;
 /// its slow start may overshoot the queue once, and only the ports whose
-/// tries fell into that episode get an extra try.
+/// tries fell into that episode (or near a rate cut) get an extra try.
 #[test]
 fn syn_full_sweep_of_a_stealth_router_is_exact_at_150_ms_rtt_and_2_percent_loss() {
     let spec = router_behind(PathSpec::home(75, 5, 2.0, 50.0, 50));
     let net = testnet_or_skip!(&spec);
-    let (results, summary) = syn_scan(&net, "all");
-    let (up, down) = net.path_stats().unwrap();
-    eprintln!(
-        "full sweep at 150 ms / 2 % / 50 Mbit/s: {:.2} s\n{summary:?}\nto target {up:?}\nto scanner {down:?}",
-        summary.elapsed.as_secs_f64()
-    );
-    assert_eq!(results.len(), 65536);
-    let wrong = wrong(&spec, &results);
-    assert!(wrong.is_empty(), "{} wrong: {wrong:?}", wrong.len());
+    let s = scan_router(&net, &spec, "all", "150 ms / 2 % / ±5 ms / 50 Mbit/s");
+    let summary = s.summary;
+    assert_eq!(s.results, 65536);
+    assert!(s.wrong.is_empty(), "{} wrong: {:?}", s.wrong.len(), s.wrong);
     assert!(summary.timing_probes > 0, "no timing probes: {summary:?}");
     // Three tries per stealth port, plus one for the ports whose tries met
     // an episode of drops or a rate cut: never a fifth try for every port.
@@ -69,22 +93,14 @@ fn syn_full_sweep_of_a_stealth_router_is_exact_at_150_ms_rtt_and_2_percent_loss(
 fn service_scan_behind(mbit: f64) {
     let spec = router_behind(PathSpec::home(20, 0, 0.5, mbit, 50));
     let net = testnet_or_skip!(&spec);
-    let (results, summary) = syn_scan(&net, "service");
-    let (up, down) = net.path_stats().unwrap();
-    let wrong = wrong(&spec, &results);
-    eprintln!(
-        "{mbit} Mbit/s, 40 ms RTT, 0.5 % loss, 50 ms queue, 0-1055: {} wrong in {:.2} s; {} of {} probes tail-dropped\n{summary:?}\nto target {up:?}\nto scanner {down:?}",
-        wrong.len(),
-        summary.elapsed.as_secs_f64(),
-        up.queue_dropped,
-        up.received,
-    );
-    assert_eq!(results.len(), 1056);
-    assert!(wrong.is_empty(), "{} wrong: {wrong:?}", wrong.len());
+    let label = format!("{mbit} Mbit/s, 40 ms RTT, 0.5 % loss, 50 ms queue");
+    let s = scan_router(&net, &spec, "service", &label);
+    assert_eq!(s.results, 1056);
+    assert!(s.wrong.is_empty(), "{} wrong: {:?}", s.wrong.len(), s.wrong);
     assert!(
-        summary.elapsed.as_secs() < 20,
+        s.summary.elapsed.as_secs() < 20,
         "took {:?}: pacing must not crawl",
-        summary.elapsed
+        s.summary.elapsed
     );
 }
 
@@ -107,17 +123,7 @@ fn bench_syn_full_sweep_behind_2_and_5_mbit() {
     for mbit in [2.0, 5.0] {
         let spec = router_behind(PathSpec::home(20, 0, 0.5, mbit, 50));
         let net = testnet_or_skip!(&spec);
-        let (results, summary) = syn_scan(&net, "all");
-        let (up, _) = net.path_stats().unwrap();
-        let wrong = wrong(&spec, &results);
-        eprintln!(
-            "BENCH {mbit} Mbit/s, 40 ms RTT, 0.5 % loss, 50 ms queue, ports all: {} results, {} wrong in {:.2} s; {} of {} probes tail-dropped; wrong: {:?}",
-            results.len(),
-            wrong.len(),
-            summary.elapsed.as_secs_f64(),
-            up.queue_dropped,
-            up.received,
-            &wrong[..wrong.len().min(12)]
-        );
+        let label = format!("BENCH {mbit} Mbit/s, 40 ms RTT, 0.5 % loss, 50 ms queue");
+        scan_router(&net, &spec, "all", &label);
     }
 }

@@ -54,6 +54,15 @@ fn engine(net: SimNetwork) -> Engine {
     Engine::start(net, EngineConfig::default(), move |_| Ok(source))
 }
 
+/// An engine on a network, 1 ms away, where `target` drops every probe.
+fn silent_host_engine(target: Ipv4Addr) -> Engine {
+    let host = SimHost {
+        silent: true,
+        ..SimHost::default()
+    };
+    engine(SimNetwork::new(SCANNER, Duration::from_millis(1), 0.0, 0.0, 3).host(target, host))
+}
+
 fn assert_exact(host: &SimHost, results: &[PortResult], ports: &PortList) {
     assert_eq!(results.len(), ports.len(), "one result per port");
     let wrong: Vec<String> = results
@@ -247,12 +256,7 @@ fn replies_without_a_valid_cookie_are_rejected() {
 #[test]
 fn cancelled_scans_report_done_promptly() {
     let target = Ipv4Addr::new(198, 18, 0, 2);
-    let host = SimHost {
-        silent: true,
-        ..SimHost::default()
-    };
-    let net = SimNetwork::new(SCANNER, Duration::from_millis(1), 0.0, 0.0, 3).host(target, host);
-    let e = engine(net);
+    let e = silent_host_engine(target);
     let (tx, rx) = mpsc::channel();
     let handle = e
         .submit(
@@ -415,12 +419,7 @@ fn a_budget_shared_with_other_senders_holds_for_all_of_them() {
 #[test]
 fn a_late_cancel_leaves_the_next_scan_in_its_block_alone() {
     let target = Ipv4Addr::new(198, 18, 0, 5);
-    let host = SimHost {
-        silent: true,
-        ..SimHost::default()
-    };
-    let net = SimNetwork::new(SCANNER, Duration::from_millis(1), 0.0, 0.0, 3).host(target, host);
-    let e = engine(net);
+    let e = silent_host_engine(target);
     let submit = |ports: &str| {
         let (tx, rx) = mpsc::channel();
         let request = ScanRequest::tcp(IpAddr::V4(target), PortList::parse(ports).unwrap());
