@@ -33,7 +33,7 @@ pub use connect::{ConnectConfig, connect_scan};
 pub use cookie::CookieKey;
 pub use engine::{
     DEFAULT_BUDGET, Engine, EngineConfig, MIN_TRIES, ScanEvent, ScanHandle, ScanRequest,
-    ScanSummary, Sink, TRIES_PER_BLOCK, Watch, WatchReport,
+    ScanSummary, Sink, TRIES_PER_BLOCK, Watch, WatchReport, WatchTail,
 };
 pub use error::ProbeError;
 pub use permute::Permutation;

@@ -45,6 +45,8 @@ pub struct SimStats {
     pub lost_in: u64,
     /// Virtual time of the first probe, from the network's creation.
     pub first_probe: Option<Duration>,
+    /// Virtual time of the engine's latest wait on the network.
+    pub last_wait: Duration,
 }
 
 /// A simulated IPv4 network seen from `source`.
@@ -216,6 +218,10 @@ impl Transport for SimNetwork {
         } else {
             self.now += timeout;
         }
+        self.stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .last_wait = self.now;
         let mut n = 0;
         while n < batch.capacity() {
             match self.in_transit.peek() {

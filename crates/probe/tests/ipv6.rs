@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use harbormaster_probe::{
     Engine, EngineConfig, PortList, PortResult, PortState, RawTransport, Reason, ScanEvent,
-    ScanRequest, ScanSummary, Transport, Watch, source_address,
+    ScanRequest, ScanSummary, Transport, Watch, WatchTail, source_address,
 };
 use harbormaster_testnet::{
     PathSpec, SCANNER_IP6, TARGET_IP, TARGET_IP6, TargetSpec, TestNet, testnet_or_skip,
@@ -183,7 +183,7 @@ fn watched_scan(
     let watch = Watch {
         pings: 3,
         expected_tcp_ports: Vec::new(),
-        tail: Duration::from_millis(1500),
+        tail: WatchTail::Fixed(Duration::from_millis(1500)),
     };
     std::thread::scope(|s| {
         let scan = s.spawn(|| {
@@ -380,7 +380,7 @@ fn ipv6_replies_pass_with_256_watched_ipv6_scans() {
     let watch = |tail| Watch {
         pings: 0,
         expected_tcp_ports: Vec::new(),
-        tail,
+        tail: WatchTail::Fixed(tail),
     };
     let (bg_tx, bg_rx) = mpsc::channel();
     let mut handles = Vec::new();

@@ -326,7 +326,7 @@ fn watched_scan(host: SimHost) -> (Vec<PortResult>, ScanSummary) {
         watch: Some(harbormaster_probe::Watch {
             pings: 3,
             expected_tcp_ports: vec![8080],
-            tail: Duration::from_millis(500),
+            tail: harbormaster_probe::WatchTail::Fixed(Duration::from_millis(500)),
         }),
         protocol: harbormaster_probe::Protocol::Tcp,
         budget: None,
@@ -360,6 +360,70 @@ fn ping_replies_and_counter_probes_are_seen() {
     assert_eq!(w.ping_replies, 3);
     assert_eq!(w.unsolicited, 1, "{w:?}");
     assert_eq!(w.unsolicited_examples, ["udp 137->137"]);
+}
+
+/// A watched scan of `host` whose tail is the path's timeout (at least
+/// 100 ms, at most 10 s); returns the scan's summary and the virtual time
+/// from its first probe to the engine's last wait, when the watch ended.
+fn path_tail_scan(host: SimHost) -> (ScanSummary, Duration) {
+    let target = Ipv4Addr::new(198, 18, 0, 5);
+    let net = SimNetwork::new(SCANNER, Duration::from_micros(500), 0.0, 0.0, 22).host(target, host);
+    let stats = net.stats();
+    let e = engine(net);
+    let (_, summary) = e
+        .scan(ScanRequest {
+            target: IpAddr::V4(target),
+            ports: PortList::parse("common").unwrap(),
+            tries: None,
+            rate: None,
+            watch: Some(harbormaster_probe::Watch {
+                pings: 3,
+                expected_tcp_ports: Vec::new(),
+                tail: harbormaster_probe::WatchTail::Rto {
+                    min: Duration::from_millis(100),
+                    max: Duration::from_secs(10),
+                },
+            }),
+            protocol: harbormaster_probe::Protocol::Tcp,
+            budget: None,
+            rtt_hint: None,
+        })
+        .unwrap();
+    let s = stats.lock().unwrap();
+    (summary, s.last_wait - s.first_probe.unwrap())
+}
+
+/// On a fast path the watch ends a timeout (here the 100 ms floor) after
+/// the last ping, which leaves 0.5 s in, not at the 10 s the tail may reach.
+#[test]
+fn a_path_tail_ends_a_timeout_after_the_last_ping() {
+    let (summary, watched) = path_tail_scan(SimHost {
+        answers_ping: true,
+        ..benchmark_host(3)
+    });
+    assert_eq!(summary.watch.unwrap().ping_replies, 3);
+    assert!(
+        watched >= Duration::from_millis(600),
+        "the last ping leaves at 0.5 s and the tail is at least 100 ms: {watched:?}"
+    );
+    assert!(watched < Duration::from_millis(700), "{watched:?}");
+}
+
+/// A silent host's scan outlasts its pings (three tries at the 500 ms
+/// initial timeout): the watch ends 100 ms after its last result, not a
+/// timeout after it.
+#[test]
+fn a_path_tail_after_a_long_scan_is_its_floor() {
+    let (summary, watched) = path_tail_scan(SimHost {
+        silent: true,
+        ..SimHost::default()
+    });
+    assert!(summary.elapsed > Duration::from_secs(1), "{summary:?}");
+    let tail = watched.saturating_sub(summary.elapsed);
+    assert!(
+        tail >= Duration::from_millis(100) && tail < Duration::from_millis(200),
+        "the watch went on {tail:?} after the last result"
+    );
 }
 
 #[test]

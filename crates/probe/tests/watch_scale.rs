@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use harbormaster_probe::{
     Engine, EngineConfig, PortList, PortState, RawTransport, ScanEvent, ScanRequest, Watch,
-    source_address,
+    WatchTail, source_address,
 };
 use harbormaster_testnet::{TARGET_IP, TargetSpec, testnet_or_skip};
 
@@ -28,7 +28,7 @@ fn watch() -> Option<Watch> {
         expected_tcp_ports: Vec::new(),
         // Keeps each background scan (and its watched address) alive while the
         // main scan runs; they are cancelled at the end.
-        tail: Duration::from_secs(60),
+        tail: WatchTail::Fixed(Duration::from_secs(60)),
     })
 }
 
@@ -83,7 +83,7 @@ fn replies_and_icmp_errors_pass_with_256_watched_scans() {
             tries: None,
             rate: None,
             watch: watch().map(|w| Watch {
-                tail: Duration::from_millis(200),
+                tail: WatchTail::Fixed(Duration::from_millis(200)),
                 ..w
             }),
             protocol: harbormaster_probe::Protocol::Tcp,

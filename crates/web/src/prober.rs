@@ -9,12 +9,17 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 pub use harbormaster_probe::{Cancel, ProbeMode, Scanner as Prober, cancelled_summary};
-use harbormaster_probe::{PortList, Protocol, ScanRequest, Watch};
+use harbormaster_probe::{PortList, Protocol, ScanRequest, Watch, WatchTail};
 
 /// Echo requests per test.
 const PINGS: u8 = 3;
-/// How long the watch goes on after the last result.
-const WATCH_TAIL: Duration = Duration::from_secs(1);
+/// How long the watch goes on: until the last ping has had one timeout of
+/// the visitor's path (at least 100 ms, at most the second it used to be),
+/// and 100 ms after the last result, for a busy machine's stragglers.
+const WATCH_TAIL: WatchTail = WatchTail::Rto {
+    min: Duration::from_millis(100),
+    max: Duration::from_secs(1),
+};
 
 /// The request for a test of `ports` on `target`; `http_ports` are the
 /// service's own ports, whose traffic with the visitor is never unsolicited.

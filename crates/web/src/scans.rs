@@ -614,6 +614,7 @@ impl Scans {
     /// failed write stops the scan, which ends failed with the reason; if even
     /// that cannot be stored, the outcome is kept in memory (see [`Scans::kept`]).
     async fn drive(self: Arc<Self>, live: Arc<Live>, mut rx: mpsc::UnboundedReceiver<ScanEvent>) {
+        let started = std::time::Instant::now();
         let mut summary: Option<ScanSummary> = None;
         let mut pending: Vec<StoredResult> = Vec::new();
         let mut storage_error: Option<String> = None;
@@ -736,6 +737,19 @@ impl Scans {
                 inner.running_by_ip.remove(&key);
             }
         }
+        // One line per test, so an operator sees how long tests take (the
+        // scan itself and the whole test, stored at the end) without the
+        // visitor's address: the id leads to it in the store.
+        tracing::info!(
+            "test {} ({}, {} port(s)) {}: scan {} ms, whole test {} ms, {} probe(s)",
+            live.id,
+            live.test.name(),
+            live.ports.len(),
+            status.as_str(),
+            summary.as_ref().map_or(0, |s| s.elapsed.as_millis()),
+            started.elapsed().as_millis(),
+            summary.as_ref().map_or(0, |s| s.sent),
+        );
         let _ = live.events.send(LiveEvent::Done);
         self.idle.notify_waiters();
     }

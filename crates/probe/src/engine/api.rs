@@ -111,8 +111,29 @@ pub struct Watch {
     /// TCP ports whose traffic with the target is expected (e.g. the web
     /// server's own port) and never counts as unsolicited.
     pub expected_tcp_ports: Vec<u16>,
-    /// How long to keep watching after the last probe result.
-    pub tail: Duration,
+    /// How long to keep watching after the last probe result and ping.
+    pub tail: WatchTail,
+}
+
+/// How long a watch goes on after the last probe result and the last ping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchTail {
+    /// Exactly this long.
+    Fixed(Duration),
+    /// Until the last ping has had the scan's retransmission timeout
+    /// (within `min..=max`) to be answered, and `min` after the last result.
+    ///
+    /// What our probes set off is in by the last result: a port is called
+    /// stealth only a timeout after its last try. What is left is the
+    /// answer to the last ping, which gets the same timeout as a port, and
+    /// stragglers the path held back, which `min` is for. A fixed second
+    /// made a visitor on a 150 ms path wait 1 s after the last port.
+    Rto {
+        /// After the last result, and the least a ping is given.
+        min: Duration,
+        /// The most a ping is given.
+        max: Duration,
+    },
 }
 
 /// What the watch saw.

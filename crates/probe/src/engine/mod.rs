@@ -27,7 +27,7 @@ mod timing_probes;
 
 pub use api::{
     DEFAULT_BUDGET, EngineConfig, MIN_TRIES, ScanEvent, ScanRequest, ScanSummary, Sink, Watch,
-    WatchReport,
+    WatchReport, WatchTail,
 };
 
 use std::net::IpAddr;

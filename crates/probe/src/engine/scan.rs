@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::api::{
     DEFAULT_BUDGET, EngineConfig, MIN_TRIES, ScanEvent, ScanRequest, ScanSummary, Sink, Watch,
-    WatchReport,
+    WatchReport, WatchTail,
 };
 use super::timing_probes::TimingProbes;
 use super::{SOURCE_PORT_BASE, TRIES_PER_BLOCK};
@@ -348,11 +348,18 @@ impl Scan {
         }
     }
 
-    /// When watching ends: the tail after the last port result and the last ping.
+    /// When watching ends: the tail after the last port result and the last ping
+    /// (see [`WatchTail`]).
     fn watch_until(&self) -> Option<Instant> {
         let w = self.watch.as_ref()?;
-        let last = self.last_result.max(self.last_ping)?;
-        Some(last + w.tail)
+        match w.tail {
+            WatchTail::Fixed(tail) => Some(self.last_result.max(self.last_ping)? + tail),
+            WatchTail::Rto { min, max } => {
+                let rto = self.rtt.rto().clamp(min, max.max(min));
+                let answered = self.last_ping.map(|t| t + rto);
+                answered.max(self.last_result.map(|t| t + min))
+            }
+        }
     }
 
     pub(super) fn finished(&self, now: Instant) -> bool {
@@ -1043,7 +1050,10 @@ impl Scan {
             .filter(|w| self.report.pings_sent < w.pings)
             .and(self.last_ping)
             .map(|t| t + PING_INTERVAL);
-        let tail = if self.done == self.ports.len() {
+        // The tail counts once the pings are out too: before that it is
+        // not the end (see `finished`), and a tail shorter than the pings'
+        // interval, due first, would have the loop spin until the next ping.
+        let tail = if self.done == self.ports.len() && ping.is_none() {
             self.watch_until()
         } else {
             None
