@@ -106,7 +106,8 @@ pub const DEFAULT_BUDGET: Duration = Duration::from_secs(30);
 /// a connection we expect (such as the visitor's own HTTP connection).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Watch {
-    /// Echo requests to send, spread over the first second of the scan.
+    /// Echo requests to send: 250 ms apart while ports are probed, the rest
+    /// 50 ms apart once every port has its result.
     pub pings: u8,
     /// TCP ports whose traffic with the target is expected (e.g. the web
     /// server's own port) and never counts as unsolicited.

@@ -25,8 +25,13 @@ use crate::timing::{
 };
 use crate::transport::SendBatch;
 
-/// Gap between echo requests.
+/// Gap between echo requests while ports are probed: spread out, a short
+/// loss burst or a per-second echo limit does not take all of them.
 const PING_INTERVAL: Duration = Duration::from_millis(250);
+/// Gap between the echo requests left once every port has its result: on a
+/// fast path the scan is over in milliseconds, and the test would otherwise
+/// wait half a second for its pings alone.
+const PING_INTERVAL_DONE: Duration = Duration::from_millis(50);
 /// Unsolicited packets described in the report.
 const MAX_EXAMPLES: usize = 8;
 /// The source-port offset of the resolve phase's probes: the last one, so
@@ -326,7 +331,7 @@ impl Scan {
         if self.report.pings_sent >= w.pings || batch.room() == 0 {
             return;
         }
-        if self.last_ping.is_some_and(|t| now < t + PING_INTERVAL) {
+        if self.next_ping().is_some_and(|due| now < due) {
             return;
         }
         let seq = u16::from(self.report.pings_sent);
@@ -335,6 +340,20 @@ impl Scan {
             self.last_ping = Some(now);
             self.started.get_or_insert(now);
         }
+    }
+
+    /// When the next echo request is due, if one is left and one has gone.
+    fn next_ping(&self) -> Option<Instant> {
+        let w = self.watch.as_ref()?;
+        if self.report.pings_sent >= w.pings {
+            return None;
+        }
+        let gap = if self.done == self.ports.len() {
+            PING_INTERVAL_DONE
+        } else {
+            PING_INTERVAL
+        };
+        Some(self.last_ping? + gap)
     }
 
     /// Records a packet from the target that answered nothing we sent.
@@ -1044,12 +1063,7 @@ impl Scan {
         let expiry = self.inflight.front().map(|f| f.sent + rto);
         let aging = self.young.front().map(|f| f.sent + self.flight_time());
         let timing = self.timing.deadline(self.timing_timeout());
-        let ping = self
-            .watch
-            .as_ref()
-            .filter(|w| self.report.pings_sent < w.pings)
-            .and(self.last_ping)
-            .map(|t| t + PING_INTERVAL);
+        let ping = self.next_ping();
         // The tail counts once the pings are out too: before that it is
         // not the end (see `finished`), and a tail shorter than the pings'
         // interval, due first, would have the loop spin until the next ping.
