@@ -363,8 +363,9 @@ fn ping_replies_and_counter_probes_are_seen() {
 }
 
 /// A watched scan of `host` whose tail is the path's timeout (at least
-/// 100 ms, at most 10 s); returns the scan's summary and the virtual time
-/// from its first probe to the engine's last wait, when the watch ended.
+/// 100 ms, at most 10 s); returns the scan's summary and how long the watch
+/// went on after the last result (virtual time from the first probe to the
+/// engine's last wait, less the scan's time).
 fn path_tail_scan(host: SimHost) -> (ScanSummary, Duration) {
     let target = Ipv4Addr::new(198, 18, 0, 5);
     let net = SimNetwork::new(SCANNER, Duration::from_micros(500), 0.0, 0.0, 22).host(target, host);
@@ -390,7 +391,16 @@ fn path_tail_scan(host: SimHost) -> (ScanSummary, Duration) {
         })
         .unwrap();
     let s = stats.lock().unwrap();
-    (summary, s.last_wait - s.first_probe.unwrap())
+    let watched = s.last_wait - s.first_probe.unwrap();
+    let tail = watched.saturating_sub(summary.elapsed);
+    (summary, tail)
+}
+
+fn assert_tail_within(tail: Duration, from_ms: u64, to_ms: u64) {
+    assert!(
+        tail >= Duration::from_millis(from_ms) && tail < Duration::from_millis(to_ms),
+        "the watch went on {tail:?} after the last result"
+    );
 }
 
 /// On a fast path the scan is over before its pings: the two left go 50 ms
@@ -399,17 +409,13 @@ fn path_tail_scan(host: SimHost) -> (ScanSummary, Duration) {
 /// half a second in, nor at the 10 s the tail may reach.
 #[test]
 fn a_path_tail_ends_a_timeout_after_the_last_ping() {
-    let (summary, watched) = path_tail_scan(SimHost {
+    let (summary, tail) = path_tail_scan(SimHost {
         answers_ping: true,
         ..benchmark_host(3)
     });
     assert_eq!(summary.watch.as_ref().unwrap().ping_replies, 3);
     assert!(summary.elapsed < Duration::from_millis(250), "{summary:?}");
-    let tail = watched.saturating_sub(summary.elapsed);
-    assert!(
-        tail >= Duration::from_millis(150) && tail < Duration::from_millis(200),
-        "the watch went on {tail:?} after the last result"
-    );
+    assert_tail_within(tail, 150, 200);
 }
 
 /// A silent host's scan outlasts its pings (three tries at the 500 ms
@@ -417,16 +423,12 @@ fn a_path_tail_ends_a_timeout_after_the_last_ping() {
 /// timeout after it.
 #[test]
 fn a_path_tail_after_a_long_scan_is_its_floor() {
-    let (summary, watched) = path_tail_scan(SimHost {
+    let (summary, tail) = path_tail_scan(SimHost {
         silent: true,
         ..SimHost::default()
     });
     assert!(summary.elapsed > Duration::from_secs(1), "{summary:?}");
-    let tail = watched.saturating_sub(summary.elapsed);
-    assert!(
-        tail >= Duration::from_millis(100) && tail < Duration::from_millis(200),
-        "the watch went on {tail:?} after the last result"
-    );
+    assert_tail_within(tail, 100, 200);
 }
 
 #[test]
