@@ -13,7 +13,8 @@
 # stored, after the ping and unsolicited-packet watch), in milliseconds.
 # What the visitor's HTTP requests add over the path is not counted. The
 # LAN host is `--spec visitor`: the benchmark host drops ports above 1055
-# too, and a visitor connection from one of them would hang.
+# too, and a visitor HTTP connection from one of those source ports gets
+# no answer (with it, a visitor's test timed out now and then).
 # HM=BINARY measures another build.
 #
 # Traffic stays inside the two namespaces harbormaster-testnet creates

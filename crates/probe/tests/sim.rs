@@ -315,24 +315,45 @@ fn a_rate_cap_is_respected() {
 }
 
 fn watched_scan(host: SimHost) -> (Vec<PortResult>, ScanSummary) {
+    let (results, summary, _) = watched_scan_with(
+        host,
+        harbormaster_probe::WatchTail::Fixed(Duration::from_millis(500)),
+    );
+    (results, summary)
+}
+
+/// A watched scan of the common ports of `host` (three pings, the web's
+/// port 8080 expected) whose watch ends after `tail`; also returns how long
+/// the watch went on after the last result (virtual time from the first
+/// probe to the engine's last wait, less the scan's time).
+fn watched_scan_with(
+    host: SimHost,
+    tail: harbormaster_probe::WatchTail,
+) -> (Vec<PortResult>, ScanSummary, Duration) {
     let target = Ipv4Addr::new(198, 18, 0, 5);
     let net = SimNetwork::new(SCANNER, Duration::from_micros(500), 0.0, 0.0, 21).host(target, host);
+    let stats = net.stats();
     let e = engine(net);
-    e.scan(ScanRequest {
-        target: IpAddr::V4(target),
-        ports: PortList::parse("common").unwrap(),
-        tries: None,
-        rate: None,
-        watch: Some(harbormaster_probe::Watch {
-            pings: 3,
-            expected_tcp_ports: vec![8080],
-            tail: harbormaster_probe::WatchTail::Fixed(Duration::from_millis(500)),
-        }),
-        protocol: harbormaster_probe::Protocol::Tcp,
-        budget: None,
-        rtt_hint: None,
-    })
-    .unwrap()
+    let (results, summary) = e
+        .scan(ScanRequest {
+            target: IpAddr::V4(target),
+            ports: PortList::parse("common").unwrap(),
+            tries: None,
+            rate: None,
+            watch: Some(harbormaster_probe::Watch {
+                pings: 3,
+                expected_tcp_ports: vec![8080],
+                tail,
+            }),
+            protocol: harbormaster_probe::Protocol::Tcp,
+            budget: None,
+            rtt_hint: None,
+        })
+        .unwrap();
+    let s = stats.lock().unwrap();
+    let watched = s.last_wait - s.first_probe.unwrap();
+    let after = watched.saturating_sub(summary.elapsed);
+    (results, summary, after)
 }
 
 #[test]
@@ -364,36 +385,14 @@ fn ping_replies_and_counter_probes_are_seen() {
 
 /// A watched scan of `host` whose tail is the path's timeout (at least
 /// 100 ms, at most 10 s); returns the scan's summary and how long the watch
-/// went on after the last result (virtual time from the first probe to the
-/// engine's last wait, less the scan's time).
+/// went on after the last result.
 fn path_tail_scan(host: SimHost) -> (ScanSummary, Duration) {
-    let target = Ipv4Addr::new(198, 18, 0, 5);
-    let net = SimNetwork::new(SCANNER, Duration::from_micros(500), 0.0, 0.0, 22).host(target, host);
-    let stats = net.stats();
-    let e = engine(net);
-    let (_, summary) = e
-        .scan(ScanRequest {
-            target: IpAddr::V4(target),
-            ports: PortList::parse("common").unwrap(),
-            tries: None,
-            rate: None,
-            watch: Some(harbormaster_probe::Watch {
-                pings: 3,
-                expected_tcp_ports: Vec::new(),
-                tail: harbormaster_probe::WatchTail::Rto {
-                    min: Duration::from_millis(100),
-                    max: Duration::from_secs(10),
-                },
-            }),
-            protocol: harbormaster_probe::Protocol::Tcp,
-            budget: None,
-            rtt_hint: None,
-        })
-        .unwrap();
-    let s = stats.lock().unwrap();
-    let watched = s.last_wait - s.first_probe.unwrap();
-    let tail = watched.saturating_sub(summary.elapsed);
-    (summary, tail)
+    let tail = harbormaster_probe::WatchTail::Rto {
+        min: Duration::from_millis(100),
+        max: Duration::from_secs(10),
+    };
+    let (_, summary, after) = watched_scan_with(host, tail);
+    (summary, after)
 }
 
 fn assert_tail_within(tail: Duration, from_ms: u64, to_ms: u64) {
@@ -429,6 +428,30 @@ fn a_path_tail_after_a_long_scan_is_its_floor() {
     });
     assert!(summary.elapsed > Duration::from_secs(1), "{summary:?}");
     assert_tail_within(tail, 100, 200);
+}
+
+/// A tail shorter than the pings' gap: the watch still sends every ping
+/// and ends the tail after the last (the second ping at the last result,
+/// the third 50 ms on, then 20 ms).
+/// Before, the tail fell due before the next ping and the event loop spun
+/// on it; in virtual time that spin never ends, so the scan runs on a
+/// thread and must be done within 10 s.
+#[test]
+fn a_tail_shorter_than_the_pings_gap_waits_for_the_pings() {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let host = SimHost {
+            answers_ping: true,
+            ..benchmark_host(3)
+        };
+        let tail = harbormaster_probe::WatchTail::Fixed(Duration::from_millis(20));
+        let _ = done_tx.send(watched_scan_with(host, tail));
+    });
+    let (_, summary, after) = done_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the watched scan did not end: the loop spun on its tail");
+    assert_eq!(summary.watch.as_ref().unwrap().ping_replies, 3);
+    assert_tail_within(after, 70, 100);
 }
 
 #[test]
